@@ -1,0 +1,236 @@
+"""funnel's command line: a click group with one small function per command.
+
+Every option can also be set from an environment variable (shown in ``--help``). Domain errors
+(:class:`retriever.errors.FunnelError`) become one line on stderr and exit code 1; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from retriever.errors import BadInputError, FunnelError
+
+MODEL_HELP = "sentence-transformers model name or local path [default: all-MiniLM-L6-v2, or the collection's]"
+
+
+class FunnelGroup(click.Group):
+    """Turns domain errors into one clear line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except FunnelError as exc:
+            if ctx.meta.get("funnel.debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: re-run the same command to finish (re-indexing is idempotent).", err=True)
+            ctx.exit(130)
+
+
+def _catalog(ctx: click.Context):  # noqa: ANN202
+    from retriever.edge_store import EdgeCatalog
+
+    return EdgeCatalog(ctx.obj["data_dir"])
+
+
+@click.group(cls=FunnelGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option(
+    "--data-dir",
+    envvar="FUNNEL_HOME",
+    show_envvar=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="where collections live [default: $XDG_DATA_HOME/funnel or ~/.local/share/funnel]",
+)
+@click.option("--debug", is_flag=True, envvar="FUNNEL_DEBUG", help="show tracebacks on errors")
+@click.version_option(package_name="funnel")
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
+    """funnel: Matryoshka funnel search on Qdrant for RAG applications."""
+    from retriever.paths import default_data_dir
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ctx.ensure_object(dict)
+    ctx.obj["data_dir"] = data_dir or default_data_dir()
+    ctx.meta["funnel.debug"] = debug
+
+
+collection_option = click.option(
+    "-c", "--collection", envvar="FUNNEL_COLLECTION", show_envvar=True, required=True, help="collection name"
+)
+model_option = click.option("--model", envvar="FUNNEL_MODEL", show_envvar=True, default=None, help=MODEL_HELP)
+device_option = click.option(
+    "--device", envvar="FUNNEL_DEVICE", show_envvar=True, default=None, help="cuda, mps or cpu [default: best available]"
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@collection_option
+@model_option
+@click.option("--dims", envvar="FUNNEL_DIMS", show_envvar=True, default=None,
+              help="ascending dim ladder, e.g. 64,128,256,384 [default: 64,128,256 and the model's dim]")
+@click.option("--chunk-size", envvar="FUNNEL_CHUNK_SIZE", show_envvar=True, type=int, default=None,
+              help="tokens per chunk [default: the model's max sequence length minus 2]")
+@click.option("--chunk-overlap", envvar="FUNNEL_CHUNK_OVERLAP", show_envvar=True, type=int, default=None,
+              help="tokens shared by consecutive chunks [default: 32]")
+@click.option("--batch-size", envvar="FUNNEL_BATCH_SIZE", show_envvar=True, type=int, default=32,
+              help="encoder batch size")
+@click.option("--text-field", envvar="FUNNEL_TEXT_FIELD", show_envvar=True, default="text", help="field with the text")
+@click.option("--id-field", envvar="FUNNEL_ID_FIELD", show_envvar=True, default=None,
+              help="field with the document id [default: _id or id, else file:line]")
+@click.option("--title-field", envvar="FUNNEL_TITLE_FIELD", show_envvar=True, default="title", help="field with the title")
+@click.option("--metadata-field", "metadata_fields", envvar="FUNNEL_METADATA_FIELDS", show_envvar=True, multiple=True,
+              help="extra field to keep in the payload's metadata (repeatable)")
+@click.option("--skip-bad", is_flag=True, envvar="FUNNEL_SKIP_BAD", show_envvar=True,
+              help="skip (and count) malformed records instead of stopping")
+@device_option
+@json_option
+@click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", help="no progress bar")
+@click.pass_context
+def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: str | None, dims: str | None,
+          chunk_size: int | None, chunk_overlap: int | None, batch_size: int, text_field: str, id_field: str | None,
+          title_field: str, metadata_fields: tuple[str, ...], skip_bad: bool, device: str | None, as_json: bool,
+          no_progress: bool) -> None:
+    """Chunk and embed PATHS (BEIR dir, JSONL, CSV, Parquet, .txt/.md dirs) into a collection.
+
+    Re-running with the same corpus updates in place. Indexing into an existing collection uses
+    its model, dims and chunking unless others are given (then they must match).
+    """
+    from dataclasses import asdict
+
+    from retriever.corpus import Fields
+    from retriever.display import IndexProgressBar, print_index_summary, print_json
+    from retriever.embedder import DEFAULT_MODEL, Embedder
+    from retriever.indexer import index_corpus
+    from retriever.paths import validate_collection_name
+
+    validate_collection_name(collection)
+    catalog = _catalog(ctx)
+    existing = catalog.read_spec(collection) if catalog.exists(collection) else None
+    if existing is not None:
+        model = model or existing.model
+        dims = dims or ",".join(map(str, existing.dims))
+        chunk_size = chunk_size if chunk_size is not None else existing.chunk_size
+        chunk_overlap = chunk_overlap if chunk_overlap is not None else existing.chunk_overlap
+    embedder = Embedder(model or DEFAULT_MODEL, device=device)
+    bar = IndexProgressBar(enabled=not no_progress)
+    try:
+        result = index_corpus(
+            catalog, collection, paths, embedder, dims=dims, chunk_size=chunk_size,
+            chunk_overlap=32 if chunk_overlap is None else chunk_overlap, batch_size=batch_size,
+            fields=Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields),
+            skip_bad=skip_bad, progress=bar,
+        )
+    finally:
+        bar.stop()
+    print_index_summary(result)
+    if as_json:
+        print_json(asdict(result) | {"skipped": result.skipped})
+
+
+@main.command()
+@click.argument("query", required=False)
+@collection_option
+@click.option("-k", "k", envvar="FUNNEL_K", show_envvar=True, type=int, default=10, help="results per query")
+@click.option("--plan", envvar="FUNNEL_PLAN", show_envvar=True, default=None,
+              help="funnel plan DIM:LIMIT,… e.g. 64:400,128:200,256:100 [default: see README]")
+@click.option("--exact", is_flag=True, help="exact search at the top dim (the reference), no funnel")
+@click.option("--queries", "queries_file", type=click.Path(path_type=Path), default=None,
+              help="BEIR queries.jsonl: search every query (one JSON line each with --json)")
+@click.option("--no-text", is_flag=True, help="leave the chunk text out of the results")
+@model_option
+@device_option
+@json_option
+@click.pass_context
+def search(ctx: click.Context, query: str | None, collection: str, k: int, plan: str | None, exact: bool,
+           queries_file: Path | None, no_text: bool, model: str | None, device: str | None, as_json: bool) -> None:
+    """Funnel-search QUERY (or every query of --queries) in a collection."""
+    from retriever.corpus import read_corpus
+    from retriever.display import print_hits, print_json
+    from retriever.plan import validate_k
+    from retriever.retriever import Retriever, validate_query
+
+    if (query is None) == (queries_file is None):
+        raise BadInputError("give either a QUERY or --queries FILE.jsonl")
+    validate_k(k)
+    if query is not None:
+        validate_query(query)
+        ids, texts = [None], [query]
+    else:
+        docs = list(read_corpus([queries_file]))
+        if not docs:
+            raise BadInputError(f"{queries_file}: no queries")
+        ids, texts = [d.id for d in docs], [d.text for d in docs]
+    with Retriever.open(collection, ctx.obj["data_dir"], model=model, device=device) as retriever:
+        funnel = None if exact else retriever.plan(plan, k)
+        label = f"exact {retriever.collection.spec.top_dim}-dim search" if funnel is None else f"plan {funnel}"
+        results = retriever.search_batch(texts, k=k, plan=funnel, exact=exact, with_text=not no_text)
+    for qid, text, hits in zip(ids, texts, results):
+        if as_json:
+            record = {"query": text, "plan": "exact" if funnel is None else str(funnel),
+                      "hits": [h.to_dict() for h in hits]}
+            print_json(record if qid is None else {"query_id": qid} | record)
+        else:
+            print_hits(text, hits, label)
+
+
+@main.command()
+@json_option
+@click.pass_context
+def collections(ctx: click.Context, as_json: bool) -> None:
+    """List the collections in the data directory."""
+    from retriever.display import print_collections, print_json, spec_dict
+
+    catalog = _catalog(ctx)
+    specs = [catalog.read_spec(name) for name in catalog.names()]
+    if as_json:
+        print_json([spec_dict(s) for s in specs])
+    else:
+        print_collections(specs)
+
+
+@main.command()
+@click.argument("name")
+@json_option
+@click.pass_context
+def info(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show a collection: points, dims, model, default plan, bytes on disk."""
+    from retriever.display import print_info, print_json, spec_dict
+    from retriever.plan import default_plan
+
+    with _catalog(ctx).open(name) as coll:
+        details = coll.info()
+        path = str(getattr(coll, "path", ""))
+    plan = str(default_plan(details.spec.dims, 10))
+    if as_json:
+        print_json(spec_dict(details.spec) | {"points": details.points, "disk_bytes": details.disk_bytes,
+                                               "default_plan_k10": plan, "path": path})
+    else:
+        print_info(details, plan, path)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
+@click.pass_context
+def drop(ctx: click.Context, name: str, yes: bool) -> None:
+    """Delete a collection and its data."""
+    catalog = _catalog(ctx)
+    catalog.read_spec(name)  # a clear error for an unknown name before asking
+    if not yes and not click.confirm(f"Delete collection {name!r} and all its points?", err=True):
+        raise click.Abort()
+    catalog.drop(name)
+    click.echo(f"dropped {name}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Terminal output for the CLI: rich tables, the indexing progress bar, byte sizes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from .indexer import IndexResult
+from .store import CollectionInfo, CollectionSpec, Hit
+
+out = Console(soft_wrap=False)
+err = Console(stderr=True)
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def print_json(data: Any) -> None:
+    """One compact JSON document on stdout."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+class _ChunkRate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        chunks = task.fields.get("chunks", 0)
+        rate = chunks / task.elapsed if task.elapsed else 0.0
+        return Text(f"{chunks:,} chunks · {rate:,.0f} chunks/s", style="cyan")
+
+
+class IndexProgressBar:
+    """A rich progress bar over documents that also shows chunks and chunks/s (on stderr)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]indexing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("docs"),
+            _ChunkRate(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not enabled,
+        )
+        self.task: Any = None
+        self.chunks = 0
+
+    def start(self, documents: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("index", total=documents, chunks=0)
+
+    def advance(self, documents: int, chunks: int) -> None:
+        self.chunks += chunks
+        self.progress.update(self.task, advance=documents, chunks=self.chunks)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def print_index_summary(result: IndexResult) -> None:
+    err.print(
+        f"[green]indexed[/] {result.documents:,} documents → {result.chunks:,} chunks into "
+        f"[bold]{result.collection}[/] in {result.seconds:,.1f} s "
+        f"(skipped {result.skipped:,}: {result.skipped_empty:,} empty, {result.skipped_bad:,} bad); "
+        f"the collection holds {result.points:,} points"
+    )
+
+
+def _snippet(text: str | None, width: int = 100) -> str:
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def print_hits(query: str, hits: list[Hit], plan: str) -> None:
+    table = Table(title=f"{query}", caption=plan, title_justify="left", expand=False)
+    table.add_column("rank", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("doc id", overflow="fold")
+    table.add_column("chunk", justify="right")
+    table.add_column("text")
+    for rank, hit in enumerate(hits, 1):
+        table.add_row(str(rank), f"{hit.score:.4f}", hit.doc_id, str(hit.chunk), _snippet(hit.text))
+    out.print(table)
+
+
+def spec_dict(spec: CollectionSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "engine": spec.engine,
+        "model": spec.model,
+        "model_fingerprint": spec.model_fingerprint,
+        "model_dim": spec.model_dim,
+        "dims": list(spec.dims),
+        "chunk_size": spec.chunk_size,
+        "chunk_overlap": spec.chunk_overlap,
+    }
+
+
+def print_collections(specs: list[CollectionSpec]) -> None:
+    if not specs:
+        err.print("no collections yet: create one with [bold]funnel index PATH -c NAME[/]")
+        return
+    table = Table(title="collections", title_justify="left")
+    for col in ("name", "model", "dims", "chunking"):
+        table.add_column(col)
+    for s in specs:
+        table.add_row(s.name, s.model, ",".join(map(str, s.dims)), f"{s.chunk_size}/{s.chunk_overlap}")
+    out.print(table)
+
+
+def print_info(info: CollectionInfo, default_plan: str, path: str) -> None:
+    table = Table(show_header=False, title=info.spec.name, title_justify="left")
+    table.add_column("key", style="bold")
+    table.add_column("value", overflow="fold")
+    rows = {
+        "engine": info.spec.engine,
+        "path": path,
+        "points": f"{info.points:,}",
+        "model": info.spec.model,
+        "fingerprint": info.spec.model_fingerprint,
+        "model dim": str(info.spec.model_dim),
+        "dims": ", ".join(map(str, info.spec.dims)),
+        "chunking": f"{info.spec.chunk_size} tokens, overlap {info.spec.chunk_overlap}",
+        "default plan (k=10)": default_plan,
+        "on disk": f"{human_bytes(info.disk_bytes)} ({info.disk_bytes:,} bytes)",
+    }
+    for k, v in rows.items():
+        table.add_row(k, v)
+    out.print(table)

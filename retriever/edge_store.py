@@ -1,0 +1,237 @@
+"""Qdrant Edge (``qdrant-edge-py``): the embedded engine, one shard directory per collection.
+
+Layout: ``<data dir>/collections/<name>/collection.json`` (the spec) and ``…/<name>/shard/`` (the
+Edge shard, with its write-ahead log). A collection is created in a hidden temporary directory and
+renamed into place, so a crash never leaves a half-made collection under its name. The shard holds
+a single-writer lock: a second process that opens it gets :class:`CollectionLockedError`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+from qdrant_edge import (
+    Distance,
+    EdgeConfig,
+    EdgeShard,
+    EdgeVectorParams,
+    HnswIndexConfig,
+    Point,
+    Prefetch,
+    Query,
+    QueryBatchRequest,
+    QueryRequest,
+    SearchParams,
+    UpdateOperation,
+)
+
+from .errors import CollectionLockedError, CollectionNotFoundError, FunnelError, StoreError
+from .ladder import vector_name
+from .paths import validate_collection_name
+from .plan import FunnelPlan
+from .store import Catalog, Collection, CollectionSpec, Hit, PointBatch
+
+SPEC_FILE = "collection.json"
+SHARD_DIR = "shard"
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 100
+FULL_SCAN_THRESHOLD_KB = 10_000
+MIN_HNSW_EF = 128
+
+
+def edge_config(dims: tuple[int, ...]) -> EdgeConfig:
+    """One cosine named vector per dim; an HNSW graph only on the coarsest (``m=0`` on the rest)."""
+    vectors = {
+        vector_name(dim): EdgeVectorParams(
+            size=dim,
+            distance=Distance.Cosine,
+            hnsw_config=HnswIndexConfig(
+                m=HNSW_M if i == 0 else 0,
+                ef_construct=HNSW_EF_CONSTRUCT,
+                full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
+            ),
+        )
+        for i, dim in enumerate(dims)
+    }
+    return EdgeConfig(vectors=vectors)
+
+
+def _engine_error(exc: Exception, name: str) -> FunnelError:
+    text = str(exc)
+    if "WouldBlock" in text:
+        return CollectionLockedError(
+            f"collection {name!r} is in use by another process (an index, search or serve run); "
+            "wait for it to finish or stop it"
+        )
+    return StoreError(f"collection {name!r}: engine error: {text.splitlines()[0] if text else type(exc).__name__}")
+
+
+def _dir_bytes(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+class EdgeCollection(Collection):
+    """An open Edge shard with the collection's spec."""
+
+    def __init__(self, path: Path, spec: CollectionSpec, shard: EdgeShard) -> None:
+        self.path = path
+        self.spec = spec
+        self._shard: EdgeShard | None = shard
+
+    @property
+    def shard(self) -> EdgeShard:
+        if self._shard is None:
+            raise StoreError(f"collection {self.spec.name!r} is closed")
+        return self._shard
+
+    def upsert(self, batch: PointBatch) -> None:
+        names = {dim: vector_name(dim) for dim in self.spec.dims}
+        rows = {dim: batch.vectors[dim].tolist() for dim in self.spec.dims}
+        points = [
+            Point(point_id, {names[dim]: rows[dim][i] for dim in self.spec.dims}, payload)
+            for i, (point_id, payload) in enumerate(zip(batch.ids, batch.payloads))
+        ]
+        try:
+            self.shard.update(UpdateOperation.upsert_points(points))
+        except Exception as exc:  # noqa: BLE001 - engine errors become StoreError
+            raise _engine_error(exc, self.spec.name) from exc
+
+    def _request(self, vectors: dict[int, np.ndarray], row: int, plan: FunnelPlan | None, k: int, with_text: bool):
+        def nearest(dim: int) -> Query:
+            return Query.Nearest(vectors[dim][row].tolist(), using=vector_name(dim))
+
+        payload: bool | list[str] = True if with_text else ["doc_id", "chunk", "title", "metadata"]
+        if plan is None:
+            return QueryRequest(
+                limit=k, query=nearest(self.spec.top_dim), params=SearchParams(exact=True), with_payload=payload
+            )
+        *coarse, top = plan.stages
+        prefetch: list[Prefetch] | None = None
+        for i, stage in enumerate(coarse):
+            params = SearchParams(hnsw_ef=max(MIN_HNSW_EF, stage.limit)) if i == 0 else None
+            prefetch = [Prefetch(limit=stage.limit, query=nearest(stage.dim), prefetches=prefetch, params=params)]
+        params = SearchParams(hnsw_ef=max(MIN_HNSW_EF, top.limit)) if not coarse else None
+        return QueryRequest(
+            limit=top.limit, query=nearest(top.dim), prefetches=prefetch, params=params, with_payload=payload
+        )
+
+    def search(
+        self, queries: dict[int, np.ndarray], plan: FunnelPlan | None, k: int, with_text: bool = True
+    ) -> list[list[Hit]]:
+        n = len(next(iter(queries.values())))
+        requests = [self._request(queries, row, plan, k, with_text) for row in range(n)]
+        try:
+            if n == 1:
+                results = [self.shard.query(requests[0])]
+            else:
+                results = self.shard.query_batch(QueryBatchRequest(requests))
+        except Exception as exc:  # noqa: BLE001
+            raise _engine_error(exc, self.spec.name) from exc
+        return [[_to_hit(p, with_text) for p in points] for points in results]
+
+    def count(self) -> int:
+        return int(self.shard.info().points_count)
+
+    def disk_bytes(self) -> int:
+        return _dir_bytes(self.path)
+
+    def flush(self) -> None:
+        self.shard.flush()
+
+    def finish_indexing(self) -> None:
+        try:
+            self.shard.flush()
+            self.shard.optimize()
+            self.shard.flush()
+        except Exception as exc:  # noqa: BLE001
+            raise _engine_error(exc, self.spec.name) from exc
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+
+
+def _to_hit(point, with_text: bool) -> Hit:  # noqa: ANN001 - qdrant_edge.ScoredPoint
+    payload = point.payload or {}
+    return Hit(
+        id=str(point.id),
+        doc_id=str(payload.get("doc_id", "")),
+        chunk=int(payload.get("chunk", 0)),
+        score=float(point.score),
+        text=payload.get("text") if with_text else None,
+        title=payload.get("title") or "",
+        metadata=payload.get("metadata") or {},
+    )
+
+
+class EdgeCatalog(Catalog):
+    """The collections under ``<data_dir>/collections``."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(data_dir).expanduser() / "collections"
+
+    def _path(self, name: str) -> Path:
+        return self.root / validate_collection_name(name)
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / SPEC_FILE).is_file())
+
+    def exists(self, name: str) -> bool:
+        return (self._path(name) / SPEC_FILE).is_file()
+
+    def read_spec(self, name: str) -> CollectionSpec:
+        path = self._path(name)
+        if not (path / SPEC_FILE).is_file():
+            known = ", ".join(self.names()) or "none yet"
+            raise CollectionNotFoundError(f"no collection {name!r} in {self.root.parent} (collections: {known})")
+        return CollectionSpec.from_json((path / SPEC_FILE).read_text())
+
+    def create(self, spec: CollectionSpec) -> EdgeCollection:
+        final = self._path(spec.name)
+        if final.exists():
+            raise StoreError(f"collection {spec.name!r} already exists")
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(f".tmp-{spec.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = self.root / f".tmp-{spec.name}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            (tmp / SPEC_FILE).write_text(spec.to_json())
+            EdgeShard.create(str(tmp / SHARD_DIR), edge_config(spec.dims)).close()
+            os.rename(tmp, final)
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, FunnelError):
+                raise
+            raise StoreError(f"cannot create collection {spec.name!r}: {exc}") from exc
+        return self.open(spec.name)
+
+    def open(self, name: str) -> EdgeCollection:
+        spec = self.read_spec(name)
+        path = self._path(name)
+        try:
+            shard = EdgeShard.load(str(path / SHARD_DIR))
+        except Exception as exc:  # noqa: BLE001
+            raise _engine_error(exc, name) from exc
+        return EdgeCollection(path, spec, shard)
+
+    def drop(self, name: str) -> None:
+        self.open(name).close()  # refuses a missing or locked collection
+        path = self._path(name)
+        trash = self.root / f".drop-{name}-{uuid.uuid4().hex[:8]}"
+        os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)

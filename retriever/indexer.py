@@ -1,0 +1,162 @@
+"""Index a corpus: read → chunk → encode once at the full dim → truncate per dim → upsert.
+
+Everything that can be wrong with the input is found before the collection is touched: the
+corpus is read once to validate and count it, then read again to index it. Chunk ids are stable,
+so a re-run (after a crash, or with the same corpus) replaces points instead of adding them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .chunking import Chunk, TokenChunker
+from .corpus import Fields, ReadReport, read_corpus
+from .embedder import Embedder
+from .errors import CorpusError
+from .ladder import parse_ladder
+from .store import Catalog, Collection, CollectionSpec, PointBatch
+
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_GROUP_SIZE = 2048  # chunks per encode call + upsert; large groups sort well by length
+
+
+class IndexProgress(Protocol):
+    """Receives progress from :func:`index_corpus` (the CLI draws a rich bar with it)."""
+
+    def start(self, documents: int) -> None: ...
+
+    def advance(self, documents: int, chunks: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """The summary of an index run."""
+
+    collection: str
+    documents: int
+    chunks: int
+    skipped_empty: int
+    skipped_bad: int
+    seconds: float
+    points: int
+
+    @property
+    def skipped(self) -> int:
+        return self.skipped_empty + self.skipped_bad
+
+
+def model_id(model: str) -> str:
+    """The name recorded for a model: a local path made absolute, any other name unchanged."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+def build_spec(
+    name: str, embedder: Embedder, dims: str | Sequence[int] | None, chunk_size: int | None, chunk_overlap: int
+) -> CollectionSpec:
+    """Validate dims and chunking against the model and return the collection spec."""
+    ladder = parse_ladder(dims, embedder.dim)
+    size = chunk_size if chunk_size is not None else TokenChunker.default_size(embedder.max_tokens)
+    TokenChunker(embedder.tokenizer, size, chunk_overlap, embedder.max_tokens)  # validates
+    return CollectionSpec(
+        name=name,
+        model=model_id(embedder.name),
+        model_fingerprint=embedder.fingerprint,
+        model_dim=embedder.dim,
+        dims=ladder,
+        chunk_size=size,
+        chunk_overlap=chunk_overlap,
+    )
+
+
+def validate_corpus(paths: Sequence[str | os.PathLike[str]], fields: Fields, skip_bad: bool) -> ReadReport:
+    """Read the whole corpus once, raising on the first bad record (unless skip_bad) or if empty."""
+    report = ReadReport()
+    for _ in read_corpus(paths, fields, skip_bad, report):
+        pass
+    if report.documents == 0:
+        where = ", ".join(str(p) for p in paths)
+        raise CorpusError(
+            f"empty corpus: no document with text in {where} "
+            f"({report.skipped_empty} empty, {report.skipped_bad} bad records skipped)"
+        )
+    return report
+
+
+def _encode_and_upsert(collection: Collection, embedder: Embedder, chunks: list[Chunk], batch_size: int) -> None:
+    vectors = embedder.encode([c.text for c in chunks], collection.spec.dims, batch_size=batch_size)
+    collection.upsert(PointBatch(ids=[c.id for c in chunks], vectors=vectors, payloads=[c.payload() for c in chunks]))
+
+
+def index_chunks(
+    collection: Collection,
+    embedder: Embedder,
+    chunker: TokenChunker,
+    documents: Iterable,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    group_size: int = DEFAULT_GROUP_SIZE,
+    progress: IndexProgress | None = None,
+) -> int:
+    """Chunk, encode and upsert documents in groups; return the number of chunks written."""
+    pending: list[Chunk] = []
+    pending_docs = 0
+    written = 0
+    for doc in documents:
+        pending.extend(chunker.split(doc))
+        pending_docs += 1
+        if len(pending) >= group_size:
+            _encode_and_upsert(collection, embedder, pending, batch_size)
+            written += len(pending)
+            if progress:
+                progress.advance(pending_docs, len(pending))
+            pending, pending_docs = [], 0
+    if pending:
+        _encode_and_upsert(collection, embedder, pending, batch_size)
+        written += len(pending)
+        if progress:
+            progress.advance(pending_docs, len(pending))
+    collection.finish_indexing()
+    return written
+
+
+def index_corpus(
+    catalog: Catalog,
+    name: str,
+    paths: Sequence[str | os.PathLike[str]],
+    embedder: Embedder,
+    dims: str | Sequence[int] | None = None,
+    chunk_size: int | None = None,
+    chunk_overlap: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    fields: Fields = Fields(),
+    skip_bad: bool = False,
+    progress: IndexProgress | None = None,
+) -> IndexResult:
+    """Validate everything, then index ``paths`` into collection ``name`` (created if missing)."""
+    started = time.perf_counter()
+    if batch_size < 1:
+        raise CorpusError(f"invalid batch size {batch_size}: use 1 or more")
+    spec = build_spec(name, embedder, dims, chunk_size, chunk_overlap)
+    report = validate_corpus(paths, fields, skip_bad)
+    chunker = TokenChunker(embedder.tokenizer, spec.chunk_size, spec.chunk_overlap, embedder.max_tokens)
+    with catalog.open_or_create(spec) as collection:
+        if progress:
+            progress.start(report.documents)
+        chunks = index_chunks(
+            collection, embedder, chunker, read_corpus(paths, fields, skip_bad), batch_size, progress=progress
+        )
+        points = collection.count()
+    return IndexResult(
+        collection=name,
+        documents=report.documents,
+        chunks=chunks,
+        skipped_empty=report.skipped_empty,
+        skipped_bad=report.skipped_bad,
+        seconds=time.perf_counter() - started,
+        points=points,
+    )

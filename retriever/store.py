@@ -1,0 +1,191 @@
+"""The store interface: a catalog of collections, and a collection that stores and funnel-searches.
+
+One interface, several engines (Qdrant Edge in-process now; Qdrant server later). Callers never
+know which engine they hold. A collection records the :class:`CollectionSpec` that built it.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelMismatchError
+from .plan import FunnelPlan
+
+SPEC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What built a collection: model (name + content hash), dim ladder and chunking."""
+
+    name: str
+    model: str
+    model_fingerprint: str
+    model_dim: int
+    dims: tuple[int, ...]
+    chunk_size: int
+    chunk_overlap: int
+    engine: str = "edge"
+    version: int = SPEC_VERSION
+
+    @property
+    def top_dim(self) -> int:
+        return self.dims[-1]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> CollectionSpec:
+        data = json.loads(text)
+        data["dims"] = tuple(data["dims"])
+        return cls(**data)
+
+    def check_compatible(self, other: CollectionSpec) -> None:
+        """Raise :class:`ModelMismatchError` unless ``other`` would write the same kind of points."""
+        if other.model_fingerprint != self.model_fingerprint:
+            raise ModelMismatchError(
+                f"collection {self.name!r} was built with model {self.model!r} "
+                f"(fingerprint {self.model_fingerprint}); {other.model!r} (fingerprint "
+                f"{other.model_fingerprint}) is another model: use that model or a new collection"
+            )
+        if other.dims != self.dims:
+            raise ModelMismatchError(
+                f"collection {self.name!r} stores dims {list(self.dims)}, not {list(other.dims)}: "
+                "use the same --dims or a new collection"
+            )
+        if (other.chunk_size, other.chunk_overlap) != (self.chunk_size, self.chunk_overlap):
+            raise ModelMismatchError(
+                f"collection {self.name!r} was chunked with size {self.chunk_size} / overlap "
+                f"{self.chunk_overlap}, not {other.chunk_size} / {other.chunk_overlap}: "
+                "use the same chunking or a new collection"
+            )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a chunk of a document with its score."""
+
+    id: str
+    doc_id: str
+    chunk: int
+    score: float
+    text: str | None
+    title: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PointBatch:
+    """Points to upsert: ids, one (n × dim) L2-normalised matrix per ladder dim, payloads."""
+
+    ids: Sequence[str]
+    vectors: dict[int, np.ndarray]
+    payloads: Sequence[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What ``funnel info`` shows."""
+
+    spec: CollectionSpec
+    points: int
+    disk_bytes: int
+
+
+class Collection(ABC):
+    """An open collection. Use as a context manager, or call :meth:`close`."""
+
+    spec: CollectionSpec
+
+    @abstractmethod
+    def upsert(self, batch: PointBatch) -> None:
+        """Insert or replace points (same id → replaced, so re-indexing is idempotent)."""
+
+    @abstractmethod
+    def search(
+        self, queries: dict[int, np.ndarray], plan: FunnelPlan | None, k: int, with_text: bool = True
+    ) -> list[list[Hit]]:
+        """Search a batch of queries (one (n × dim) matrix per ladder dim).
+
+        ``plan=None`` runs an exact full-scan search at the top dim (the reference); otherwise the
+        funnel runs as one nested-prefetch query per query.
+        """
+
+    @abstractmethod
+    def count(self) -> int:
+        """Number of points."""
+
+    @abstractmethod
+    def disk_bytes(self) -> int:
+        """Bytes the collection takes on disk."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Make every upsert so far durable."""
+
+    @abstractmethod
+    def finish_indexing(self) -> None:
+        """Flush and build indexes after a bulk load."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the collection (and its lock)."""
+
+    def info(self) -> CollectionInfo:
+        return CollectionInfo(spec=self.spec, points=self.count(), disk_bytes=self.disk_bytes())
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Catalog(ABC):
+    """The collections of one engine (a data directory, or a Qdrant server)."""
+
+    @abstractmethod
+    def names(self) -> list[str]:
+        """Names of the existing collections, sorted."""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool:
+        """Whether a collection of that name exists."""
+
+    @abstractmethod
+    def read_spec(self, name: str) -> CollectionSpec:
+        """The spec of an existing collection, without opening (or locking) it."""
+
+    @abstractmethod
+    def create(self, spec: CollectionSpec) -> Collection:
+        """Create an empty collection for ``spec`` and open it."""
+
+    @abstractmethod
+    def open(self, name: str) -> Collection:
+        """Open an existing collection."""
+
+    @abstractmethod
+    def drop(self, name: str) -> None:
+        """Delete a collection and everything in it."""
+
+    def open_or_create(self, spec: CollectionSpec) -> Collection:
+        """Open ``spec.name`` if it exists (refusing another model/ladder/chunking), else create it."""
+        if not self.exists(spec.name):
+            return self.create(spec)
+        collection = self.open(spec.name)
+        try:
+            collection.spec.check_compatible(spec)
+        except Exception:
+            collection.close()
+            raise
+        return collection
