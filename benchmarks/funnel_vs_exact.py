@@ -1,0 +1,134 @@
+"""Funnel search against exact full-dim search on a BEIR split: top-1 agreement and NDCG@10.
+
+Run (indexes the corpus into a temporary data dir unless --data-dir holds the collection)::
+
+    python benchmarks/funnel_vs_exact.py                      # financial-qa-10k, test split
+    python benchmarks/funnel_vs_exact.py --data-dir ~/.local/share/funnel --collection fin
+
+Targets (issue 2): the funnel's top-1 equals the exact top-1 for >= 95 % of queries, and its
+NDCG@10 is within 1 % of the exact search's. IR metrics come from sentence-transformers'
+InformationRetrievalEvaluator; chunk hits are folded into documents by their best chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _machine import SHARED_DATA, machine
+from rich.console import Console
+from rich.table import Table
+
+from retriever.corpus import read_corpus
+from retriever.edge_store import EdgeCatalog
+from retriever.embedder import DEFAULT_MODEL, Embedder
+from retriever.indexer import index_corpus
+from retriever.retriever import Retriever
+from retriever.store import Hit
+
+
+def load_split(data: Path, split: str) -> tuple[dict[str, str], dict[str, set[str]]]:
+    qrels: dict[str, set[str]] = {}
+    with (data / "qrels" / f"{split}.tsv").open() as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if int(row["score"]) > 0:
+                qrels.setdefault(row["query-id"], set()).add(row["corpus-id"])
+    queries = {d.id: d.text for d in read_corpus([data / "queries.jsonl"]) if d.id in qrels}
+    return queries, {q: qrels[q] for q in queries}
+
+
+def doc_ranking(hits: list[Hit]) -> list[dict]:
+    """Best chunk score per document, as the evaluator wants it."""
+    best: dict[str, float] = {}
+    for h in hits:
+        best[h.doc_id] = max(best.get(h.doc_id, -1.0), h.score)
+    return [{"corpus_id": d, "score": s} for d, s in best.items()]
+
+
+def ndcg(evaluator, results: list[list[Hit]]) -> dict[str, float]:  # noqa: ANN001
+    metrics = evaluator.compute_metrics([doc_ranking(h) for h in results])
+    return {name: float(metrics[key][10]) for name, key in (("ndcg@10", "ndcg@k"), ("mrr@10", "mrr@k"), ("recall@10", "recall@k"))}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=SHARED_DATA / "financial-qa-10k", help="BEIR directory")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--data-dir", type=Path, default=None, help="funnel data dir holding --collection")
+    ap.add_argument("--collection", default="bench-fin")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--plan", default=None, help="funnel plan (default: the documented default)")
+    ap.add_argument("-k", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = ap.parse_args()
+    if not (args.data / "corpus.jsonl").is_file():
+        print(f"no BEIR corpus at {args.data}", file=sys.stderr)
+        return 2
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    console = Console()
+    queries, qrels = load_split(args.data, args.split)
+    tmp = tempfile.TemporaryDirectory()
+    data_dir = args.data_dir or Path(tmp.name)
+    catalog = EdgeCatalog(data_dir)
+    embedder = Embedder(args.model)
+    if not catalog.exists(args.collection):
+        console.print(f"indexing {args.data} into a temporary collection …")
+        index_corpus(catalog, args.collection, [args.data], embedder)
+    corpus = {d.id: d.text for d in read_corpus([args.data])}
+    evaluator = InformationRetrievalEvaluator(queries, corpus, qrels, write_csv=False)
+    ids = evaluator.queries_ids
+    texts = [queries[q] for q in ids]
+    with Retriever(catalog.open(args.collection), embedder) as r:
+        plan = r.plan(args.plan, args.k)
+        vectors = embedder.encode(texts, r.collection.spec.dims)  # encoded once: time the engine only
+        t0 = time.perf_counter()
+        funnel = r.collection.search(vectors, plan, args.k, with_text=False)
+        t1 = time.perf_counter()
+        exact = r.collection.search(vectors, None, args.k, with_text=False)
+        t2 = time.perf_counter()
+        points = r.collection.count()
+    same_top1 = sum(bool(f) and bool(e) and f[0].id == e[0].id for f, e in zip(funnel, exact)) / len(ids)
+    overlap = sum(len({h.id for h in f} & {h.id for h in e}) / args.k for f, e in zip(funnel, exact)) / len(ids)
+    m_funnel, m_exact = ndcg(evaluator, funnel), ndcg(evaluator, exact)
+    gap = float((m_exact["ndcg@10"] - m_funnel["ndcg@10"]) / m_exact["ndcg@10"])
+    result = {
+        "data": str(args.data), "split": args.split, "queries": len(ids), "points": points, "k": args.k,
+        "model": args.model, "plan": str(plan),
+        "top1_agreement": same_top1, "recall_vs_exact@k": overlap,
+        "funnel": m_funnel, "exact": m_exact, "ndcg_gap_relative": gap,
+        "engine_batch_seconds": {"funnel": t1 - t0, "exact": t2 - t1},
+        "targets": {"top1_agreement>=0.95": same_top1 >= 0.95, "ndcg_gap<=1%": gap <= 0.01},
+        "machine": machine(),
+    }
+    table = Table(title=f"funnel vs exact — {len(ids)} {args.split} queries, {points:,} points")
+    for col in ("search", "NDCG@10", "MRR@10", "Recall@10", "top-1 = exact", "recall vs exact@k", "engine s"):
+        table.add_column(col, justify="right")
+    table.add_row(f"funnel {plan}", f"{m_funnel['ndcg@10']:.4f}", f"{m_funnel['mrr@10']:.4f}",
+                  f"{m_funnel['recall@10']:.4f}", f"{same_top1:.1%}", f"{overlap:.3f}", f"{t1 - t0:.2f}")
+    table.add_row(f"exact {r.collection.spec.top_dim}", f"{m_exact['ndcg@10']:.4f}", f"{m_exact['mrr@10']:.4f}",
+                  f"{m_exact['recall@10']:.4f}", "—", "1.000", f"{t2 - t1:.2f}")
+    console.print(table)
+    console.print(f"NDCG@10 gap: {gap:+.2%} of exact; targets met: {result['targets']}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "funnel_vs_exact.json").write_text(json.dumps(result, indent=2))
+    md = [f"# funnel vs exact ({result['machine']['date']})", "", f"`{result['machine']['command']}`", "",
+          "| search | NDCG@10 | MRR@10 | Recall@10 | top-1 = exact | recall vs exact@k |", "|---|---|---|---|---|---|",
+          f"| funnel `{plan}` | {m_funnel['ndcg@10']:.4f} | {m_funnel['mrr@10']:.4f} | {m_funnel['recall@10']:.4f} "
+          f"| {same_top1:.1%} | {overlap:.3f} |",
+          f"| exact {r.collection.spec.top_dim} | {m_exact['ndcg@10']:.4f} | {m_exact['mrr@10']:.4f} "
+          f"| {m_exact['recall@10']:.4f} | — | 1.000 |", "",
+          f"{len(ids)} queries, {points:,} points, model {args.model}. NDCG@10 gap {gap:+.2%} of exact.", "",
+          f"Machine: {result['machine']['cpu']} ({result['machine']['cpu_count']} cores), "
+          f"{result['machine']['platform']}, torch {result['machine']['torch']}.", ""]
+    (args.out / "funnel_vs_exact.md").write_text("\n".join(md))
+    return 0 if all(result["targets"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
