@@ -81,7 +81,8 @@ class IndexProgressBar:
 
 def print_index_summary(result: IndexResult) -> None:
     err.print(
-        f"[green]indexed[/] {result.documents:,} documents → {result.chunks:,} chunks into "
+        f"[green]indexed[/] {result.documents:,} documents → {result.chunks:,} chunks "
+        f"({result.unchanged:,} already stored unchanged) into "
         f"[bold]{result.collection}[/] in {result.seconds:,.1f} s "
         f"(skipped {result.skipped:,}: {result.skipped_empty:,} empty, {result.skipped_bad:,} bad); "
         f"the collection holds {result.points:,} points"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from qdrant_edge import (
@@ -19,12 +21,17 @@ from qdrant_edge import (
     EdgeConfig,
     EdgeShard,
     EdgeVectorParams,
+    FieldCondition,
+    Filter,
     HnswIndexConfig,
+    MatchValue,
+    PayloadSchemaType,
     Point,
     Prefetch,
     Query,
     QueryBatchRequest,
     QueryRequest,
+    RangeFloat,
     SearchParams,
     UpdateOperation,
 )
@@ -41,6 +48,7 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
 FULL_SCAN_THRESHOLD_KB = 10_000
 MIN_HNSW_EF = 128
+INDEXED_FIELDS = {"doc_id": PayloadSchemaType.Keyword, "chunk": PayloadSchemaType.Integer}
 
 
 def edge_config(dims: tuple[int, ...]) -> EdgeConfig:
@@ -105,6 +113,27 @@ class EdgeCollection(Collection):
         try:
             self.shard.update(UpdateOperation.upsert_points(points))
         except Exception as exc:  # noqa: BLE001 - engine errors become StoreError
+            raise _engine_error(exc, self.spec.name) from exc
+
+    def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        try:
+            records = self.shard.retrieve(list(ids), with_payload=True, with_vector=False)
+        except Exception as exc:  # noqa: BLE001
+            raise _engine_error(exc, self.spec.name) from exc
+        return {str(r.id): r.payload or {} for r in records}
+
+    def delete_chunks_from(self, first_stale: dict[str, int]) -> None:
+        if not first_stale:
+            return
+        stale = Filter(
+            should=[
+                Filter(must=[FieldCondition("doc_id", match=MatchValue(doc)), FieldCondition("chunk", range=RangeFloat(gte=n))])
+                for doc, n in first_stale.items()
+            ]
+        )
+        try:
+            self.shard.update(UpdateOperation.delete_points_by_filter(stale))
+        except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.spec.name) from exc
 
     def _request(self, vectors: dict[int, np.ndarray], row: int, plan: FunnelPlan | None, k: int, with_text: bool):
@@ -211,7 +240,10 @@ class EdgeCatalog(Catalog):
         tmp.mkdir()
         try:
             (tmp / SPEC_FILE).write_text(spec.to_json())
-            EdgeShard.create(str(tmp / SHARD_DIR), edge_config(spec.dims)).close()
+            shard = EdgeShard.create(str(tmp / SHARD_DIR), edge_config(spec.dims))
+            for field_name, schema in INDEXED_FIELDS.items():
+                shard.update(UpdateOperation.create_field_index(field_name, schema))
+            shard.close()
             os.rename(tmp, final)
         except Exception as exc:
             shutil.rmtree(tmp, ignore_errors=True)

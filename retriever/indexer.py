@@ -40,6 +40,7 @@ class IndexResult:
     collection: str
     documents: int
     chunks: int
+    unchanged: int
     skipped_empty: int
     skipped_bad: int
     seconds: float
@@ -88,9 +89,29 @@ def validate_corpus(paths: Sequence[str | os.PathLike[str]], fields: Fields, ski
     return report
 
 
-def _encode_and_upsert(collection: Collection, embedder: Embedder, chunks: list[Chunk], batch_size: int) -> None:
-    vectors = embedder.encode([c.text for c in chunks], collection.spec.dims, batch_size=batch_size)
-    collection.upsert(PointBatch(ids=[c.id for c in chunks], vectors=vectors, payloads=[c.payload() for c in chunks]))
+@dataclass(frozen=True)
+class ChunkCounts:
+    """Chunks seen, and how many of them were already stored unchanged (not re-encoded)."""
+
+    chunks: int = 0
+    unchanged: int = 0
+
+    def __add__(self, other: ChunkCounts) -> ChunkCounts:
+        return ChunkCounts(self.chunks + other.chunks, self.unchanged + other.unchanged)
+
+
+def write_group(collection: Collection, embedder: Embedder, chunks: list[Chunk], batch_size: int) -> ChunkCounts:
+    """Upsert the chunks whose stored payload differs (or is missing); drop chunks a document lost."""
+    stored = collection.payloads([c.id for c in chunks])
+    changed = [c for c in chunks if stored.get(c.id) != c.payload()]
+    if changed:
+        vectors = embedder.encode([c.text for c in changed], collection.spec.dims, batch_size=batch_size)
+        collection.upsert(PointBatch(ids=[c.id for c in changed], vectors=vectors, payloads=[c.payload() for c in changed]))
+    chunks_per_doc: dict[str, int] = {}
+    for c in chunks:
+        chunks_per_doc[c.doc_id] = max(chunks_per_doc.get(c.doc_id, 0), c.index + 1)
+    collection.delete_chunks_from(chunks_per_doc)
+    return ChunkCounts(chunks=len(chunks), unchanged=len(chunks) - len(changed))
 
 
 def index_chunks(
@@ -101,27 +122,31 @@ def index_chunks(
     batch_size: int = DEFAULT_BATCH_SIZE,
     group_size: int = DEFAULT_GROUP_SIZE,
     progress: IndexProgress | None = None,
-) -> int:
-    """Chunk, encode and upsert documents in groups; return the number of chunks written."""
+) -> ChunkCounts:
+    """Chunk, encode and upsert documents in groups of about ``group_size`` chunks.
+
+    A document's chunks always land in one group, so stale chunks are found per group.
+    """
     pending: list[Chunk] = []
     pending_docs = 0
-    written = 0
+    counts = ChunkCounts()
+
+    def flush() -> None:
+        nonlocal counts, pending, pending_docs
+        counts += write_group(collection, embedder, pending, batch_size)
+        if progress:
+            progress.advance(pending_docs, len(pending))
+        pending, pending_docs = [], 0
+
     for doc in documents:
         pending.extend(chunker.split(doc))
         pending_docs += 1
         if len(pending) >= group_size:
-            _encode_and_upsert(collection, embedder, pending, batch_size)
-            written += len(pending)
-            if progress:
-                progress.advance(pending_docs, len(pending))
-            pending, pending_docs = [], 0
+            flush()
     if pending:
-        _encode_and_upsert(collection, embedder, pending, batch_size)
-        written += len(pending)
-        if progress:
-            progress.advance(pending_docs, len(pending))
+        flush()
     collection.finish_indexing()
-    return written
+    return counts
 
 
 def index_corpus(
@@ -147,14 +172,15 @@ def index_corpus(
     with catalog.open_or_create(spec) as collection:
         if progress:
             progress.start(report.documents)
-        chunks = index_chunks(
+        counts = index_chunks(
             collection, embedder, chunker, read_corpus(paths, fields, skip_bad), batch_size, progress=progress
         )
         points = collection.count()
     return IndexResult(
         collection=name,
         documents=report.documents,
-        chunks=chunks,
+        chunks=counts.chunks,
+        unchanged=counts.unchanged,
         skipped_empty=report.skipped_empty,
         skipped_bad=report.skipped_bad,
         seconds=time.perf_counter() - started,

@@ -112,6 +112,14 @@ class Collection(ABC):
         """Insert or replace points (same id → replaced, so re-indexing is idempotent)."""
 
     @abstractmethod
+    def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored payloads of those ids that exist."""
+
+    @abstractmethod
+    def delete_chunks_from(self, first_stale: dict[str, int]) -> None:
+        """Delete, per document id, its chunks whose index is >= the given one (left from a longer version)."""
+
+    @abstractmethod
     def search(
         self, queries: dict[int, np.ndarray], plan: FunnelPlan | None, k: int, with_text: bool = True
     ) -> list[list[Hit]]:
