@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .chunking import Chunk, TokenChunker
+from .chunking import Chunk, TokenChunker, chunk_id
 from .corpus import Fields, ReadReport, read_corpus
 from .embedder import Embedder
 from .errors import CorpusError
@@ -101,16 +101,22 @@ class ChunkCounts:
 
 
 def write_group(collection: Collection, embedder: Embedder, chunks: list[Chunk], batch_size: int) -> ChunkCounts:
-    """Upsert the chunks whose stored payload differs (or is missing); drop chunks a document lost."""
-    stored = collection.payloads([c.id for c in chunks])
+    """Upsert the chunks whose stored payload differs (or is missing); drop chunks a document lost.
+
+    A document's chunks are numbered 0..n-1, so it has stale chunks exactly when a point for its
+    chunk n exists: one look-up per document finds them, and only those documents are cleaned.
+    """
+    chunks_per_doc: dict[str, int] = {}
+    for c in chunks:
+        chunks_per_doc[c.doc_id] = max(chunks_per_doc.get(c.doc_id, 0), c.index + 1)
+    probes = {chunk_id(doc, n): doc for doc, n in chunks_per_doc.items()}
+    stored = collection.payloads([c.id for c in chunks] + list(probes))
     changed = [c for c in chunks if stored.get(c.id) != c.payload()]
     if changed:
         vectors = embedder.encode([c.text for c in changed], collection.spec.dims, batch_size=batch_size)
         collection.upsert(PointBatch(ids=[c.id for c in changed], vectors=vectors, payloads=[c.payload() for c in changed]))
-    chunks_per_doc: dict[str, int] = {}
-    for c in chunks:
-        chunks_per_doc[c.doc_id] = max(chunks_per_doc.get(c.doc_id, 0), c.index + 1)
-    collection.delete_chunks_from(chunks_per_doc)
+    shrunk = {doc: chunks_per_doc[doc] for probe, doc in probes.items() if probe in stored}
+    collection.delete_chunks_from(shrunk)
     return ChunkCounts(chunks=len(chunks), unchanged=len(chunks) - len(changed))
 
 
