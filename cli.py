@@ -15,6 +15,7 @@ import click
 
 from retriever.errors import BadInputError, FunnelError
 
+QUERY_BATCH = 512  # queries encoded and searched together in --queries mode
 MODEL_HELP = "sentence-transformers model name or local path [default: all-MiniLM-L6-v2, or the collection's]"
 
 
@@ -49,7 +50,7 @@ def _catalog(ctx: click.Context):  # noqa: ANN202
     default=None,
     help="where collections live [default: $XDG_DATA_HOME/funnel or ~/.local/share/funnel]",
 )
-@click.option("--debug", is_flag=True, envvar="FUNNEL_DEBUG", help="show tracebacks on errors")
+@click.option("--debug", is_flag=True, envvar="FUNNEL_DEBUG", show_envvar=True, help="show tracebacks on errors")
 @click.version_option(package_name="funnel")
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
@@ -69,7 +70,9 @@ model_option = click.option("--model", envvar="FUNNEL_MODEL", show_envvar=True, 
 device_option = click.option(
     "--device", envvar="FUNNEL_DEVICE", show_envvar=True, default=None, help="cuda, mps or cpu [default: best available]"
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, envvar="FUNNEL_JSON", show_envvar=True, help="print JSON instead of a table"
+)
 
 
 @main.command()
@@ -81,7 +84,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="print JSON i
 @click.option("--chunk-size", envvar="FUNNEL_CHUNK_SIZE", show_envvar=True, type=int, default=None,
               help="tokens per chunk [default: the model's max sequence length minus 2]")
 @click.option("--chunk-overlap", envvar="FUNNEL_CHUNK_OVERLAP", show_envvar=True, type=int, default=None,
-              help="tokens shared by consecutive chunks [default: 32]")
+              help="tokens shared by consecutive chunks [default: 32, at most a quarter of the chunk size]")
 @click.option("--batch-size", envvar="FUNNEL_BATCH_SIZE", show_envvar=True, type=int, default=32,
               help="encoder batch size")
 @click.option("--text-field", envvar="FUNNEL_TEXT_FIELD", show_envvar=True, default="text", help="field with the text")
@@ -94,7 +97,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="print JSON i
               help="skip (and count) malformed records instead of stopping")
 @device_option
 @json_option
-@click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", help="no progress bar")
+@click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bar")
 @click.pass_context
 def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: str | None, dims: str | None,
           chunk_size: int | None, chunk_overlap: int | None, batch_size: int, text_field: str, id_field: str | None,
@@ -126,7 +129,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
     try:
         result = index_corpus(
             catalog, collection, paths, embedder, dims=dims, chunk_size=chunk_size,
-            chunk_overlap=32 if chunk_overlap is None else chunk_overlap, batch_size=batch_size,
+            chunk_overlap=chunk_overlap, batch_size=batch_size,
             fields=Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields),
             skip_bad=skip_bad, progress=bar,
         )
@@ -143,10 +146,13 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
 @click.option("-k", "k", envvar="FUNNEL_K", show_envvar=True, type=int, default=10, help="results per query")
 @click.option("--plan", envvar="FUNNEL_PLAN", show_envvar=True, default=None,
               help="funnel plan DIM:LIMIT,… e.g. 64:400,128:200,256:100 [default: see README]")
-@click.option("--exact", is_flag=True, help="exact search at the top dim (the reference), no funnel")
-@click.option("--queries", "queries_file", type=click.Path(path_type=Path), default=None,
+@click.option("--exact", is_flag=True, envvar="FUNNEL_EXACT", show_envvar=True,
+              help="exact search at the top dim (the reference), no funnel")
+@click.option("--queries", "queries_file", envvar="FUNNEL_QUERIES", show_envvar=True,
+              type=click.Path(path_type=Path), default=None,
               help="BEIR queries.jsonl: search every query (one JSON line each with --json)")
-@click.option("--no-text", is_flag=True, help="leave the chunk text out of the results")
+@click.option("--no-text", is_flag=True, envvar="FUNNEL_NO_TEXT", show_envvar=True,
+              help="leave the chunk text out of the results")
 @model_option
 @device_option
 @json_option
@@ -154,8 +160,8 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
 def search(ctx: click.Context, query: str | None, collection: str, k: int, plan: str | None, exact: bool,
            queries_file: Path | None, no_text: bool, model: str | None, device: str | None, as_json: bool) -> None:
     """Funnel-search QUERY (or every query of --queries) in a collection."""
-    from retriever.corpus import read_corpus
-    from retriever.display import print_hits, print_json
+    from retriever.corpus import ReadReport, read_corpus
+    from retriever.display import err, print_hits, print_json
     from retriever.plan import validate_k
     from retriever.retriever import Retriever, validate_query
 
@@ -166,21 +172,26 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
         validate_query(query)
         ids, texts = [None], [query]
     else:
-        docs = list(read_corpus([queries_file]))
+        report = ReadReport()
+        docs = list(read_corpus([queries_file], report=report))
+        if report.skipped_empty:
+            err.print(f"skipped {report.skipped_empty:,} empty queries in {queries_file}", highlight=False)
         if not docs:
             raise BadInputError(f"{queries_file}: no queries")
         ids, texts = [d.id for d in docs], [d.text for d in docs]
     with Retriever.open(collection, ctx.obj["data_dir"], model=model, device=device) as retriever:
         funnel = None if exact else retriever.plan(plan, k)
         label = f"exact {retriever.collection.spec.top_dim}-dim search" if funnel is None else f"plan {funnel}"
-        results = retriever.search_batch(texts, k=k, plan=funnel, exact=exact, with_text=not no_text)
-    for qid, text, hits in zip(ids, texts, results):
-        if as_json:
-            record = {"query": text, "plan": "exact" if funnel is None else str(funnel),
-                      "hits": [h.to_dict() for h in hits]}
-            print_json(record if qid is None else {"query_id": qid} | record)
-        else:
-            print_hits(text, hits, label)
+        for start in range(0, len(texts), QUERY_BATCH):
+            batch = texts[start : start + QUERY_BATCH]
+            results = retriever.search_batch(batch, k=k, plan=funnel, exact=exact, with_text=not no_text)
+            for qid, text, hits in zip(ids[start:], batch, results):
+                if as_json:
+                    record = {"query": text, "plan": "exact" if funnel is None else str(funnel),
+                              "hits": [h.to_dict() for h in hits]}
+                    print_json(record if qid is None else {"query_id": qid} | record)
+                else:
+                    print_hits(text, hits, label)
 
 
 @main.command()
@@ -220,7 +231,7 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
+@click.option("--yes", "-y", is_flag=True, envvar="FUNNEL_YES", show_envvar=True, help="do not ask for confirmation")
 @click.pass_context
 def drop(ctx: click.Context, name: str, yes: bool) -> None:
     """Delete a collection and its data."""

@@ -75,10 +75,12 @@ class TokenChunker:
         words = encoding.word_ids()
 
         def word_start(pos: int, floor: int) -> int:
-            # Move back to the first token of the word that token ``pos`` belongs to.
-            while pos > floor + 1 and words[pos] is not None and words[pos] == words[pos - 1]:
-                pos -= 1
-            return pos
+            # The first token of the word that token ``pos`` belongs to, if that is after ``floor``;
+            # a word longer than the whole window is cut where the window ends.
+            snapped = pos
+            while snapped > floor and words[snapped] is not None and words[snapped] == words[snapped - 1]:
+                snapped -= 1
+            return snapped if snapped > floor else pos
 
         chunks: list[Chunk] = []
         start, n = 0, len(offsets)

@@ -58,6 +58,7 @@ class ReadReport:
     skipped_empty: int = 0
     skipped_bad: int = 0
     first_bad: str | None = None
+    seen_ids: set[str] = field(default_factory=set, repr=False)
 
     @property
     def skipped(self) -> int:
@@ -128,7 +129,36 @@ def _record_to_document(record: Any, where: str, fallback_id: str, fields: Field
     for name in fields.metadata:
         if name in record:
             metadata[name] = record[name]
-    return Document(id=doc_id, text=text, title=title, metadata=metadata)
+    return Document(id=doc_id, text=text, title=title, metadata=_storable(metadata, where))
+
+
+def _storable(metadata: dict[str, Any], where: str) -> dict[str, Any]:
+    """Metadata as plain JSON (dates become ISO strings); NaN, infinities and huge ints are refused."""
+    try:
+        plain = json.loads(json.dumps(metadata, allow_nan=False, default=_json_default))
+    except (ValueError, TypeError) as exc:
+        raise _BadRecord(f"{where}: metadata cannot be stored ({exc})") from None
+    if _has_huge_int(plain):
+        raise _BadRecord(f"{where}: metadata holds an integer outside the 64-bit range")
+    return plain
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _has_huge_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not -(2**63) <= value < 2**63
+    if isinstance(value, dict):
+        return any(_has_huge_int(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_int(v) for v in value)
+    return False
 
 
 def _jsonl_records(path: Path, fields: Fields) -> Iterator[Document | _BadRecord]:
@@ -225,6 +255,7 @@ def read_corpus(
 
     A directory holding ``corpus.jsonl`` is read as BEIR; any other directory as its ``.txt`` /
     ``.md`` files, recursively, with the relative path as id and the file stem as title.
+    A document id seen before is a bad record (so no document silently replaces another).
     """
     report = report if report is not None else ReadReport()
     sources = [(Path(p), src) for p in paths for src in _source_files(Path(p))]
@@ -247,5 +278,13 @@ def read_corpus(
             if not item.text.strip():
                 report.skipped_empty += 1
                 continue
+            if item.id in report.seen_ids:
+                bad = f"duplicate document id {item.id!r} (in {path})"
+                if not skip_bad:
+                    raise CorpusError(f"{bad} (use --skip-bad to keep the first and skip the rest, or --id-field)")
+                report.skipped_bad += 1
+                report.first_bad = report.first_bad or bad
+                continue
+            report.seen_ids.add(item.id)
             report.documents += 1
             yield item

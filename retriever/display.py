@@ -97,14 +97,14 @@ def _snippet(text: str | None, width: int = 100) -> str:
 
 
 def print_hits(query: str, hits: list[Hit], plan: str) -> None:
-    table = Table(title=f"{query}", caption=plan, title_justify="left", expand=False)
+    table = Table(title=Text(query), caption=Text(plan), title_justify="left", expand=False)
     table.add_column("rank", justify="right")
     table.add_column("score", justify="right")
     table.add_column("doc id", overflow="fold")
     table.add_column("chunk", justify="right")
     table.add_column("text")
     for rank, hit in enumerate(hits, 1):
-        table.add_row(str(rank), f"{hit.score:.4f}", hit.doc_id, str(hit.chunk), _snippet(hit.text))
+        table.add_row(str(rank), f"{hit.score:.4f}", Text(hit.doc_id), str(hit.chunk), Text(_snippet(hit.text)))
     out.print(table)
 
 
@@ -129,7 +129,7 @@ def print_collections(specs: list[CollectionSpec]) -> None:
     for col in ("name", "model", "dims", "chunking"):
         table.add_column(col)
     for s in specs:
-        table.add_row(s.name, s.model, ",".join(map(str, s.dims)), f"{s.chunk_size}/{s.chunk_overlap}")
+        table.add_row(s.name, Text(s.model), ",".join(map(str, s.dims)), f"{s.chunk_size}/{s.chunk_overlap}")
     out.print(table)
 
 
@@ -150,5 +150,5 @@ def print_info(info: CollectionInfo, default_plan: str, path: str) -> None:
         "on disk": f"{human_bytes(info.disk_bytes)} ({info.disk_bytes:,} bytes)",
     }
     for k, v in rows.items():
-        table.add_row(k, v)
+        table.add_row(k, Text(v))
     out.print(table)

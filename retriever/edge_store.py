@@ -106,11 +106,11 @@ class EdgeCollection(Collection):
     def upsert(self, batch: PointBatch) -> None:
         names = {dim: vector_name(dim) for dim in self.spec.dims}
         rows = {dim: batch.vectors[dim].tolist() for dim in self.spec.dims}
-        points = [
-            Point(point_id, {names[dim]: rows[dim][i] for dim in self.spec.dims}, payload)
-            for i, (point_id, payload) in enumerate(zip(batch.ids, batch.payloads))
-        ]
         try:
+            points = [
+                Point(point_id, {names[dim]: rows[dim][i] for dim in self.spec.dims}, payload)
+                for i, (point_id, payload) in enumerate(zip(batch.ids, batch.payloads))
+            ]
             self.shard.update(UpdateOperation.upsert_points(points))
         except Exception as exc:  # noqa: BLE001 - engine errors become StoreError
             raise _engine_error(exc, self.spec.name) from exc
@@ -227,16 +227,19 @@ class EdgeCatalog(Catalog):
         if not (path / SPEC_FILE).is_file():
             known = ", ".join(self.names()) or "none yet"
             raise CollectionNotFoundError(f"no collection {name!r} in {self.root.parent} (collections: {known})")
-        return CollectionSpec.from_json((path / SPEC_FILE).read_text())
+        try:
+            return CollectionSpec.from_json((path / SPEC_FILE).read_text())
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise StoreError(f"collection {name!r}: unreadable {path / SPEC_FILE} ({exc})") from None
 
     def create(self, spec: CollectionSpec) -> EdgeCollection:
         final = self._path(spec.name)
         if final.exists():
             raise StoreError(f"collection {spec.name!r} already exists")
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob(f".tmp-{spec.name}-*"):
+        for stale in self.root.glob(f".tmp~{spec.name}~*"):  # '~' is never part of a name
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = self.root / f".tmp-{spec.name}-{uuid.uuid4().hex[:8]}"
+        tmp = self.root / f".tmp~{spec.name}~{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
             (tmp / SPEC_FILE).write_text(spec.to_json())
@@ -264,6 +267,6 @@ class EdgeCatalog(Catalog):
     def drop(self, name: str) -> None:
         self.open(name).close()  # refuses a missing or locked collection
         path = self._path(name)
-        trash = self.root / f".drop-{name}-{uuid.uuid4().hex[:8]}"
+        trash = self.root / f".drop~{name}~{uuid.uuid4().hex[:8]}"
         os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)

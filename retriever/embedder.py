@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelLoadError
+from .errors import BadInputError, ModelLoadError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
@@ -28,6 +28,21 @@ def pick_device() -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def check_device(device: str) -> str:
+    """Return ``device`` if torch can use it here, else raise :class:`BadInputError`."""
+    import torch
+
+    kind = device.split(":", 1)[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise BadInputError(f"unknown device {device!r}: use cuda, mps or cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise BadInputError("device 'cuda' asked for, but torch sees no CUDA GPU here")
+    mps = getattr(torch.backends, "mps", None)
+    if kind == "mps" and not (mps is not None and mps.is_available()):
+        raise BadInputError("device 'mps' asked for, but torch sees no Apple GPU here")
+    return device
 
 
 def resolve_model(name: str) -> str:
@@ -74,7 +89,7 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         self.name = model
-        self.device = device or pick_device()
+        self.device = check_device(device) if device else pick_device()
         source = resolve_model(model)
         try:
             self.model = SentenceTransformer(source, device=self.device)

@@ -17,11 +17,12 @@ from typing import Protocol
 from .chunking import Chunk, TokenChunker, chunk_id
 from .corpus import Fields, ReadReport, read_corpus
 from .embedder import Embedder
-from .errors import CorpusError
+from .errors import BadInputError, CorpusError
 from .ladder import parse_ladder
 from .store import Catalog, Collection, CollectionSpec, PointBatch
 
 DEFAULT_BATCH_SIZE = 32
+DEFAULT_CHUNK_OVERLAP = 32
 DEFAULT_GROUP_SIZE = 2048  # chunks per encode call + upsert; large groups sort well by length
 
 
@@ -58,11 +59,17 @@ def model_id(model: str) -> str:
 
 
 def build_spec(
-    name: str, embedder: Embedder, dims: str | Sequence[int] | None, chunk_size: int | None, chunk_overlap: int
+    name: str, embedder: Embedder, dims: str | Sequence[int] | None, chunk_size: int | None, chunk_overlap: int | None
 ) -> CollectionSpec:
-    """Validate dims and chunking against the model and return the collection spec."""
+    """Validate dims and chunking against the model and return the collection spec.
+
+    Defaults: the model's whole token window, and an overlap of 32 tokens (at most a quarter of
+    the chunk size).
+    """
     ladder = parse_ladder(dims, embedder.dim)
     size = chunk_size if chunk_size is not None else TokenChunker.default_size(embedder.max_tokens)
+    if chunk_overlap is None:
+        chunk_overlap = min(DEFAULT_CHUNK_OVERLAP, size // 4)
     TokenChunker(embedder.tokenizer, size, chunk_overlap, embedder.max_tokens)  # validates
     return CollectionSpec(
         name=name,
@@ -162,7 +169,7 @@ def index_corpus(
     embedder: Embedder,
     dims: str | Sequence[int] | None = None,
     chunk_size: int | None = None,
-    chunk_overlap: int = 32,
+    chunk_overlap: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     fields: Fields = Fields(),
     skip_bad: bool = False,
@@ -171,7 +178,7 @@ def index_corpus(
     """Validate everything, then index ``paths`` into collection ``name`` (created if missing)."""
     started = time.perf_counter()
     if batch_size < 1:
-        raise CorpusError(f"invalid batch size {batch_size}: use 1 or more")
+        raise BadInputError(f"invalid batch size {batch_size}: use 1 or more")
     spec = build_spec(name, embedder, dims, chunk_size, chunk_overlap)
     report = validate_corpus(paths, fields, skip_bad)
     chunker = TokenChunker(embedder.tokenizer, spec.chunk_size, spec.chunk_overlap, embedder.max_tokens)

@@ -32,6 +32,8 @@ def parse_ladder(spec: str | Sequence[int] | None, full_dim: int) -> tuple[int, 
             dims.append(int(item))
         except (TypeError, ValueError):
             raise InvalidDimsError(f"invalid dims {spec!r}: {item!r} is not an integer") from None
+    if not dims:
+        raise InvalidDimsError("invalid dims: give at least one dim")
     if any(d <= 0 for d in dims):
         raise InvalidDimsError(f"invalid dims {spec!r}: every dim must be positive")
     if any(b <= a for a, b in zip(dims, dims[1:])):

