@@ -132,6 +132,13 @@ def _record_to_document(record: Any, where: str, fallback_id: str, fields: Field
     return Document(id=doc_id, text=text, title=title, metadata=_storable(metadata, where))
 
 
+def _to_document(record: Any, where: str, fallback_id: str, fields: Fields) -> Document | _BadRecord:
+    try:
+        return _record_to_document(record, where, fallback_id, fields)
+    except _BadRecord as bad:
+        return bad
+
+
 def _storable(metadata: dict[str, Any], where: str) -> dict[str, Any]:
     """Metadata as plain JSON (dates become ISO strings); NaN, infinities and huge ints are refused."""
     try:
@@ -179,10 +186,7 @@ def _jsonl_records(path: Path, fields: Fields) -> Iterator[Document | _BadRecord
             except json.JSONDecodeError as exc:
                 yield _BadRecord(f"{where}: malformed JSON ({exc.msg})")
                 continue
-            try:
-                yield _record_to_document(record, where, f"{path.name}:{lineno}", fields)
-            except _BadRecord as bad:
-                yield bad
+            yield _to_document(record, where, f"{path.name}:{lineno}", fields)
 
 
 def _csv_records(path: Path, fields: Fields) -> Iterator[Document | _BadRecord]:
@@ -202,10 +206,7 @@ def _csv_records(path: Path, fields: Fields) -> Iterator[Document | _BadRecord]:
                 if None in row:
                     yield _BadRecord(f"{where}: more values than columns")
                     continue
-                try:
-                    yield _record_to_document(row, where, f"{path.name}:{reader.line_num}", fields)
-                except _BadRecord as bad:
-                    yield bad
+                yield _to_document(row, where, f"{path.name}:{reader.line_num}", fields)
     except UnicodeDecodeError:
         raise CorpusError(f"{path}: not valid UTF-8") from None
     except csv.Error as exc:
@@ -226,10 +227,7 @@ def _parquet_records(path: Path, fields: Fields) -> Iterator[Document | _BadReco
     for batch in parquet.iter_batches(batch_size=4096):
         for record in batch.to_pylist():
             row += 1
-            try:
-                yield _record_to_document(record, f"{path}:row {row}", f"{path.name}:{row}", fields)
-            except _BadRecord as bad:
-                yield bad
+            yield _to_document(record, f"{path}:row {row}", f"{path.name}:{row}", fields)
 
 
 def _text_file_records(path: Path, root: Path) -> Iterator[Document | _BadRecord]:
@@ -269,21 +267,17 @@ def read_corpus(
         else:
             records = _text_file_records(path, root if root.is_dir() else path.parent)
         for item in records:
+            if isinstance(item, Document):
+                if not item.text.strip():
+                    report.skipped_empty += 1
+                    continue
+                if item.id in report.seen_ids:
+                    item = _BadRecord(f"{path}: duplicate document id {item.id!r}")
             if isinstance(item, _BadRecord):
                 if not skip_bad:
                     raise CorpusError(f"{item} (use --skip-bad to skip such records)")
                 report.skipped_bad += 1
                 report.first_bad = report.first_bad or str(item)
-                continue
-            if not item.text.strip():
-                report.skipped_empty += 1
-                continue
-            if item.id in report.seen_ids:
-                bad = f"duplicate document id {item.id!r} (in {path})"
-                if not skip_bad:
-                    raise CorpusError(f"{bad} (use --skip-bad to keep the first and skip the rest, or --id-field)")
-                report.skipped_bad += 1
-                report.first_bad = report.first_bad or bad
                 continue
             report.seen_ids.add(item.id)
             report.documents += 1
