@@ -55,3 +55,13 @@ class StoreError(FunnelError):
     """The engine failed in a way that is not the caller's fault."""
 
     http_status = 500
+
+
+class TuneError(BadInputError):
+    """Training data, evaluation data, output or checkpoint that cannot be used for tuning."""
+
+
+class OutOfMemoryError(FunnelError):
+    """The device ran out of memory; the message says which option to lower."""
+
+    http_status = 507

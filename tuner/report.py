@@ -1,0 +1,70 @@
+"""The tuner's report: the per-dim table (baseline, tuned, improvement) as text, rich and Markdown."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from .training import TuneResult
+
+
+def rich_table(result: TuneResult) -> Table:
+    """The seed's table: dim, baseline, tuned, improvement %."""
+    table = Table(title=f"NDCG@10 on {result.eval_set}", title_justify="left")
+    for col in ("dim", "baseline", "tuned", "improvement"):
+        table.add_column(col, justify="right")
+    for dim in result.dims[::-1]:
+        table.add_row(str(dim), f"{result.baseline[dim]:.4f}", f"{result.tuned[dim]:.4f}",
+                      f"{result.improvement(dim):+.1f} %")
+    return table
+
+
+def guard_table(result: TuneResult) -> Table | None:
+    if not result.guard_baseline or not result.guard_tuned:
+        return None
+    table = Table(title=f"guard (out of domain): NDCG@10 on {result.guard_set}", title_justify="left")
+    for col in ("dim", "before", "after", "change"):
+        table.add_column(col, justify="right")
+    for dim in result.dims[::-1]:
+        before, after = result.guard_baseline[dim], result.guard_tuned[dim]
+        style = "red" if after < before else ""
+        table.add_row(str(dim), f"{before:.4f}", f"{after:.4f}", f"[{style}]{(after - before) / before * 100:+.1f} %[/]"
+                      if style else f"{(after - before) / before * 100:+.1f} %")
+    return table
+
+
+def model_card_section(result: TuneResult) -> str:
+    """Markdown appended to the saved model's README.md."""
+    cfg = result.config
+    lines = [
+        "## funnel tune",
+        "",
+        f"Tuned from `{result.base_model}` with `funnel tune` on `{cfg.get('train')}` "
+        f"({result.pairs['train']:,} training pairs; {result.pairs['duplicates']:,} duplicates and "
+        f"{result.pairs['empty']:,} empty rows removed).",
+        "",
+        f"- loss: MatryoshkaLoss({cfg.get('loss')}) over the ladder {result.dims}",
+        f"- epochs {cfg.get('epochs')}, batch size {cfg.get('batch_size')}, lr {cfg.get('lr')}, "
+        f"hard negatives {cfg.get('hard_negatives')}, device {result.device}",
+        f"- training time {result.train_seconds:,.0f} s ({result.samples_per_second:,.1f} samples/s)",
+        "",
+        f"NDCG@10 on {result.eval_set}:",
+        "",
+        "| dim | baseline | tuned | improvement |",
+        "|---|---|---|---|",
+        *(f"| {d} | {result.baseline[d]:.4f} | {result.tuned[d]:.4f} | {result.improvement(d):+.1f} % |"
+          for d in result.dims[::-1]),
+        "",
+    ]
+    if result.guard_baseline and result.guard_tuned:
+        lines += [
+            f"Out-of-domain guard, NDCG@10 on {result.guard_set}:",
+            "",
+            "| dim | before | after |",
+            "|---|---|---|",
+            *(f"| {d} | {result.guard_baseline[d]:.4f} | {result.guard_tuned[d]:.4f} |" for d in result.dims[::-1]),
+            "",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,326 @@
+"""Matryoshka fine-tuning: MatryoshkaLoss over (Cached)MultipleNegativesRankingLoss, evaluated per dim.
+
+The flow of :func:`tune`: validate everything (pairs, eval data, dims, output dir) → load the base
+model → baseline per-dim evaluation (and the guard set) → train with sentence-transformers'
+trainer (no-duplicates batches, per-epoch evaluation and checkpoints, best checkpoint kept by
+NDCG@10 at one dim) → evaluate the best model → save it as a normal sentence-transformers model
+with a model card and ``eval_report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retriever.embedder import DEFAULT_MODEL, Embedder
+from retriever.errors import OutOfMemoryError, TuneError
+from retriever.ladder import parse_ladder
+
+from .evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
+from .pairs import PairColumns, PairReport, load_pairs
+
+CHECKPOINTS = "checkpoints"
+REPORT_FILE = "eval_report.json"
+LOSSES = ("mnrl", "cached-mnrl")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Everything ``funnel tune`` takes. Defaults are the recipe measured in the README."""
+
+    train: str
+    output: Path
+    base_model: str = DEFAULT_MODEL
+    dims: str | None = None
+    eval_dir: Path | None = None
+    eval_split: float = 0.1
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 1e-4
+    loss: str = "cached-mnrl"
+    mini_batch_size: int = 32
+    hard_negatives: int = 0
+    guard: Path | None = None
+    best_dim: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    seed: int = 42
+    device: str | None = None
+    columns: PairColumns = field(default_factory=PairColumns)
+
+
+@dataclass
+class TuneResult:
+    """Per-dim NDCG@10 before and after, the guard set's, and how training went."""
+
+    output: str
+    base_model: str
+    dims: list[int]
+    device: str
+    pairs: dict[str, Any]
+    eval_set: str
+    baseline: dict[int, float]
+    tuned: dict[int, float]
+    guard_set: str | None = None
+    guard_baseline: dict[int, float] | None = None
+    guard_tuned: dict[int, float] | None = None
+    train_seconds: float = 0.0
+    train_samples: int = 0
+    samples_per_second: float = 0.0
+    best_checkpoint: str | None = None
+    truncated_texts: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def improvement(self, dim: int) -> float:
+        return (self.tuned[dim] - self.baseline[dim]) / self.baseline[dim] * 100
+
+    @property
+    def guard_worse(self) -> list[int]:
+        if not self.guard_baseline or not self.guard_tuned:
+            return []
+        return [d for d in self.dims if self.guard_tuned[d] < self.guard_baseline[d]]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["improvement_pct"] = {d: self.improvement(d) for d in self.dims}
+        data["guard_worse_dims"] = self.guard_worse
+        return data
+
+
+def _check_output(config: TuneConfig) -> None:
+    out = config.output
+    if config.resume:
+        if not (out / CHECKPOINTS).is_dir() or not any((out / CHECKPOINTS).glob("checkpoint-*")):
+            raise TuneError(f"{out}: nothing to resume (no {CHECKPOINTS}/checkpoint-* there)")
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not config.overwrite:
+            raise TuneError(f"{out} exists and is not empty: give --overwrite to replace it (or --resume)")
+
+
+def _check_config(config: TuneConfig) -> None:
+    if config.loss not in LOSSES:
+        raise TuneError(f"unknown loss {config.loss!r}: use one of {', '.join(LOSSES)}")
+    for name in ("epochs", "batch_size", "mini_batch_size"):
+        if getattr(config, name) < 1:
+            raise TuneError(f"invalid --{name.replace('_', '-')} {getattr(config, name)}: use 1 or more")
+    if not 0 < config.lr < 1:
+        raise TuneError(f"invalid --lr {config.lr}: use a small positive number such as 1e-4")
+    if config.hard_negatives < 0:
+        raise TuneError(f"invalid --hard-negatives {config.hard_negatives}: use 0 or more")
+
+
+def count_truncated(model: Any, pairs: Any) -> int:
+    """How many texts are longer than the model reads (they are truncated in training)."""
+    limit = model.max_seq_length
+    tokenizer = model.tokenizer
+    total = 0
+    for column in ("anchor", "positive", "negative"):
+        if column in pairs.column_names:
+            lengths = tokenizer(list(pairs[column]), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+            total += sum(len(ids) > limit for ids in lengths)
+    return total
+
+
+def _mine(pairs: Any, model: Any, n: int, batch_size: int) -> Any:
+    """Hard negatives from the positives of the pairs, skipping any closer than 95 % of the positive."""
+    from sentence_transformers import mine_hard_negatives
+
+    return mine_hard_negatives(
+        pairs, model, anchor_column_name="anchor", positive_column_name="positive",
+        num_negatives=n, relative_margin=0.05, sampling_strategy="top", range_min=0,
+        output_format="n-tuple" if n > 1 else "triplet", batch_size=batch_size, verbose=False,
+    )
+
+
+def _loss(model: Any, config: TuneConfig, dims: list[int]) -> Any:
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MatryoshkaLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    if config.loss == "cached-mnrl":
+        inner = CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
+    else:
+        inner = MultipleNegativesRankingLoss(model)
+    return MatryoshkaLoss(model, inner, matryoshka_dims=sorted(dims, reverse=True))
+
+
+def _training_args(config: TuneConfig, device: str, metric: str, steps_per_epoch: int) -> Any:
+    import torch
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    cuda = device.startswith("cuda")
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    tf32 = cuda and torch.cuda.get_device_capability()[0] >= 8
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(config.output / CHECKPOINTS),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        learning_rate=config.lr,
+        warmup_ratio=0.1,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=True,
+        bf16=bf16,
+        tf32=tf32 or None,
+        optim="adamw_torch_fused" if cuda else "adamw_torch",
+        use_cpu=device == "cpu",
+        logging_steps=max(1, steps_per_epoch // 10),
+        report_to=[],
+        seed=config.seed,
+        dataloader_drop_last=False,
+    )
+
+
+def _callbacks() -> tuple[Any, Any]:
+    """A step timer (training time without evaluation) and a progress bar that logs compact lines."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ProgressCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds = 0.0
+            self._start = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+            self.seconds += time.perf_counter() - self._start
+
+    class CompactProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
+            if self.training_bar is None or not logs:
+                return
+            keep = {k.removeprefix("eval_"): v for k, v in logs.items()
+                    if k in ("loss", "learning_rate", "epoch") or k.endswith("ndcg@10")}
+            if keep:
+                self.training_bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                 for k, v in keep.items()))
+
+    return StepTimer(), CompactProgress()
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return "out of memory" in str(exc).lower() or type(exc).__name__ == "OutOfMemoryError"
+
+
+def tune(config: TuneConfig, log: Any = print) -> TuneResult:
+    """Fine-tune ``config.base_model`` on ``config.train`` and return the per-dim report."""
+    _check_config(config)
+    _check_output(config)
+    pairs, report = load_pairs(config.train, config.columns)
+    embedder = Embedder(config.base_model, device=config.device)
+    model = embedder.model
+    dims = list(parse_ladder(config.dims, embedder.dim))
+    best_dim = config.best_dim or dims[0]
+    if best_dim not in dims:
+        raise TuneError(f"--best-dim {best_dim} is not one of the dims {dims}")
+    if config.eval_dir is not None:
+        eval_data = beir_ir_data(config.eval_dir, "test")
+        train = pairs
+    else:
+        train, eval_data = split_pairs(pairs, config.eval_split, config.seed)
+    guard_data = beir_ir_data(config.guard, "test", name="guard") if config.guard else None
+    _log_pairs(log, report, len(train), eval_data)
+    truncated = count_truncated(model, train)
+    if truncated:
+        log(f"warning: {truncated:,} training texts are longer than the model's {model.max_seq_length} tokens "
+            "and are truncated in training")
+
+    evaluator = MatryoshkaIREvaluator(eval_data, dims, best_dim)
+    log(f"baseline: evaluating {embedder.name} at dims {dims} on {eval_data.name} …")
+    baseline = evaluator.ndcg_by_dim(evaluator(model))
+    guard = MatryoshkaIREvaluator(guard_data, dims, best_dim) if guard_data else None
+    guard_baseline = guard.ndcg_by_dim(guard(model)) if guard else None
+
+    if config.hard_negatives and not report.has_negative:
+        log(f"mining {config.hard_negatives} hard negative(s) per pair …")
+        train = _mine(train, model, config.hard_negatives, batch_size=64)
+
+    from sentence_transformers import SentenceTransformerTrainer
+
+    metric = f"eval_{evaluator.primary_metric}"
+    steps_per_epoch = max(1, len(train) // config.batch_size)
+    args = _training_args(config, embedder.device, metric, steps_per_epoch)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    timer, progress = _callbacks()
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train, loss=_loss(model, config, dims),
+        evaluator=evaluator, callbacks=[timer],
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(progress)
+    if config.overwrite and not config.resume and config.output.exists():
+        shutil.rmtree(config.output)
+    log(f"training on {embedder.device}: {len(train):,} pairs, {config.epochs} epoch(s), batch {config.batch_size}, "
+        f"lr {config.lr}, loss MatryoshkaLoss({config.loss}) …")
+    try:
+        trainer.train(resume_from_checkpoint=True if config.resume else None)
+    except Exception as exc:  # noqa: BLE001 - OOM and bad checkpoints become clear errors
+        if _is_oom(exc):
+            raise OutOfMemoryError(
+                f"out of memory on {embedder.device}: lower --batch-size, or use --loss cached-mnrl with a "
+                "smaller --mini-batch-size"
+            ) from exc
+        if config.resume:
+            raise TuneError(f"cannot resume from {config.output / CHECKPOINTS}: {str(exc).splitlines()[0]}") from exc
+        raise
+
+    log("evaluating the tuned model …")
+    tuned = evaluator.ndcg_by_dim(evaluator(model))
+    guard_tuned = guard.ndcg_by_dim(guard(model)) if guard else None
+    samples = trainer.state.global_step * config.batch_size
+    result = TuneResult(
+        output=str(config.output),
+        base_model=embedder.name,
+        dims=dims,
+        device=embedder.device,
+        pairs=asdict(report) | {"train": len(train)},
+        eval_set=eval_data.name,
+        baseline=baseline,
+        tuned=tuned,
+        guard_set=guard_data.name if guard_data else None,
+        guard_baseline=guard_baseline,
+        guard_tuned=guard_tuned,
+        train_seconds=timer.seconds,
+        train_samples=min(samples, len(train) * config.epochs),
+        samples_per_second=min(samples, len(train) * config.epochs) / timer.seconds if timer.seconds else 0.0,
+        best_checkpoint=trainer.state.best_model_checkpoint,
+        truncated_texts=truncated,
+        config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+    )
+    _save(model, result, config)
+    return result
+
+
+def _log_pairs(log: Any, report: PairReport, train: int, eval_data: Any) -> None:
+    log(f"pairs: {report.rows:,} from {report.source} ({report.duplicates:,} duplicates and {report.empty:,} "
+        f"empty rows removed); training on {train:,}; evaluating on {eval_data.name} "
+        f"({len(eval_data.queries):,} queries, {len(eval_data.corpus):,} documents)")
+
+
+def _save(model: Any, result: TuneResult, config: TuneConfig) -> None:
+    """Save the tuned model, its card (with the eval table) and eval_report.json; drop checkpoints."""
+    from .report import model_card_section
+
+    out = config.output
+    model.save_pretrained(str(out))
+    card = out / "README.md"
+    card.write_text((card.read_text() if card.exists() else "") + "\n" + model_card_section(result))
+    (out / REPORT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
