@@ -165,7 +165,7 @@ def _training_args(config: TuneConfig, device: str, metric: str, steps_per_epoch
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         learning_rate=config.lr,
-        warmup_ratio=0.1,
+        warmup_steps=0.1,  # a float is a fraction of the steps
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -222,18 +222,18 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     _check_config(config)
     _check_output(config)
     pairs, report = load_pairs(config.train, config.columns)
-    embedder = Embedder(config.base_model, device=config.device)
-    model = embedder.model
-    dims = list(parse_ladder(config.dims, embedder.dim))
-    best_dim = config.best_dim or dims[0]
-    if best_dim not in dims:
-        raise TuneError(f"--best-dim {best_dim} is not one of the dims {dims}")
     if config.eval_dir is not None:
         eval_data = beir_ir_data(config.eval_dir, "test")
         train = pairs
     else:
         train, eval_data = split_pairs(pairs, config.eval_split, config.seed)
     guard_data = beir_ir_data(config.guard, "test", name="guard") if config.guard else None
+    embedder = Embedder(config.base_model, device=config.device)
+    model = embedder.model
+    dims = list(parse_ladder(config.dims, embedder.dim))
+    best_dim = config.best_dim or dims[0]
+    if best_dim not in dims:
+        raise TuneError(f"--best-dim {best_dim} is not one of the dims {dims}")
     _log_pairs(log, report, len(train), eval_data)
     truncated = count_truncated(model, train)
     if truncated:

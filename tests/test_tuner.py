@@ -1,0 +1,224 @@
+"""The tuner on the real model: pairs, per-dim evaluation, one short real training run, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import write_jsonl
+from retriever.edge_store import EdgeCatalog
+from retriever.embedder import Embedder
+from retriever.errors import TuneError
+from retriever.indexer import index_corpus
+from retriever.retriever import Retriever
+from tuner.evaluation import MIN_EVAL_QUERIES, MatryoshkaIREvaluator, beir_ir_data, split_pairs
+from tuner.pairs import PairColumns, load_pairs
+from tuner.training import CHECKPOINTS, REPORT_FILE, TuneConfig, tune
+
+TOPICS = ["volcano lava magma", "bread yeast flour", "python code lists", "football goal team",
+          "plants sunlight oxygen", "mars red planet", "interest rates banks", "violin strings bow",
+          "coffee espresso beans", "piano keys hammers", "glacier ice valley", "vaccine immune system"]
+
+
+def make_beir(root: Path, n_test: int = MIN_EVAL_QUERIES, n_train: int = 64) -> Path:
+    """A small BEIR directory: one passage per query, test and train qrels."""
+    n = n_test + n_train
+    write_jsonl(root / "corpus.jsonl", [
+        {"_id": f"d{i}", "title": "", "text": f"Passage {i} is about {TOPICS[i % 12]}, with detail {i * 7}."}
+        for i in range(n)])
+    write_jsonl(root / "queries.jsonl", [
+        {"_id": f"q{i}", "text": f"What does passage {i} say about {TOPICS[i % 12].split()[0]}?"} for i in range(n)])
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    for split, ids in (("test", range(n_test)), ("train", range(n_test, n))):
+        with (root / "qrels" / f"{split}.tsv").open("w", newline="") as f:
+            w = csv.writer(f, delimiter="\t")
+            w.writerow(["query-id", "corpus-id", "score"])
+            w.writerows([f"q{i}", f"d{i}", 1] for i in ids)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """One real (short) tuning run: BEIR train pairs, BEIR test eval, a guard set, cached MNRL."""
+    root = tmp_path_factory.mktemp("tune")
+    beir = make_beir(root / "beir")
+    config = TuneConfig(train=str(beir), output=root / "model", eval_dir=beir, guard=beir, batch_size=32,
+                        mini_batch_size=16, device="cpu")
+    return config, tune(config, log=lambda line: None)
+
+
+def test_tune_writes_a_loadable_model_with_report_and_card(tuned, tmp_path):
+    config, result = tuned
+    out = config.output
+    assert result.dims == [64, 128, 256, 384]
+    assert set(result.baseline) == set(result.tuned) == set(result.dims)
+    assert all(0 < v <= 1 for v in (*result.baseline.values(), *result.tuned.values()))
+    assert result.pairs["train"] == 64 and result.train_samples == 64 and result.samples_per_second > 0
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert set(report["improvement_pct"]) == {"64", "128", "256", "384"}
+    card = (out / "README.md").read_text()
+    assert "## funnel tune" in card and "| 64 |" in card and "MatryoshkaLoss(cached-mnrl)" in card
+    assert not (out / CHECKPOINTS).exists()
+    # A normal sentence-transformers model: funnel indexes and searches with it.
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "Lava flows from the volcano."},
+                                                {"_id": "b", "text": "Knead the bread dough."}])
+    embedder = Embedder(str(out), device="cpu")
+    index_corpus(EdgeCatalog(tmp_path / "data"), "tuned", [corpus], embedder)
+    with Retriever(EdgeCatalog(tmp_path / "data").open("tuned"), embedder) as r:
+        assert r.search("volcano eruption", k=1)[0].doc_id == "a"
+
+
+def test_baseline_matches_plain_sentence_transformers(tuned, embedder):
+    """The baseline row is what sentence-transformers' own evaluator gives the base model."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    config, result = tuned
+    data = beir_ir_data(config.eval_dir)
+    for dim in (384, 64):
+        plain = InformationRetrievalEvaluator(data.queries, data.corpus, data.relevant, truncate_dim=dim,
+                                              write_csv=False)(embedder.model)
+        assert result.baseline[dim] == pytest.approx(plain["cosine_ndcg@10"], abs=1e-6)
+
+
+def test_guard_is_evaluated_before_and_after(tuned):
+    _, result = tuned
+    assert result.guard_set == "guard"
+    assert set(result.guard_baseline) == set(result.guard_tuned) == set(result.dims)
+
+
+def test_evaluator_encodes_the_corpus_once(embedder, tmp_path):
+    data = beir_ir_data(make_beir(tmp_path / "b"))
+    calls = []
+    original = embedder.model.encode
+
+    def counting(*args, **kwargs):
+        texts = args[0] if args else kwargs.get("inputs", kwargs.get("sentences"))
+        calls.append(len(texts))
+        return original(*args, **kwargs)
+
+    embedder.model.encode = counting
+    try:
+        metrics = MatryoshkaIREvaluator(data, [64, 128, 256, 384], 64)(embedder.model)
+    finally:
+        del embedder.model.encode
+    assert calls.count(len(data.corpus)) == 1  # once for all four dims
+    assert {f"{data.name}_dim{d}_cosine_ndcg@10" for d in (64, 128, 256, 384)} <= set(metrics)
+
+
+# --- pairs ------------------------------------------------------------------------------------------
+
+
+def test_pairs_are_taken_by_column_name_not_position(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"positive": "a passage", "anchor": "a question?"},
+                                              {"positive": "a passage", "anchor": "a question?"},
+                                              {"positive": "", "anchor": "empty positive"},
+                                              {"positive": "other passage", "anchor": "other question?"}])
+    pairs, report = load_pairs(path)
+    assert pairs[0] == {"anchor": "a question?", "positive": "a passage"}
+    assert (report.rows, report.duplicates, report.empty, report.has_negative) == (2, 1, 1, False)
+
+
+def test_pairs_from_csv_and_parquet_with_named_columns(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "p.csv").write_text("passage,question,neg\nP1,Q1,N1\nP2,Q2,N2\n")
+    pairs, report = load_pairs(tmp_path / "p.csv", PairColumns("question", "passage", "neg"))
+    assert list(pairs) == [{"anchor": "Q1", "positive": "P1", "negative": "N1"},
+                           {"anchor": "Q2", "positive": "P2", "negative": "N2"}]
+    assert report.has_negative
+    pq.write_table(pa.table({"positive": ["P"], "anchor": ["Q"]}), tmp_path / "p.parquet")
+    assert list(load_pairs(tmp_path / "p.parquet")[0]) == [{"anchor": "Q", "positive": "P"}]
+
+
+def test_pairs_from_beir_train_qrels(tmp_path):
+    pairs, report = load_pairs(make_beir(tmp_path / "b", n_train=5))
+    assert report.rows == 5 and pairs[0]["anchor"].startswith("What does passage 50")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _without_train_qrels(beir: Path) -> Path:
+    (beir / "qrels" / "train.tsv").unlink()
+    return beir
+
+
+@pytest.mark.parametrize("setup, fragment", [
+    (lambda p: write_jsonl(p / "x.jsonl", [{"question": "q", "answer": "a"}]), "no 'anchor' or 'positive' column"),
+    (lambda p: write_jsonl(p / "x.jsonl", [{"anchor": "", "positive": ""}]), "no usable pairs"),
+    (lambda p: _write(p / "x.jsonl", ""), "cannot read pairs"),
+    (lambda p: _write(p / "x.jsonl", '{"anchor": "q", "positive": "p"}\n{broken\n'), "cannot read pairs"),
+    (lambda p: p / "missing.jsonl", "no such file"),
+    (lambda p: p / "pairs.txt", "no such file"),
+    (lambda p: _without_train_qrels(make_beir(p / "b")), "qrels/train.tsv"),
+    (lambda p: "some-org/some-dataset-that-is-not-here", "cannot load Hugging Face dataset"),
+])
+def test_bad_pairs(setup, fragment, tmp_path):
+    with pytest.raises(TuneError, match=fragment):
+        load_pairs(setup(tmp_path))
+
+
+def test_eval_split_too_small_or_invalid(tmp_path):
+    pairs, _ = load_pairs(write_jsonl(tmp_path / "p.jsonl", [{"anchor": f"q{i}", "positive": f"p{i}"} for i in range(100)]))
+    with pytest.raises(TuneError, match="eval split too small"):
+        split_pairs(pairs, 0.1)
+    with pytest.raises(TuneError, match="between 0 and 1"):
+        split_pairs(pairs, 1.5)
+    train, data = split_pairs(pairs, 0.5)
+    assert len(train) == 50 and len(data.queries) == 50 and len(data.corpus) == 100
+    assert not set(train["anchor"]) & set(data.queries.values())
+
+
+# --- bad runs ---------------------------------------------------------------------------------------
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("precious")
+    with pytest.raises(TuneError, match="--overwrite"):
+        tune(TuneConfig(train="unused.jsonl", output=tmp_path / "out"))
+    assert (tmp_path / "out" / "keep.txt").read_text() == "precious"
+
+
+def test_resume_needs_checkpoints(tmp_path):
+    with pytest.raises(TuneError, match="nothing to resume"):
+        tune(TuneConfig(train="unused.jsonl", output=tmp_path / "out", resume=True))
+
+
+def test_corrupt_checkpoint_on_resume(tmp_path):
+    beir = make_beir(tmp_path / "b", n_train=8)
+    checkpoint = tmp_path / "out" / CHECKPOINTS / "checkpoint-1"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "model.safetensors").write_bytes(b"not a checkpoint")
+    (checkpoint / "trainer_state.json").write_text("{broken")
+    with pytest.raises(TuneError, match="cannot resume"):
+        tune(TuneConfig(train=str(beir), output=tmp_path / "out", eval_dir=beir, resume=True, batch_size=8,
+                        device="cpu"), log=lambda line: None)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"loss": "triplet"}, "unknown loss"), ({"epochs": 0}, "--epochs"), ({"lr": 0}, "--lr"),
+    ({"batch_size": 0}, "--batch-size"), ({"hard_negatives": -1}, "--hard-negatives"),
+])
+def test_bad_options(kwargs, fragment, tmp_path):
+    with pytest.raises(TuneError, match=fragment):
+        tune(TuneConfig(train="unused.jsonl", output=tmp_path / "out", **kwargs))
+
+
+def test_cli_tune_bad_input_is_one_line(tmp_path):
+    from cli import main
+
+    pairs = write_jsonl(tmp_path / "p.jsonl", [{"question": "q", "answer": "a"}])
+    result = CliRunner().invoke(main, ["tune", "--train", str(pairs), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {pairs}: no 'anchor' or 'positive' column (columns: question, answer); "
+        "name the columns with --anchor-column / --positive-column"]
+    assert not (tmp_path / "out").exists()
