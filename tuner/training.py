@@ -184,7 +184,7 @@ def _training_args(config: TuneConfig, device: str, metric: str, steps_per_epoch
     )
 
 
-def _callbacks() -> tuple[Any, Any]:
+def training_callbacks() -> tuple[Any, Any]:
     """A step timer (training time without evaluation) and a progress bar that logs compact lines."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import ProgressCallback
@@ -257,7 +257,7 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     args = _training_args(config, embedder.device, metric, steps_per_epoch)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    timer, progress = _callbacks()
+    timer, progress = training_callbacks()
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=train, loss=_loss(model, config, dims),
         evaluator=evaluator, callbacks=[timer],
@@ -281,8 +281,12 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
             raise TuneError(f"cannot resume from {config.output / CHECKPOINTS}: {str(exc).splitlines()[0]}") from exc
         raise
 
-    log("evaluating the tuned model …")
-    tuned = evaluator.ndcg_by_dim(evaluator(model))
+    best = [h for h in trainer.state.log_history if h.get(metric) is not None and h[metric] == trainer.state.best_metric]
+    if best:  # the best checkpoint's own evaluation: the model loaded at the end is that checkpoint
+        tuned = evaluator.ndcg_by_dim(best[-1], prefix="eval_")
+    else:
+        log("evaluating the tuned model …")
+        tuned = evaluator.ndcg_by_dim(evaluator(model))
     guard_tuned = guard.ndcg_by_dim(guard(model)) if guard else None
     samples = trainer.state.global_step * config.batch_size
     result = TuneResult(
