@@ -31,6 +31,11 @@ class IRData:
     relevant: dict[str, set[str]]
 
 
+def beir_passages(corpus_file: Path) -> dict[str, str]:
+    """A BEIR corpus as id → text, the title (if any) before the text, as BEIR models read it."""
+    return {d.id: (f"{d.title} {d.text}".strip() if d.title else d.text) for d in read_corpus([corpus_file])}
+
+
 def beir_ir_data(path: str | Path, split: str = "test", name: str | None = None) -> IRData:
     """Read a BEIR directory's ``queries.jsonl``, ``corpus.jsonl`` and ``qrels/<split>.tsv``."""
     path = Path(path).expanduser()
@@ -42,7 +47,7 @@ def beir_ir_data(path: str | Path, split: str = "test", name: str | None = None)
         for row in csv.DictReader(handle, delimiter="\t"):
             if float(row.get("score") or 0) > 0:
                 relevant.setdefault(row["query-id"], set()).add(row["corpus-id"])
-    corpus = {d.id: (f"{d.title} {d.text}".strip() if d.title else d.text) for d in read_corpus([path / "corpus.jsonl"])}
+    corpus = beir_passages(path / "corpus.jsonl")
     queries = {d.id: d.text for d in read_corpus([path / "queries.jsonl"]) if d.id in relevant}
     relevant = {q: {c for c in docs if c in corpus} for q, docs in relevant.items() if q in queries}
     relevant = {q: docs for q, docs in relevant.items() if docs}

@@ -14,6 +14,8 @@ from pathlib import Path
 from retriever.corpus import read_corpus
 from retriever.errors import TuneError
 
+from .evaluation import beir_passages
+
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".ndjson": "json", ".csv": "csv", ".tsv": "csv",
                  ".parquet": "parquet", ".pq": "parquet"}
 
@@ -46,7 +48,7 @@ def _beir_pairs(path: Path) -> list[dict[str, str]]:
         if not (path / name).is_file():
             raise TuneError(f"{path}: BEIR directory without {name}")
     queries = {d.id: d.text for d in read_corpus([path / "queries.jsonl"])}
-    corpus = {d.id: (f"{d.title} {d.text}".strip() if d.title else d.text) for d in read_corpus([path / "corpus.jsonl"])}
+    corpus = beir_passages(path / "corpus.jsonl")
     pairs = []
     with qrels.open(encoding="utf-8") as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
