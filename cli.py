@@ -210,11 +210,11 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
 @click.option("--eval-split", envvar="FUNNEL_EVAL_SPLIT", show_envvar=True, type=float, default=0.1,
               help="without --eval: fraction of the pairs held out for evaluation")
 @click.option("--epochs", envvar="FUNNEL_EPOCHS", show_envvar=True, type=int, default=1)
-@click.option("--batch-size", envvar="FUNNEL_TUNE_BATCH_SIZE", show_envvar=True, type=int, default=128,
+@click.option("--batch-size", envvar="FUNNEL_TUNE_BATCH_SIZE", show_envvar=True, type=int, default=64,
               help="pairs per batch (in-batch negatives)")
 @click.option("--lr", envvar="FUNNEL_LR", show_envvar=True, type=float, default=1e-4, help="learning rate")
 @click.option("--loss", envvar="FUNNEL_LOSS", show_envvar=True, type=click.Choice(["mnrl", "cached-mnrl"]),
-              default="cached-mnrl", help="inner loss of MatryoshkaLoss")
+              default="mnrl", help="inner loss of MatryoshkaLoss (cached-mnrl: large batches in little memory)")
 @click.option("--mini-batch-size", envvar="FUNNEL_MINI_BATCH_SIZE", show_envvar=True, type=int, default=32,
               help="cached-mnrl: texts per forward pass (memory), not the batch")
 @click.option("--hard-negatives", envvar="FUNNEL_HARD_NEGATIVES", show_envvar=True, type=int, default=0,

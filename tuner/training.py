@@ -39,9 +39,9 @@ class TuneConfig:
     eval_dir: Path | None = None
     eval_split: float = 0.1
     epochs: int = 1
-    batch_size: int = 128
+    batch_size: int = 64
     lr: float = 1e-4
-    loss: str = "cached-mnrl"
+    loss: str = "mnrl"
     mini_batch_size: int = 32
     hard_negatives: int = 0
     guard: Path | None = None
