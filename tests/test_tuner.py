@@ -43,11 +43,11 @@ def make_beir(root: Path, n_test: int = MIN_EVAL_QUERIES, n_train: int = 64) -> 
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    """One real (short) tuning run: BEIR train pairs, BEIR test eval, a guard set, cached MNRL."""
+    """One real (short) tuning run: BEIR train pairs, BEIR test eval, a guard set, cached MNRL, mined negatives."""
     root = tmp_path_factory.mktemp("tune")
     beir = make_beir(root / "beir")
     config = TuneConfig(train=str(beir), output=root / "model", eval_dir=beir, guard=beir, batch_size=32,
-                        mini_batch_size=16, device="cpu")
+                        loss="cached-mnrl", mini_batch_size=16, hard_negatives=1, device="cpu")
     return config, tune(config, log=lambda line: None)
 
 
@@ -57,7 +57,8 @@ def test_tune_writes_a_loadable_model_with_report_and_card(tuned, tmp_path):
     assert result.dims == [64, 128, 256, 384]
     assert set(result.baseline) == set(result.tuned) == set(result.dims)
     assert all(0 < v <= 1 for v in (*result.baseline.values(), *result.tuned.values()))
-    assert result.pairs["train"] == 64 and result.train_samples == 64 and result.samples_per_second > 0
+    assert result.pairs["train"] == 64 and result.samples_per_second > 0
+    assert result.config["hard_negatives"] == 1 and 0 < result.train_samples <= 64  # mining may drop a pair
     report = json.loads((out / REPORT_FILE).read_text())
     assert set(report["improvement_pct"]) == {"64", "128", "256", "384"}
     card = (out / "README.md").read_text()
@@ -222,3 +223,46 @@ def test_cli_tune_bad_input_is_one_line(tmp_path):
         f"Error: {pairs}: no 'anchor' or 'positive' column (columns: question, answer); "
         "name the columns with --anchor-column / --positive-column"]
     assert not (tmp_path / "out").exists()
+
+
+def test_hard_negatives_are_mined_from_the_positives(embedder, tmp_path):
+    from tuner.training import mine_negatives
+
+    pairs, _ = load_pairs(make_beir(tmp_path / "b", n_train=40))
+    mined = mine_negatives(pairs, embedder.model, 2, batch_size=64)
+    assert mined.column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    positives = set(pairs["positive"])
+    for row in mined:
+        assert row["negative_1"] in positives and row["negative_1"] != row["positive"]
+        assert row["negative_2"] != row["positive"]
+
+
+def test_resume_continues_a_killed_run(tmp_path):
+    """kill -9 a real `funnel tune` after its first epoch's checkpoint, then --resume finishes it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO_ROOT
+
+    beir = make_beir(tmp_path / "b", n_train=96)
+    out = tmp_path / "out"
+    args = ["--train", str(beir), "--eval", str(beir), "--output", str(out), "--epochs", "3", "--batch-size", "32",
+            "--device", "cpu"]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "tune", *args], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list((out / CHECKPOINTS).glob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    assert not (out / REPORT_FILE).exists()  # it was stopped before the end
+    result = tune(TuneConfig(train=str(beir), output=out, eval_dir=beir, epochs=3, batch_size=32, device="cpu",
+                             resume=True), log=lambda line: None)
+    assert json.loads((out / REPORT_FILE).read_text())["tuned"] == {str(d): v for d, v in result.tuned.items()}
+    assert result.train_samples < 3 * 96  # only the remaining epochs were trained
+    assert not (out / CHECKPOINTS).exists()

@@ -126,7 +126,7 @@ def count_truncated(model: Any, pairs: Any) -> int:
     return total
 
 
-def _mine(pairs: Any, model: Any, n: int, batch_size: int) -> Any:
+def mine_negatives(pairs: Any, model: Any, n: int, batch_size: int) -> Any:
     """Hard negatives from the positives of the pairs, skipping any closer than 95 % of the positive."""
     from sentence_transformers import mine_hard_negatives
 
@@ -192,6 +192,7 @@ def training_callbacks() -> tuple[Any, Any]:
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
             self.seconds = 0.0
+            self.steps = 0
             self._start = 0.0
 
         def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
@@ -199,6 +200,7 @@ def training_callbacks() -> tuple[Any, Any]:
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
             self.seconds += time.perf_counter() - self._start
+            self.steps += 1
 
     class CompactProgress(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
@@ -248,7 +250,7 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
 
     if config.hard_negatives and not report.has_negative:
         log(f"mining {config.hard_negatives} hard negative(s) per pair …")
-        train = _mine(train, model, config.hard_negatives, batch_size=64)
+        train = mine_negatives(train, model, config.hard_negatives, batch_size=64)
 
     from sentence_transformers import SentenceTransformerTrainer
 
@@ -288,7 +290,7 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
         log("evaluating the tuned model …")
         tuned = evaluator.ndcg_by_dim(evaluator(model))
     guard_tuned = guard.ndcg_by_dim(guard(model)) if guard else None
-    samples = trainer.state.global_step * config.batch_size
+    samples = min(timer.steps * config.batch_size, len(train) * config.epochs)  # this run's steps (not resumed ones)
     result = TuneResult(
         output=str(config.output),
         base_model=embedder.name,
@@ -302,8 +304,8 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
         guard_baseline=guard_baseline,
         guard_tuned=guard_tuned,
         train_seconds=timer.seconds,
-        train_samples=min(samples, len(train) * config.epochs),
-        samples_per_second=min(samples, len(train) * config.epochs) / timer.seconds if timer.seconds else 0.0,
+        train_samples=samples,
+        samples_per_second=samples / timer.seconds if timer.seconds else 0.0,
         best_checkpoint=trainer.state.best_model_checkpoint,
         truncated_texts=truncated,
         config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
