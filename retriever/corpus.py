@@ -230,7 +230,9 @@ def _parquet_records(path: Path, fields: Fields) -> Iterator[Document | _BadReco
             yield _to_document(record, f"{path}:row {row}", f"{path.name}:{row}", fields)
 
 
-def _text_file_records(path: Path, root: Path) -> Iterator[Document | _BadRecord]:
+def _text_file_records(path: Path, root: Path | None) -> Iterator[Document | _BadRecord]:
+    """One document per file; its id is the path relative to ``root`` (the directory given), or the
+    path as given when the file itself was named."""
     try:
         text = path.read_bytes().decode("utf-8").lstrip("\ufeff")
     except UnicodeDecodeError:
@@ -239,7 +241,7 @@ def _text_file_records(path: Path, root: Path) -> Iterator[Document | _BadRecord
     except OSError as exc:
         yield _BadRecord(f"{path}: cannot read ({exc.strerror})")
         return
-    rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    rel = path.relative_to(root).as_posix() if root is not None else path.as_posix()
     yield Document(id=rel, text=text, title=path.stem, metadata={"path": rel})
 
 
@@ -265,7 +267,7 @@ def read_corpus(
         elif fmt == "parquet":
             records = _parquet_records(path, fields)
         else:
-            records = _text_file_records(path, root if root.is_dir() else path.parent)
+            records = _text_file_records(path, root if root.is_dir() else None)
         for item in records:
             if isinstance(item, Document):
                 if not item.text.strip():

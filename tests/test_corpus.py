@@ -257,7 +257,16 @@ def test_single_text_file(tmp_path):
     path = tmp_path / "one.txt"
     path.write_text("just one")
     (doc,), _ = read(path)
-    assert (doc.id, doc.title, doc.text) == ("one.txt", "one", "just one")
+    assert (doc.id, doc.title, doc.text) == (path.as_posix(), "one", "just one")
+
+
+def test_named_text_files_with_the_same_name_keep_their_paths(tmp_path):
+    """Files named one by one are identified by the path given, so two README.md files don't collide."""
+    for part in ("a", "b"):
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "README.md").write_text(f"readme of {part}")
+    docs, _ = read([tmp_path / "a" / "README.md", tmp_path / "b" / "README.md"])
+    assert [d.id for d in docs] == [(tmp_path / p / "README.md").as_posix() for p in ("a", "b")]
 
 
 def test_text_file_not_utf8(tmp_path):
