@@ -266,3 +266,13 @@ def test_resume_continues_a_killed_run(tmp_path):
     assert json.loads((out / REPORT_FILE).read_text())["tuned"] == {str(d): v for d, v in result.tuned.items()}
     assert result.train_samples < 3 * 96  # only the remaining epochs were trained
     assert not (out / CHECKPOINTS).exists()
+
+
+@pytest.mark.parametrize("dims, fragment", [("128,64", "strictly ascending"), ("64,512", "above the model's dim")])
+def test_bad_dims_are_refused_before_training(dims, fragment, tmp_path):
+    from retriever.errors import InvalidDimsError
+
+    beir = make_beir(tmp_path / "b", n_train=4)
+    with pytest.raises(InvalidDimsError, match=fragment):
+        tune(TuneConfig(train=str(beir), output=tmp_path / "out", eval_dir=beir, dims=dims, device="cpu"))
+    assert not (tmp_path / "out").exists()
