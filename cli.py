@@ -210,7 +210,7 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
 @click.option("--eval-split", envvar="FUNNEL_EVAL_SPLIT", show_envvar=True, type=float, default=0.1,
               help="without --eval: fraction of the pairs held out for evaluation")
 @click.option("--epochs", envvar="FUNNEL_EPOCHS", show_envvar=True, type=int, default=1)
-@click.option("--batch-size", envvar="FUNNEL_TUNE_BATCH_SIZE", show_envvar=True, type=int, default=64,
+@click.option("--batch-size", envvar="FUNNEL_TUNE_BATCH_SIZE", show_envvar=True, type=int, default=32,
               help="pairs per batch (in-batch negatives)")
 @click.option("--lr", envvar="FUNNEL_LR", show_envvar=True, type=float, default=1e-4, help="learning rate")
 @click.option("--loss", envvar="FUNNEL_LOSS", show_envvar=True, type=click.Choice(["mnrl", "cached-mnrl"]),

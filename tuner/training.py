@@ -39,7 +39,7 @@ class TuneConfig:
     eval_dir: Path | None = None
     eval_split: float = 0.1
     epochs: int = 1
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 1e-4
     loss: str = "mnrl"
     mini_batch_size: int = 32
@@ -97,7 +97,9 @@ def _check_output(config: TuneConfig) -> None:
         if not (out / CHECKPOINTS).is_dir() or not any((out / CHECKPOINTS).glob("checkpoint-*")):
             raise TuneError(f"{out}: nothing to resume (no {CHECKPOINTS}/checkpoint-* there)")
         return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise TuneError(f"{out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
         if not config.overwrite:
             raise TuneError(f"{out} exists and is not empty: give --overwrite to replace it (or --resume)")
 
@@ -252,43 +254,12 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
         log(f"mining {config.hard_negatives} hard negative(s) per pair …")
         train = mine_negatives(train, model, config.hard_negatives, batch_size=64)
 
-    from sentence_transformers import SentenceTransformerTrainer
-
-    metric = f"eval_{evaluator.primary_metric}"
-    steps_per_epoch = max(1, len(train) // config.batch_size)
-    args = _training_args(config, embedder.device, metric, steps_per_epoch)
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    timer, progress = training_callbacks()
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=train, loss=_loss(model, config, dims),
-        evaluator=evaluator, callbacks=[timer],
-    )
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(progress)
     if config.overwrite and not config.resume and config.output.exists():
         shutil.rmtree(config.output)
     log(f"training on {embedder.device}: {len(train):,} pairs, {config.epochs} epoch(s), batch {config.batch_size}, "
         f"lr {config.lr}, loss MatryoshkaLoss({config.loss}) …")
-    try:
-        trainer.train(resume_from_checkpoint=True if config.resume else None)
-    except Exception as exc:  # noqa: BLE001 - OOM and bad checkpoints become clear errors
-        if _is_oom(exc):
-            raise OutOfMemoryError(
-                f"out of memory on {embedder.device}: lower --batch-size, or use --loss cached-mnrl with a "
-                "smaller --mini-batch-size"
-            ) from exc
-        if config.resume:
-            raise TuneError(f"cannot resume from {config.output / CHECKPOINTS}: {str(exc).splitlines()[0]}") from exc
-        raise
-
-    best = [h for h in trainer.state.log_history if h.get(metric) is not None and h[metric] == trainer.state.best_metric]
-    if best:  # the best checkpoint's own evaluation: the model loaded at the end is that checkpoint
-        tuned = evaluator.ndcg_by_dim(best[-1], prefix="eval_")
-    else:
-        log("evaluating the tuned model …")
-        tuned = evaluator.ndcg_by_dim(evaluator(model))
+    trainer, timer = _train(model, train, evaluator, config, embedder.device, dims)
+    tuned = _best_ndcg(trainer, evaluator, model, log)
     guard_tuned = guard.ndcg_by_dim(guard(model)) if guard else None
     samples = min(timer.steps * config.batch_size, len(train) * config.epochs)  # this run's steps (not resumed ones)
     result = TuneResult(
@@ -312,6 +283,46 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     )
     _save(model, result, config)
     return result
+
+
+def _train(model: Any, train: Any, evaluator: MatryoshkaIREvaluator, config: TuneConfig, device: str,
+           dims: list[int]) -> tuple[Any, Any]:
+    """Run sentence-transformers' trainer; OOM and unusable checkpoints become clear errors."""
+    from sentence_transformers import SentenceTransformerTrainer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    metric = f"eval_{evaluator.primary_metric}"
+    args = _training_args(config, device, metric, steps_per_epoch=max(1, len(train) // config.batch_size))
+    timer, progress = training_callbacks()
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=train, loss=_loss(model, config, dims), evaluator=evaluator,
+        callbacks=[timer],
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(progress)
+    try:
+        trainer.train(resume_from_checkpoint=True if config.resume else None)
+    except Exception as exc:  # noqa: BLE001 - OOM and bad checkpoints become clear errors
+        if _is_oom(exc):
+            raise OutOfMemoryError(
+                f"out of memory on {device}: lower --batch-size, or use --loss cached-mnrl with a smaller "
+                "--mini-batch-size"
+            ) from exc
+        if config.resume:
+            raise TuneError(f"cannot resume from {config.output / CHECKPOINTS}: {str(exc).splitlines()[0]}") from exc
+        raise
+    return trainer, timer
+
+
+def _best_ndcg(trainer: Any, evaluator: MatryoshkaIREvaluator, model: Any, log: Any) -> dict[int, float]:
+    """NDCG@10 per dim of the kept (best) checkpoint, from its own evaluation when the log has it."""
+    metric = f"eval_{evaluator.primary_metric}"
+    best = [h for h in trainer.state.log_history if h.get(metric) is not None and h[metric] == trainer.state.best_metric]
+    if best:  # the model loaded at the end is that checkpoint
+        return evaluator.ndcg_by_dim(best[-1], prefix="eval_")
+    log("evaluating the tuned model …")
+    return evaluator.ndcg_by_dim(evaluator(model))
 
 
 def _log_pairs(log: Any, report: PairReport, train: int, eval_data: Any) -> None:
