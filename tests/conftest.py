@@ -77,6 +77,34 @@ def plain_huge_text(words: int = 20_000, ending: str = "") -> str:
     return f"{body} {ending}".strip()
 
 
+BAD_CORPORA = ["missing", "empty", "malformed", "no-text", "not-utf8-jsonl", "not-utf8-text", "unknown-format"]
+
+
+def bad_corpora(root: Path) -> dict[str, tuple[Path, list[str]]]:
+    """Corpora that must be refused, each with the fragments its one-line error must contain."""
+    root.mkdir(parents=True, exist_ok=True)
+    missing = root / "does-not-exist.jsonl"
+    empty = write_jsonl(root / "empty.jsonl", [{"_id": "1", "text": ""}, {"_id": "2", "text": " \t\n"}])
+    malformed = root / "malformed.jsonl"
+    malformed.write_text('{"_id": "1", "text": "good"}\n{"_id": "2", "text": "good"}\n{"_id": "3", "text": "unterminated}\n')
+    no_text = write_jsonl(root / "notext.jsonl", [{"_id": "1", "body": "the text is elsewhere"}])
+    latin1_jsonl = root / "latin1.jsonl"
+    latin1_jsonl.write_bytes('{"_id": "1", "text": "café"}\n'.encode("latin-1"))
+    latin1_text = root / "latin1.txt"
+    latin1_text.write_bytes("Ceci n'est pas de l'UTF-8: caf\xe9".encode("latin-1"))
+    unknown = root / "corpus.xml"
+    unknown.write_text("<doc/>")
+    return {
+        "missing": (missing, [f"{missing}: no such file or directory"]),
+        "empty": (empty, ["empty corpus: no document with text in", "(2 empty, 0 bad records skipped)"]),
+        "malformed": (malformed, [f"{malformed}:3: malformed JSON", "--skip-bad"]),
+        "no-text": (no_text, [f"{no_text}:1: no 'text' field", "--text-field"]),
+        "not-utf8-jsonl": (latin1_jsonl, [f"{latin1_jsonl}:1: not valid UTF-8"]),
+        "not-utf8-text": (latin1_text, [f"{latin1_text}: not valid UTF-8"]),
+        "unknown-format": (unknown, ["unknown corpus format '.xml'"]),
+    }
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """No test may see the user's data dir or FUNNEL_* settings from the environment."""

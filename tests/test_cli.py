@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from qdrant_edge import ScrollRequest
 
 from cli import main
-from conftest import REPO_ROOT, TOPIC_DOCS, TOPIC_QUERIES, plain_huge_text, topic_records, write_jsonl
+from conftest import BAD_CORPORA, REPO_ROOT, bad_corpora, TOPIC_DOCS, TOPIC_QUERIES, plain_huge_text, topic_records, write_jsonl
 from retriever.chunking import TokenChunker
 from retriever.corpus import Document
 from retriever.edge_store import EdgeCatalog
@@ -230,27 +230,10 @@ def test_debug_shows_the_exception(built):
 # --- bad corpora: clear errors, and nothing half-written -----------------------------------------
 
 
-def _write_bad_corpora(root: Path) -> dict[str, tuple[Path, list[str]]]:
-    empty = write_jsonl(root / "empty.jsonl", [{"_id": "1", "text": ""}, {"_id": "2", "text": " \t\n"}])
-    malformed = root / "malformed.jsonl"
-    malformed.write_text('{"_id": "1", "text": "good"}\n{"_id": "2", "text": "good"}\n{"_id": "3", "text": "unterminated}\n')
-    no_text = write_jsonl(root / "notext.jsonl", [{"_id": "1", "body": "the text is elsewhere"}])
-    latin1 = root / "latin1.txt"
-    latin1.write_bytes("Ceci n'est pas de l'UTF-8: caf\xe9".encode("latin-1"))
-    missing = root / "does-not-exist.jsonl"
-    return {
-        "missing": (missing, [f"{missing}: no such file or directory"]),
-        "empty": (empty, ["empty corpus: no document with text in", "(2 empty, 0 bad records skipped)"]),
-        "malformed": (malformed, [f"{malformed}:3: malformed JSON", "--skip-bad"]),
-        "no-text": (no_text, [f"{no_text}:1: no 'text' field", "--text-field"]),
-        "not-utf8": (latin1, [f"{latin1}: not valid UTF-8"]),
-    }
-
-
-@pytest.mark.parametrize("case", ["missing", "empty", "malformed", "no-text", "not-utf8"])
+@pytest.mark.parametrize("case", BAD_CORPORA)
 def test_bad_corpus(case, tmp_path):
     data = tmp_path / "data"
-    path, fragments = _write_bad_corpora(tmp_path)[case]
+    path, fragments = bad_corpora(tmp_path)[case]
     assert_error(invoke(data, "index", path, "-c", "fresh", "--no-progress"), *fragments)
     assert "fresh" not in EdgeCatalog(data).names()
     assert not (data / "collections" / "fresh").exists()
