@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from retriever.embedder import DEFAULT_MODEL, Embedder
+from retriever.ladder import default_ladder
 from tuner.evaluation import split_pairs
 from tuner.pairs import load_pairs
 from tuner.training import TuneConfig, training_callbacks, tune
@@ -47,7 +48,7 @@ def plain_trainer(pairs_file: Path, config: TuneConfig) -> float:
     model = Embedder(config.base_model, device="cpu").model
     inner = (CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
              if config.loss == "cached-mnrl" else MultipleNegativesRankingLoss(model))
-    loss = MatryoshkaLoss(model, inner, [384, 256, 128, 64])
+    loss = MatryoshkaLoss(model, inner, sorted(default_ladder(model.get_sentence_embedding_dimension()), reverse=True))
     timer, _ = training_callbacks()
     with tempfile.TemporaryDirectory() as out:
         args = SentenceTransformerTrainingArguments(

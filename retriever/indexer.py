@@ -117,11 +117,12 @@ def write_group(collection: Collection, embedder: Embedder, chunks: list[Chunk],
     for c in chunks:
         chunks_per_doc[c.doc_id] = max(chunks_per_doc.get(c.doc_id, 0), c.index + 1)
     probes = {chunk_id(doc, n): doc for doc, n in chunks_per_doc.items()}
-    stored = collection.payloads([c.id for c in chunks] + list(probes))
-    changed = [c for c in chunks if stored.get(c.id) != c.payload()]
+    payloads = {c.id: c.payload() for c in chunks}
+    stored = collection.payloads(list(payloads) + list(probes))
+    changed = [c for c in chunks if stored.get(c.id) != payloads[c.id]]
     if changed:
         vectors = embedder.encode([c.text for c in changed], collection.spec.dims, batch_size=batch_size)
-        collection.upsert(PointBatch(ids=[c.id for c in changed], vectors=vectors, payloads=[c.payload() for c in changed]))
+        collection.upsert(PointBatch(ids=[c.id for c in changed], vectors=vectors, payloads=[payloads[c.id] for c in changed]))
     shrunk = {doc: chunks_per_doc[doc] for probe, doc in probes.items() if probe in stored}
     collection.delete_chunks_from(shrunk)
     return ChunkCounts(chunks=len(chunks), unchanged=len(chunks) - len(changed))
