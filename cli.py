@@ -96,14 +96,18 @@ json_option = click.option(
               help="extra field to keep in the payload's metadata (repeatable)")
 @click.option("--skip-bad", is_flag=True, envvar="FUNNEL_SKIP_BAD", show_envvar=True,
               help="skip (and count) malformed records instead of stopping")
+@click.option("--quantization", envvar="FUNNEL_QUANTIZATION", show_envvar=True, type=click.Choice(["none", "int8"]),
+              default=None, help="int8: an int8 copy of the coarsest vector in RAM [default: none, or the collection's]")
+@click.option("--on-disk/--in-ram", "on_disk", envvar="FUNNEL_ON_DISK", show_envvar=True, default=None,
+              help="keep the vectors search does not traverse on disk (memory-mapped) [default: in RAM, or the collection's]")
 @device_option
 @json_option
 @click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bar")
 @click.pass_context
 def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: str | None, dims: str | None,
           chunk_size: int | None, chunk_overlap: int | None, batch_size: int, text_field: str, id_field: str | None,
-          title_field: str, metadata_fields: tuple[str, ...], skip_bad: bool, device: str | None, as_json: bool,
-          no_progress: bool) -> None:
+          title_field: str, metadata_fields: tuple[str, ...], skip_bad: bool, quantization: str | None,
+          on_disk: bool | None, device: str | None, as_json: bool, no_progress: bool) -> None:
     """Chunk and embed PATHS (BEIR dir, JSONL, CSV, Parquet, .txt/.md dirs) into a collection.
 
     Re-running with the same corpus updates in place. Indexing into an existing collection uses
@@ -116,6 +120,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
     from retriever.embedder import DEFAULT_MODEL, Embedder
     from retriever.indexer import index_corpus
     from retriever.paths import validate_collection_name
+    from retriever.store import Layout
 
     validate_collection_name(collection)
     catalog = _catalog(ctx)
@@ -125,6 +130,10 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
         dims = dims or ",".join(map(str, existing.dims))
         chunk_size = chunk_size if chunk_size is not None else existing.chunk_size
         chunk_overlap = chunk_overlap if chunk_overlap is not None else existing.chunk_overlap
+        quantization = quantization or existing.quantization
+        on_disk = existing.on_disk if on_disk is None else on_disk
+    layout = Layout(quantization=quantization or "none", on_disk=bool(on_disk),
+                    hnsw_all_dims=existing is not None and existing.hnsw_dims == existing.dims and len(existing.dims) > 1)
     embedder = Embedder(model or DEFAULT_MODEL, device=device)
     bar = IndexProgressBar(enabled=not no_progress)
     try:
@@ -132,7 +141,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
             catalog, collection, paths, embedder, dims=dims, chunk_size=chunk_size,
             chunk_overlap=chunk_overlap, batch_size=batch_size,
             fields=Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields),
-            skip_bad=skip_bad, progress=bar,
+            skip_bad=skip_bad, progress=bar, layout=layout,
         )
     finally:
         bar.stop()
@@ -264,6 +273,78 @@ def tune(train: str, output: Path, base_model: str | None, dims: str | None, eva
         err.print(f"[yellow]warning:[/] tuning made the guard set worse at dims {result.guard_worse}")
     err.print(f"trained {result.train_seconds:,.0f} s ({result.samples_per_second:,.1f} samples/s) on {result.device}; "
               f"model saved to {result.output}", highlight=False)
+
+
+@main.command()
+@click.option("--data", "data", envvar="FUNNEL_BENCH_DATA", show_envvar=True, required=True,
+              type=click.Path(path_type=Path), help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)")
+@click.option("--model", "models", envvar="FUNNEL_BENCH_MODELS", show_envvar=True, multiple=True,
+              help="model name or path, repeatable [default: all-MiniLM-L6-v2]")
+@click.option("--dims", envvar="FUNNEL_DIMS", show_envvar=True, default=None,
+              help="dim ladder [default: 64,128,256 and the model's dim]")
+@click.option("--plans", "plans", envvar="FUNNEL_BENCH_PLANS", show_envvar=True, multiple=True,
+              help="funnel plan to measure, repeatable: DIM:LIMIT,… or 'default' or 'auto' (calibrated) "
+              "[default: default and auto]")
+@click.option("-k", "--k", "k", envvar="FUNNEL_K", show_envvar=True, type=int, default=10, help="results per query")
+@click.option("--quantization", envvar="FUNNEL_BENCH_QUANTIZATION", show_envvar=True, default="none",
+              help="comma-separated storage variants to measure: none, int8")
+@click.option("--split", envvar="FUNNEL_BENCH_SPLIT", show_envvar=True, default="test", help="qrels split")
+@click.option("--max-queries", envvar="FUNNEL_BENCH_MAX_QUERIES", show_envvar=True, type=int, default=None,
+              help="use only the first N judged queries [default: all]")
+@click.option("--target", envvar="FUNNEL_BENCH_TARGET", show_envvar=True, type=float, default=0.98,
+              help="recall@k against exact that 'auto' must reach")
+@click.option("--out", envvar="FUNNEL_BENCH_OUT", show_envvar=True, type=click.Path(path_type=Path),
+              default=Path("bench-results"), help="directory for results.json, results.md and the plots")
+@click.option("--no-memory", is_flag=True, envvar="FUNNEL_BENCH_NO_MEMORY", show_envvar=True,
+              help="skip the resident-memory probe (a fresh process per collection)")
+@device_option
+@json_option
+@click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bars")
+@click.pass_context
+def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | None, plans: tuple[str, ...], k: int,
+          quantization: str, split: str, max_queries: int | None, target: float, out: Path, no_memory: bool,
+          device: str | None, as_json: bool, no_progress: bool) -> None:
+    """Measure quality, latency and storage per dim, funnel plan and quantization on a BEIR split.
+
+    Per dim alone (exact and HNSW) and per plan: NDCG/Recall/MRR@k, recall@k against the exact
+    top-dim result, latency p50/p95/p99 and QPS; bytes per vector, on disk, resident memory.
+    Indexes the corpus into bench collections in the data dir (a later run reuses them) and writes
+    OUT/results.json, OUT/results.md, OUT/ndcg_vs_bytes.png and OUT/ndcg_vs_latency.png.
+    """
+    import json
+
+    from retriever.beir import check_layout
+    from retriever.bench.machine import machine
+    from retriever.bench.report import markdown, plot, rich_tables
+    from retriever.bench.runner import BenchConfig, run_bench
+    from retriever.display import BenchProgressBar, err, print_json
+    from retriever.display import out as stdout
+    from retriever.embedder import DEFAULT_MODEL
+
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file, not a directory")
+    config = BenchConfig(
+        data=check_layout(data, split), models=models or (DEFAULT_MODEL,), dims=dims,
+        plans=tuple(p.strip() for p in plans) or ("default", "auto"), k=k,
+        quantizations=tuple(q.strip() for q in quantization.split(",") if q.strip()), split=split,
+        max_queries=max_queries, target=target, device=device, memory=not no_memory,
+    )
+    progress = BenchProgressBar(enabled=not no_progress)
+    try:
+        results = run_bench(config, _catalog(ctx), progress)
+    finally:
+        progress.stop()
+    results["machine"] = machine("funnel")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(markdown(results))
+    plots = plot(results, out)
+    if as_json:
+        print_json(results)
+    else:
+        for table in rich_tables(results):
+            stdout.print(table, width=max(stdout.width, 140))
+    err.print(f"wrote {out / 'results.json'}, {out / 'results.md'}, " + ", ".join(str(p) for p in plots))
 
 
 @main.command()

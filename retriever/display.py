@@ -79,6 +79,39 @@ class IndexProgressBar:
         self.progress.stop()
 
 
+class BenchProgressBar:
+    """Rich progress on stderr for ``funnel bench``: the index bar, then one bar per measured step."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=err, disable=not enabled, transient=True)
+        self.progress.start()
+        self._task: Any = None
+        self._index_bar: IndexProgressBar | None = None
+
+    def index(self) -> IndexProgressBar:
+        self._index_bar = IndexProgressBar(enabled=self.enabled)
+        return self._index_bar
+
+    def step(self, label: str, total: int):  # noqa: ANN201 - a callback
+        if self._index_bar is not None:
+            self._index_bar.stop()
+            self._index_bar = None
+        if self._task is not None:
+            self.progress.remove_task(self._task)
+        task = self._task = self.progress.add_task(label, total=total)
+        return lambda: self.progress.advance(task)
+
+    def note(self, text: str) -> None:
+        err.print(text)
+
+    def stop(self) -> None:
+        if self._index_bar is not None:
+            self._index_bar.stop()
+        self.progress.stop()
+
+
 def print_index_summary(result: IndexResult) -> None:
     err.print(
         f"[green]indexed[/] {result.documents:,} documents → {result.chunks:,} chunks "
@@ -118,6 +151,9 @@ def spec_dict(spec: CollectionSpec) -> dict[str, Any]:
         "dims": list(spec.dims),
         "chunk_size": spec.chunk_size,
         "chunk_overlap": spec.chunk_overlap,
+        "hnsw_dims": list(spec.hnsw_dims or ()),
+        "quantization": spec.quantization,
+        "on_disk": spec.on_disk,
     }
 
 
@@ -146,6 +182,8 @@ def print_info(info: CollectionInfo, default_plan: str, path: str) -> None:
         "model dim": str(info.spec.model_dim),
         "dims": ", ".join(map(str, info.spec.dims)),
         "chunking": f"{info.spec.chunk_size} tokens, overlap {info.spec.chunk_overlap}",
+        "storage": f"HNSW on {', '.join(map(str, info.spec.hnsw_dims or ())) or 'no dim'}; quantization "
+        f"{info.spec.quantization}; {'rerank vectors on disk' if info.spec.on_disk else 'vectors in RAM'}",
         "default plan (k=10)": default_plan,
         "on disk": f"{human_bytes(info.disk_bytes)} ({info.disk_bytes:,} bytes)",
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,18 @@ from qdrant_edge import (
     Filter,
     HnswIndexConfig,
     MatchValue,
+    Memory,
     PayloadSchemaType,
     Point,
     Prefetch,
     Query,
     QueryBatchRequest,
     QueryRequest,
+    QuantizationSearchParams,
     RangeFloat,
+    ScalarQuantizationConfig,
+    ScalarType,
+    ScrollRequest,
     SearchParams,
     UpdateOperation,
 )
@@ -48,23 +53,31 @@ HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
 FULL_SCAN_THRESHOLD_KB = 10_000
 MIN_HNSW_EF = 128
+INT8_QUANTILE = 0.99
 INDEXED_FIELDS = {"doc_id": PayloadSchemaType.Keyword, "chunk": PayloadSchemaType.Integer}
 
 
-def edge_config(dims: tuple[int, ...]) -> EdgeConfig:
-    """One cosine named vector per dim; an HNSW graph only on the coarsest (``m=0`` on the rest)."""
-    vectors = {
-        vector_name(dim): EdgeVectorParams(
+def edge_config(spec: CollectionSpec) -> EdgeConfig:
+    """One cosine named vector per dim, laid out as the spec says (see :class:`CollectionSpec`)."""
+    vectors = {}
+    for dim in spec.dims:
+        graph = dim in spec.hnsw_dims
+        quantized = dim in spec.quantized_dims
+        vectors[vector_name(dim)] = EdgeVectorParams(
             size=dim,
             distance=Distance.Cosine,
+            memory=Memory.Cached if spec.on_disk and (quantized or not graph) else None,
+            quantization_config=(
+                ScalarQuantizationConfig(ScalarType.Int8, quantile=INT8_QUANTILE, memory=Memory.Pinned)
+                if quantized
+                else None
+            ),
             hnsw_config=HnswIndexConfig(
-                m=HNSW_M if i == 0 else 0,
+                m=HNSW_M if graph else 0,
                 ef_construct=HNSW_EF_CONSTRUCT,
                 full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
             ),
         )
-        for i, dim in enumerate(dims)
-    }
     return EdgeConfig(vectors=vectors)
 
 
@@ -136,32 +149,41 @@ class EdgeCollection(Collection):
         except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.spec.name) from exc
 
-    def _request(self, vectors: dict[int, np.ndarray], row: int, plan: FunnelPlan | None, k: int, with_text: bool):
+    def _payload(self, with_text: bool) -> bool | list[str]:
+        return True if with_text else ["doc_id", "chunk", "title", "metadata"]
+
+    def _stage_params(self, dim: int, limit: int, exact: bool, hnsw_ef: int | None, refined: bool) -> SearchParams:
+        """Params of the stage that searches the whole collection at ``dim``.
+
+        Exact: a full scan on the original vectors. Otherwise HNSW (where the dim has a graph) with
+        ``ef`` = ``hnsw_ef`` or ``max(128, limit)``; an int8 vector is rescored with the originals
+        unless a later stage (``refined``) re-scores the shortlist anyway.
+        """
+        if exact:
+            quantization = QuantizationSearchParams(ignore=True) if dim in self.spec.quantized_dims else None
+            return SearchParams(exact=True, quantization=quantization)
+        quantization = QuantizationSearchParams(rescore=not refined) if dim in self.spec.quantized_dims else None
+        return SearchParams(hnsw_ef=hnsw_ef or max(MIN_HNSW_EF, limit), quantization=quantization)
+
+    def _funnel_request(self, vectors: dict[int, np.ndarray], row: int, plan: FunnelPlan, with_text: bool,
+                        hnsw_ef: int | None) -> QueryRequest:
         def nearest(dim: int) -> Query:
             return Query.Nearest(vectors[dim][row].tolist(), using=vector_name(dim))
 
-        payload: bool | list[str] = True if with_text else ["doc_id", "chunk", "title", "metadata"]
-        if plan is None:
-            return QueryRequest(
-                limit=k, query=nearest(self.spec.top_dim), params=SearchParams(exact=True), with_payload=payload
-            )
         *coarse, top = plan.stages
         prefetch: list[Prefetch] | None = None
         for i, stage in enumerate(coarse):
-            params = SearchParams(hnsw_ef=max(MIN_HNSW_EF, stage.limit)) if i == 0 else None
+            params = self._stage_params(stage.dim, stage.limit, False, hnsw_ef, refined=True) if i == 0 else None
             prefetch = [Prefetch(limit=stage.limit, query=nearest(stage.dim), prefetches=prefetch, params=params)]
-        params = SearchParams(hnsw_ef=max(MIN_HNSW_EF, top.limit)) if not coarse else None
+        params = None if coarse else self._stage_params(top.dim, top.limit, False, hnsw_ef, refined=False)
         return QueryRequest(
-            limit=top.limit, query=nearest(top.dim), prefetches=prefetch, params=params, with_payload=payload
+            limit=top.limit, query=nearest(top.dim), prefetches=prefetch, params=params,
+            with_payload=self._payload(with_text),
         )
 
-    def search(
-        self, queries: dict[int, np.ndarray], plan: FunnelPlan | None, k: int, with_text: bool = True
-    ) -> list[list[Hit]]:
-        n = len(next(iter(queries.values())))
-        requests = [self._request(queries, row, plan, k, with_text) for row in range(n)]
+    def _run(self, requests: list[QueryRequest], with_text: bool) -> list[list[Hit]]:
         try:
-            if n == 1:
+            if len(requests) == 1:
                 results = [self.shard.query(requests[0])]
             else:
                 results = self.shard.query_batch(QueryBatchRequest(requests))
@@ -169,11 +191,65 @@ class EdgeCollection(Collection):
             raise _engine_error(exc, self.spec.name) from exc
         return [[_to_hit(p, with_text) for p in points] for points in results]
 
+    def search(
+        self,
+        queries: dict[int, np.ndarray],
+        plan: FunnelPlan | None,
+        k: int,
+        with_text: bool = True,
+        hnsw_ef: int | None = None,
+    ) -> list[list[Hit]]:
+        if plan is None:
+            return self.search_at(queries[self.spec.top_dim], self.spec.top_dim, k, exact=True, with_text=with_text)
+        n = len(next(iter(queries.values())))
+        return self._run([self._funnel_request(queries, row, plan, with_text, hnsw_ef) for row in range(n)], with_text)
+
+    def search_at(
+        self, queries: np.ndarray, dim: int, k: int, exact: bool, hnsw_ef: int | None = None, with_text: bool = False
+    ) -> list[list[Hit]]:
+        using = vector_name(dim)
+        params = self._stage_params(dim, k, exact, hnsw_ef, refined=False)
+        payload = self._payload(with_text)
+        requests = [
+            QueryRequest(limit=k, query=Query.Nearest(row.tolist(), using=using), params=params, with_payload=payload)
+            for row in queries
+        ]
+        return self._run(requests, with_text)
+
+    def points(self, batch_size: int = 1024) -> Iterator[PointBatch]:
+        names = {dim: vector_name(dim) for dim in self.spec.dims}
+        offset = None
+        while True:
+            try:
+                records, offset = self.shard.scroll(
+                    ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=True)
+                )
+            except Exception as exc:  # noqa: BLE001
+                raise _engine_error(exc, self.spec.name) from exc
+            if records:
+                vectors = {
+                    dim: np.asarray([r.vector[name] for r in records], dtype=np.float32) for dim, name in names.items()
+                }
+                yield PointBatch([str(r.id) for r in records], vectors, [r.payload or {} for r in records])
+            if offset is None:
+                return
+
     def count(self) -> int:
         return int(self.shard.info().points_count)
 
     def disk_bytes(self) -> int:
         return _dir_bytes(self.path)
+
+    def vector_disk_bytes(self) -> dict[int, int]:
+        """Sums, over the shard's segments, the directories named ``*-dim<N>`` (storage and index)."""
+        totals = {dim: 0 for dim in self.spec.dims}
+        by_suffix = {f"-{vector_name(dim)}": dim for dim in self.spec.dims}
+        for segment in (self.path / SHARD_DIR / "segments").glob("*"):
+            for part in segment.glob("*"):
+                for suffix, dim in by_suffix.items():
+                    if part.name.endswith(suffix):
+                        totals[dim] += _dir_bytes(part) if part.is_dir() else part.stat().st_blocks * 512
+        return totals
 
     def flush(self) -> None:
         self.shard.flush()
@@ -243,7 +319,7 @@ class EdgeCatalog(Catalog):
         tmp.mkdir()
         try:
             (tmp / SPEC_FILE).write_text(spec.to_json())
-            shard = EdgeShard.create(str(tmp / SHARD_DIR), edge_config(spec.dims))
+            shard = EdgeShard.create(str(tmp / SHARD_DIR), edge_config(spec))
             for field_name, schema in INDEXED_FIELDS.items():
                 shard.update(UpdateOperation.create_field_index(field_name, schema))
             shard.close()

@@ -19,7 +19,7 @@ from .corpus import Fields, ReadReport, read_corpus
 from .embedder import Embedder
 from .errors import BadInputError, CorpusError
 from .ladder import parse_ladder
-from .store import Catalog, Collection, CollectionSpec, PointBatch
+from .store import Catalog, Collection, CollectionSpec, Layout, PointBatch
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_CHUNK_OVERLAP = 32
@@ -59,7 +59,12 @@ def model_id(model: str) -> str:
 
 
 def build_spec(
-    name: str, embedder: Embedder, dims: str | Sequence[int] | None, chunk_size: int | None, chunk_overlap: int | None
+    name: str,
+    embedder: Embedder,
+    dims: str | Sequence[int] | None,
+    chunk_size: int | None,
+    chunk_overlap: int | None,
+    layout: Layout = Layout(),
 ) -> CollectionSpec:
     """Validate dims and chunking against the model and return the collection spec.
 
@@ -79,6 +84,9 @@ def build_spec(
         dims=ladder,
         chunk_size=size,
         chunk_overlap=chunk_overlap,
+        hnsw_dims=ladder if layout.hnsw_all_dims else None,
+        quantization=layout.quantization,
+        on_disk=layout.on_disk,
     )
 
 
@@ -175,12 +183,13 @@ def index_corpus(
     fields: Fields = Fields(),
     skip_bad: bool = False,
     progress: IndexProgress | None = None,
+    layout: Layout = Layout(),
 ) -> IndexResult:
     """Validate everything, then index ``paths`` into collection ``name`` (created if missing)."""
     started = time.perf_counter()
     if batch_size < 1:
         raise BadInputError(f"invalid batch size {batch_size}: use 1 or more")
-    spec = build_spec(name, embedder, dims, chunk_size, chunk_overlap)
+    spec = build_spec(name, embedder, dims, chunk_size, chunk_overlap, layout)
     report = validate_corpus(paths, fields, skip_bad)
     chunker = TokenChunker(embedder.tokenizer, spec.chunk_size, spec.chunk_overlap, embedder.max_tokens)
     with catalog.open_or_create(spec) as collection:

@@ -8,21 +8,38 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .errors import ModelMismatchError
+from .errors import InvalidDimsError, ModelMismatchError
 from .plan import FunnelPlan
 
 SPEC_VERSION = 1
+QUANTIZATIONS = ("none", "int8")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Storage options chosen at index time (see :class:`CollectionSpec`)."""
+
+    quantization: str = "none"
+    on_disk: bool = False
+    hnsw_all_dims: bool = False
 
 
 @dataclass(frozen=True)
 class CollectionSpec:
-    """What built a collection: model (name + content hash), dim ladder and chunking."""
+    """What built a collection: model (name + content hash), dim ladder, chunking and storage layout.
+
+    Storage layout: ``hnsw_dims`` are the dims with an HNSW graph (default: the coarsest only; the
+    others are only scored for shortlisted candidates). ``quantization="int8"`` adds int8 scalar
+    quantization of the coarsest vector, held in RAM. ``on_disk=True`` keeps on disk (memory-mapped,
+    read through the page cache) every original vector that search does not traverse: the rerank
+    vectors, and the coarsest one too when it is quantized.
+    """
 
     name: str
     model: str
@@ -31,12 +48,28 @@ class CollectionSpec:
     dims: tuple[int, ...]
     chunk_size: int
     chunk_overlap: int
+    hnsw_dims: tuple[int, ...] | None = None
+    quantization: str = "none"
+    on_disk: bool = False
     engine: str = "edge"
     version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        if self.hnsw_dims is None:  # the default, and specs written before the layout options
+            object.__setattr__(self, "hnsw_dims", self.dims[:1])
+        if self.quantization not in QUANTIZATIONS:
+            raise InvalidDimsError(f"unknown quantization {self.quantization!r} (choose from {', '.join(QUANTIZATIONS)})")
+        if not set(self.hnsw_dims) <= set(self.dims):
+            raise InvalidDimsError(f"HNSW dims {list(self.hnsw_dims)} are not all in the ladder {list(self.dims)}")
 
     @property
     def top_dim(self) -> int:
         return self.dims[-1]
+
+    @property
+    def quantized_dims(self) -> tuple[int, ...]:
+        """Dims whose vector has an int8 copy (the coarsest, when quantization is on)."""
+        return self.dims[:1] if self.quantization == "int8" else ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -45,6 +78,8 @@ class CollectionSpec:
     def from_json(cls, text: str) -> CollectionSpec:
         data = json.loads(text)
         data["dims"] = tuple(data["dims"])
+        if data.get("hnsw_dims") is not None:
+            data["hnsw_dims"] = tuple(data["hnsw_dims"])
         return cls(**data)
 
     def check_compatible(self, other: CollectionSpec) -> None:
@@ -65,6 +100,14 @@ class CollectionSpec:
                 f"collection {self.name!r} was chunked with size {self.chunk_size} / overlap "
                 f"{self.chunk_overlap}, not {other.chunk_size} / {other.chunk_overlap}: "
                 "use the same chunking or a new collection"
+            )
+        layout = ("hnsw_dims", "quantization", "on_disk")
+        if any(getattr(other, f) != getattr(self, f) for f in layout):
+            mine = ", ".join(f"{f}={getattr(self, f)}" for f in layout)
+            theirs = ", ".join(f"{f}={getattr(other, f)}" for f in layout)
+            raise ModelMismatchError(
+                f"collection {self.name!r} has storage layout {mine}, not {theirs}: "
+                "use the same layout options or a new collection"
             )
 
 
@@ -121,13 +164,29 @@ class Collection(ABC):
 
     @abstractmethod
     def search(
-        self, queries: dict[int, np.ndarray], plan: FunnelPlan | None, k: int, with_text: bool = True
+        self,
+        queries: dict[int, np.ndarray],
+        plan: FunnelPlan | None,
+        k: int,
+        with_text: bool = True,
+        hnsw_ef: int | None = None,
     ) -> list[list[Hit]]:
         """Search a batch of queries (one (n × dim) matrix per ladder dim).
 
         ``plan=None`` runs an exact full-scan search at the top dim (the reference); otherwise the
-        funnel runs as one nested-prefetch query per query.
+        funnel runs as one nested-prefetch query per query. ``hnsw_ef`` overrides the graph search
+        width of the first stage (default: ``max(128, its limit)``).
         """
+
+    @abstractmethod
+    def search_at(
+        self, queries: np.ndarray, dim: int, k: int, exact: bool, hnsw_ef: int | None = None, with_text: bool = False
+    ) -> list[list[Hit]]:
+        """Search with one dim's vector alone: a full scan (``exact``) or its HNSW graph."""
+
+    @abstractmethod
+    def points(self, batch_size: int = 1024) -> Iterator[PointBatch]:
+        """Every point with its vectors and payload, in batches (to copy a collection)."""
 
     @abstractmethod
     def count(self) -> int:
@@ -136,6 +195,10 @@ class Collection(ABC):
     @abstractmethod
     def disk_bytes(self) -> int:
         """Bytes the collection takes on disk."""
+
+    @abstractmethod
+    def vector_disk_bytes(self) -> dict[int, int]:
+        """Bytes on disk per ladder dim: that named vector's storage, graph and quantized copy."""
 
     @abstractmethod
     def flush(self) -> None:

@@ -13,11 +13,14 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import csv  # noqa: E402
 import json  # noqa: E402
 from collections.abc import Iterable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+from tuner.evaluation import MIN_EVAL_QUERIES  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FINQA = REPO_ROOT.parent / "shared" / "data" / "financial-qa-10k"
@@ -54,6 +57,28 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> Path:
         for rec in records:
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     return path
+
+
+TOPICS = ["volcano lava magma", "bread yeast flour", "python code lists", "football goal team",
+          "plants sunlight oxygen", "mars red planet", "interest rates banks", "violin strings bow",
+          "coffee espresso beans", "piano keys hammers", "glacier ice valley", "vaccine immune system"]
+
+
+def make_beir(root: Path, n_test: int = MIN_EVAL_QUERIES, n_train: int = 64) -> Path:
+    """A small BEIR directory: one passage per query, test and train qrels."""
+    n = n_test + n_train
+    write_jsonl(root / "corpus.jsonl", [
+        {"_id": f"d{i}", "title": "", "text": f"Passage {i} is about {TOPICS[i % 12]}, with detail {i * 7}."}
+        for i in range(n)])
+    write_jsonl(root / "queries.jsonl", [
+        {"_id": f"q{i}", "text": f"What does passage {i} say about {TOPICS[i % 12].split()[0]}?"} for i in range(n)])
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    for split, ids in (("test", range(n_test)), ("train", range(n_test, n))):
+        with (root / "qrels" / f"{split}.tsv").open("w", newline="") as f:
+            w = csv.writer(f, delimiter="\t")
+            w.writerow(["query-id", "corpus-id", "score"])
+            w.writerows([f"q{i}", f"d{i}", 1] for i in ids)
+    return root
 
 
 def topic_records() -> list[dict]:

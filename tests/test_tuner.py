@@ -2,44 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_jsonl
+from conftest import make_beir, write_jsonl
 from retriever.edge_store import EdgeCatalog
 from retriever.embedder import Embedder
 from retriever.errors import TuneError
 from retriever.indexer import index_corpus
 from retriever.retriever import Retriever
-from tuner.evaluation import MIN_EVAL_QUERIES, MatryoshkaIREvaluator, beir_ir_data, split_pairs
+from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
 from tuner.pairs import PairColumns, load_pairs
 from tuner.training import CHECKPOINTS, REPORT_FILE, TuneConfig, tune
-
-TOPICS = ["volcano lava magma", "bread yeast flour", "python code lists", "football goal team",
-          "plants sunlight oxygen", "mars red planet", "interest rates banks", "violin strings bow",
-          "coffee espresso beans", "piano keys hammers", "glacier ice valley", "vaccine immune system"]
-
-
-def make_beir(root: Path, n_test: int = MIN_EVAL_QUERIES, n_train: int = 64) -> Path:
-    """A small BEIR directory: one passage per query, test and train qrels."""
-    n = n_test + n_train
-    write_jsonl(root / "corpus.jsonl", [
-        {"_id": f"d{i}", "title": "", "text": f"Passage {i} is about {TOPICS[i % 12]}, with detail {i * 7}."}
-        for i in range(n)])
-    write_jsonl(root / "queries.jsonl", [
-        {"_id": f"q{i}", "text": f"What does passage {i} say about {TOPICS[i % 12].split()[0]}?"} for i in range(n)])
-    (root / "qrels").mkdir(parents=True, exist_ok=True)
-    for split, ids in (("test", range(n_test)), ("train", range(n_test, n))):
-        with (root / "qrels" / f"{split}.tsv").open("w", newline="") as f:
-            w = csv.writer(f, delimiter="\t")
-            w.writerow(["query-id", "corpus-id", "score"])
-            w.writerows([f"q{i}", f"d{i}", 1] for i in ids)
-    return root
-
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):

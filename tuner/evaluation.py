@@ -7,7 +7,6 @@ per-dim evaluator the truncated corpus embeddings, so a 4-dim evaluation costs o
 
 from __future__ import annotations
 
-import csv
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Any
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator, SentenceEvaluator
 
 from retriever.corpus import read_corpus
-from retriever.errors import TuneError
+from retriever.beir import check_layout, load_split
+from retriever.errors import CorpusError, TuneError
 
 MIN_EVAL_QUERIES = 50
 
@@ -38,23 +38,17 @@ def beir_passages(corpus_file: Path) -> dict[str, str]:
 
 def beir_ir_data(path: str | Path, split: str = "test", name: str | None = None) -> IRData:
     """Read a BEIR directory's ``queries.jsonl``, ``corpus.jsonl`` and ``qrels/<split>.tsv``."""
-    path = Path(path).expanduser()
-    missing = [p for p in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv") if not (path / p).is_file()]
-    if missing:
-        raise TuneError(f"{path}: not a BEIR directory with a {split} split (missing {', '.join(missing)})")
-    relevant: dict[str, set[str]] = {}
-    with (path / "qrels" / f"{split}.tsv").open(encoding="utf-8") as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            if float(row.get("score") or 0) > 0:
-                relevant.setdefault(row["query-id"], set()).add(row["corpus-id"])
-    corpus = beir_passages(path / "corpus.jsonl")
-    queries = {d.id: d.text for d in read_corpus([path / "queries.jsonl"]) if d.id in relevant}
-    relevant = {q: {c for c in docs if c in corpus} for q, docs in relevant.items() if q in queries}
-    relevant = {q: docs for q, docs in relevant.items() if docs}
-    queries = {q: queries[q] for q in relevant}
-    if len(queries) < MIN_EVAL_QUERIES:
-        raise TuneError(f"{path}: only {len(queries)} judged queries in {split} (at least {MIN_EVAL_QUERIES} are needed)")
-    return IRData(name or path.name, queries, corpus, relevant)
+    try:
+        path = check_layout(path, split)
+        corpus = beir_passages(path / "corpus.jsonl")
+        data = load_split(path, split, known_corpus_ids=set(corpus))
+    except CorpusError as exc:
+        raise TuneError(str(exc)) from None
+    if len(data.queries) < MIN_EVAL_QUERIES:
+        raise TuneError(
+            f"{path}: only {len(data.queries)} judged queries in {split} (at least {MIN_EVAL_QUERIES} are needed)"
+        )
+    return IRData(name or path.name, data.queries, corpus, data.relevant)
 
 
 def split_pairs(pairs: Any, fraction: float, seed: int = 42) -> tuple[Any, IRData]:

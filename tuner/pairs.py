@@ -7,12 +7,12 @@ duplicate rows removed; both are counted.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from retriever.corpus import read_corpus
-from retriever.errors import TuneError
+from retriever.beir import read_qrels
+from retriever.errors import CorpusError, TuneError
 
 from .evaluation import beir_passages
 
@@ -49,14 +49,15 @@ def _beir_pairs(path: Path) -> list[dict[str, str]]:
             raise TuneError(f"{path}: BEIR directory without {name}")
     queries = {d.id: d.text for d in read_corpus([path / "queries.jsonl"])}
     corpus = beir_passages(path / "corpus.jsonl")
-    pairs = []
-    with qrels.open(encoding="utf-8") as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            if float(row.get("score") or 0) <= 0:
-                continue
-            qid, cid = row.get("query-id"), row.get("corpus-id")
-            if qid in queries and cid in corpus:
-                pairs.append({"anchor": queries[qid], "positive": corpus[cid]})
+    try:
+        relevant = read_qrels(qrels)
+    except CorpusError as exc:
+        raise TuneError(str(exc)) from None
+    pairs = [
+        {"anchor": queries[qid], "positive": corpus[cid]}
+        for qid, docs in relevant.items() if qid in queries
+        for cid in sorted(docs) if cid in corpus
+    ]
     return pairs
 
 

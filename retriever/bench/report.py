@@ -1,0 +1,127 @@
+"""``funnel bench`` results as rows, a rich table, Markdown and PNG plots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+PLOTS = ("ndcg_vs_bytes.png", "ndcg_vs_latency.png")
+
+
+def rows(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One flat row per (model, quantization, dim alone exact/HNSW or plan)."""
+    for model in results["models"]:
+        for variant in model["variants"]:
+            base = {"model": Path(model["model"]).name, "model_path": model["model"],
+                    "quantization": variant["quantization"]}
+            for entry in variant["dims"]:
+                for mode in ("exact", "hnsw"):
+                    yield base | {"search": f"{mode} {entry['dim']}", "kind": "dim",
+                                  "bytes_per_vector": entry["bytes_per_vector"]} | entry[mode]
+            for plan in variant["plans"]:
+                label = f"funnel {plan['plan']}" + (f" ({plan['label']})" if plan["label"] != "given" else "")
+                yield base | {"search": label, "kind": "plan", "plan": plan["plan"]} | {
+                    key: plan[key] for key in plan if key not in ("plan", "label")} | {"plan_label": plan["label"]}
+
+
+
+def rich_tables(results: dict[str, Any]) -> list[Table]:
+    """One table per (model, quantization)."""
+    k = results["k"]
+    tables: dict[tuple[str, str], Table] = {}
+    for r in rows(results):
+        key = (r["model"], r["quantization"])
+        if key not in tables:
+            table = tables[key] = Table(
+                title=f"{r['model']} · quantization {r['quantization']} — {results['queries']} {results['split']} "
+                f"queries, k={k}", title_justify="left")
+            for col in ("search", f"NDCG@{k}", f"Recall@{k}", f"MRR@{k}", f"vs exact@{k}", "p50 ms", "p95 ms",
+                        "p99 ms", "QPS", "B/vector"):
+                table.add_column(col, justify="left" if col == "search" else "right", no_wrap=True)
+        lat = r["latency_ms"]
+        tables[key].add_row(r["search"], f"{r[f'ndcg@{k}']:.4f}", f"{r[f'recall@{k}']:.4f}", f"{r[f'mrr@{k}']:.4f}",
+                            f"{r[f'recall_vs_exact@{k}']:.3f}", f"{lat['p50']:.2f}", f"{lat['p95']:.2f}",
+                            f"{lat['p99']:.2f}", f"{r['qps']:,.0f}", f"{r['bytes_per_vector']:,}")
+    return list(tables.values())
+
+
+def markdown(results: dict[str, Any]) -> str:
+    k = results["k"]
+    m = results.get("machine", {})
+    lines = [f"# funnel bench — {results['data']} ({results['split']}, {results['queries']} queries, k={k})", ""]
+    if m:
+        lines += [f"Machine: {m.get('cpu')} ({m.get('cpu_count')} cores), {m.get('platform')}, "
+                  f"torch {m.get('torch')}, GPU: {m.get('gpu') or 'none'}. Run {m.get('date')}: `{m.get('command')}`", ""]
+    lines += [f"| model | quant | search | NDCG@{k} | Recall@{k} | MRR@{k} | recall vs exact@{k} | p50 ms | p95 ms "
+              "| p99 ms | QPS | bytes/vector |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows(results):
+        lat = r["latency_ms"]
+        lines.append(f"| {r['model']} | {r['quantization']} | {r['search']} | {r[f'ndcg@{k}']:.4f} | "
+                     f"{r[f'recall@{k}']:.4f} | {r[f'mrr@{k}']:.4f} | {r[f'recall_vs_exact@{k}']:.3f} | "
+                     f"{lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | {r['qps']:,.0f} | {r['bytes_per_vector']:,} |")
+    lines += ["", "Storage per collection:", "", "| model | quant | points | on disk | per dim on disk | resident memory "
+              "(anon + file-backed) |", "|---|---|---|---|---|---|"]
+    for model in results["models"]:
+        for v in model["variants"]:
+            dims = ", ".join(f"{d['dim']}: {d['disk_bytes'] / 2**20:.1f} MiB" for d in v["dims"])
+            mem = v.get("memory")
+            rss = (f"{mem['collection_rss'] / 2**20:,.0f} MiB ({mem['collection_rss_anon'] / 2**20:,.0f} + "
+                   f"{mem['collection_rss_file'] / 2**20:,.0f})") if mem else "not measured"
+            lines.append(f"| {Path(model['model']).name} | {v['quantization']} | {v['points']:,} | "
+                         f"{v['disk_bytes'] / 2**20:,.1f} MiB | {dims} | {rss} |")
+    lines += ["", "Query encoding (one query at a time, not included in the latencies above): "
+              + "; ".join(f"{Path(mo['model']).name} p50 {mo['query_encode_ms']['p50']:.2f} ms on {mo['device']}"
+                          for mo in results["models"]), ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], out: Path) -> list[Path]:
+    """NDCG@k vs bytes per vector and vs p50 latency, one labelled point per dim / plan / quantization."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = results["k"]
+    first_quant = {m["model"]: m["variants"][0]["quantization"] for m in results["models"]}
+    all_rows = [  # a later quantization variant adds only its quantized dims and its plans
+        r for r in rows(results)
+        if r["kind"] == "plan" or r["quantization"] == first_quant.get(r["model_path"], r["quantization"])
+        or r["bytes_per_vector"] < 4 * int(r["search"].split()[1])
+    ]
+    written = []
+    for name, x_key, x_label in ((PLOTS[0], "bytes_per_vector", "bytes per vector scored (log)"),
+                                 (PLOTS[1], "p50", "p50 latency per query, ms (engine only, log)")):
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+        groups: dict[tuple[str, str, str], list[dict]] = {}
+        for r in all_rows:
+            kind = r["search"].split()[0]  # exact / hnsw / funnel
+            groups.setdefault((r["model"], r["quantization"], kind), []).append(r)
+        markers = {"exact": "o", "hnsw": "^", "funnel": "*"}
+        for (model, quant, kind), group in sorted(groups.items()):
+            xs = [g["latency_ms"]["p50"] if x_key == "p50" else g[x_key] for g in group]
+            ys = [g[f"ndcg@{k}"] for g in group]
+            ax.scatter(xs, ys, marker=markers.get(kind, "o"), s=70 if kind == "funnel" else 40,
+                       label=f"{model} · {quant} · {kind}")
+            for g, x, y in zip(group, xs, ys):
+                if kind == "funnel":
+                    text = (g["plan_label"] if g["plan_label"] != "given" else g["plan"]) + (" int8" if quant != "none" else "")
+                else:
+                    text = f"{g['search'].split()[1]}{' int8' if quant != 'none' else ''}"
+                ax.annotate(text, (x, y), fontsize=7, xytext=(4, 4 if kind != "hnsw" else -9), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(f"NDCG@{k}")
+        ax.set_title(f"NDCG@{k} vs {'storage' if x_key != 'p50' else 'latency'} — {Path(results['data']).name}, "
+                     f"{results['queries']} queries", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        path = out / name
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,292 @@
+"""Run ``funnel bench``: index a BEIR corpus, then measure every dim, plan and quantization.
+
+For each model: the corpus is indexed (or a matching bench collection is reused: re-indexing an
+unchanged corpus re-encodes nothing) into a collection with an HNSW graph on *every* dim, so each
+dim can be searched alone both exactly and through its graph. Each extra quantization is a copy of
+that collection's points with another storage layout. Query vectors are encoded once; latency is
+measured on the engine, one query at a time after a warm-up, and the query encode is measured
+separately. IR metrics come from sentence-transformers' ``InformationRetrievalEvaluator``, with
+chunk hits folded into documents by their best chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..beir import BeirSplit, corpus_ids, load_split
+from ..calibrate import DEFAULT_SAMPLE, DEFAULT_TARGET, calibrate, recall_against
+from ..edge_store import EdgeCatalog
+from ..embedder import DEFAULT_MODEL, Embedder
+from ..errors import BadInputError
+from ..indexer import IndexProgress, build_spec, index_corpus
+from ..plan import FunnelPlan, default_plan, parse_plan, validate_k
+from ..store import QUANTIZATIONS, Catalog, Collection, CollectionSpec, Hit, Layout
+from .memory import measure_collection_memory, save_queries
+from .timing import DEFAULT_WARMUP, Latency, time_each
+
+SCHEMA_VERSION = 1
+AUTO = "auto"
+DEFAULT = "default"
+ENCODE_SAMPLE = 200
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``funnel bench`` measures (see the README for the meaning of every field)."""
+
+    data: Path
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    dims: str | None = None
+    plans: tuple[str, ...] = (DEFAULT, AUTO)
+    k: int = 10
+    quantizations: tuple[str, ...] = ("none",)
+    split: str = "test"
+    max_queries: int | None = None
+    warmup: int = DEFAULT_WARMUP
+    target: float = DEFAULT_TARGET
+    device: str | None = None
+    memory: bool = True
+
+
+class BenchProgress:
+    """Receives progress (the CLI draws rich bars). The default does nothing."""
+
+    def index(self) -> IndexProgress | None:
+        return None
+
+    def step(self, label: str, total: int) -> Callable[[], None]:
+        """Start a step of ``total`` queries; returns the callback to call after each one."""
+        return lambda: None
+
+    def note(self, text: str) -> None:
+        """A line of news (a reused collection, an unmet calibration target, …)."""
+
+
+def validate_config(config: BenchConfig) -> None:
+    """Reject bad options before anything is read or indexed."""
+    validate_k(config.k)
+    if not config.models:
+        raise BadInputError("give at least one model")
+    if not config.plans:
+        raise BadInputError("give at least one plan (or 'default' / 'auto')")
+    for q in config.quantizations:
+        if q not in QUANTIZATIONS:
+            raise BadInputError(f"unknown quantization {q!r} (choose from {', '.join(QUANTIZATIONS)})")
+    if len(set(config.quantizations)) != len(config.quantizations):
+        raise BadInputError("each quantization may be given once")
+    if config.max_queries is not None and config.max_queries < 1:
+        raise BadInputError(f"invalid --max-queries {config.max_queries}: use 1 or more")
+    if not 0 < config.target <= 1:
+        raise BadInputError(f"invalid recall target {config.target}: use a number in (0, 1]")
+
+
+def bench_collection_name(spec: CollectionSpec, quantization: str) -> str:
+    """A stable name per (model weights, ladder, quantization): a later run reuses it."""
+    dims = "_".join(str(d) for d in spec.dims)
+    return f"bench-{spec.model_fingerprint[:12]}-{dims}-{quantization}"
+
+
+def fold_to_documents(hits: list[Hit]) -> list[dict[str, Any]]:
+    """Best chunk score per document, as the evaluator wants its rankings."""
+    best: dict[str, float] = {}
+    for h in hits:
+        best[h.doc_id] = max(best.get(h.doc_id, -1.0), h.score)
+    return [{"corpus_id": d, "score": s} for d, s in best.items()]
+
+
+class Judge:
+    """IR metrics of result lists, from sentence-transformers' evaluator (nothing hand-written)."""
+
+    def __init__(self, split: BeirSplit, query_ids: list[str], k: int) -> None:
+        from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+        queries = {q: split.queries[q] for q in query_ids}
+        relevant = {q: split.relevant[q] for q in query_ids}
+        placeholder_corpus = {d: "" for docs in relevant.values() for d in docs}  # only ids are used
+        self.k = k
+        self.evaluator = InformationRetrievalEvaluator(
+            queries, placeholder_corpus, relevant, mrr_at_k=[k], ndcg_at_k=[k], accuracy_at_k=[k],
+            precision_recall_at_k=[k], map_at_k=[k], write_csv=False,
+        )
+        if self.evaluator.queries_ids != query_ids:
+            raise RuntimeError("evaluator reordered the queries")  # pragma: no cover - an ST contract
+
+    def metrics(self, results: list[list[Hit]]) -> dict[str, float]:
+        m = self.evaluator.compute_metrics([fold_to_documents(h) for h in results])
+        k = self.k
+        return {f"ndcg@{k}": float(m["ndcg@k"][k]), f"recall@{k}": float(m["recall@k"][k]),
+                f"mrr@{k}": float(m["mrr@k"][k])}
+
+
+def _row(judge: Judge, hits: list[list[Hit]], latency: Latency, exact: list[list[Hit]], k: int) -> dict[str, Any]:
+    return judge.metrics(hits) | {
+        f"recall_vs_exact@{k}": recall_against(hits, exact, k),
+        "latency_ms": {key: getattr(latency, key) for key in ("p50", "p95", "p99", "mean")},
+        "qps": latency.qps,
+    }
+
+
+def bytes_per_vector(spec: CollectionSpec, dims: Sequence[int]) -> int:
+    """Bytes per point of the vectors a search scores: 4 per float32 component, 1 per int8 one."""
+    return sum(d if d in spec.quantized_dims else 4 * d for d in dims)
+
+
+def _measure(
+    rows: list[dict[int, np.ndarray]],
+    search: Callable[[dict[int, np.ndarray]], list[list[Hit]]],
+    config: BenchConfig,
+    progress: BenchProgress,
+    label: str,
+) -> tuple[list[list[Hit]], Latency]:
+    done = progress.step(label, len(rows))
+    results, latency = time_each(lambda q: search(q)[0], rows, warmup=config.warmup, on_done=done)
+    return results, latency  # type: ignore[return-value]
+
+
+def _plans(config: BenchConfig, spec: CollectionSpec) -> list[tuple[str, FunnelPlan | None]]:
+    """Parse the plan options for this ladder (``auto`` is resolved later, per collection)."""
+    plans: list[tuple[str, FunnelPlan | None]] = []
+    for spec_text in config.plans:
+        if spec_text == AUTO:
+            plans.append((AUTO, None))
+        elif spec_text == DEFAULT:
+            plans.append((DEFAULT, default_plan(spec.dims, config.k)))
+        else:
+            plans.append(("given", parse_plan(spec_text, spec.dims, config.k)))
+    return plans
+
+
+def bench_variant(
+    collection: Collection,
+    judge: Judge,
+    queries: dict[int, np.ndarray],
+    plans: list[tuple[str, FunnelPlan | None]],
+    config: BenchConfig,
+    progress: BenchProgress,
+) -> dict[str, Any]:
+    """Every dim alone (exact and HNSW), and every plan, on one collection."""
+    spec, k = collection.spec, config.k
+    n = len(next(iter(queries.values())))
+    rows = [{dim: m[i : i + 1] for dim, m in queries.items()} for i in range(n)]
+    exact, exact_latency = _measure(rows, lambda q: collection.search(q, None, k, with_text=False),
+                                    config, progress, f"{spec.name}: exact {spec.top_dim}")
+    per_dim = []
+    vector_bytes = collection.vector_disk_bytes()
+    for dim in spec.dims:
+        entry: dict[str, Any] = {"dim": dim, "bytes_per_vector": bytes_per_vector(spec, [dim]),
+                                 "disk_bytes": vector_bytes.get(dim, 0)}
+        for mode in ("exact", "hnsw"):
+            if mode == "exact" and dim == spec.top_dim:
+                hits, latency = exact, exact_latency
+            else:
+                hits, latency = _measure(
+                    rows,
+                    lambda q, dim=dim, mode=mode: collection.search_at(q[dim], dim, k, exact=mode == "exact"),
+                    config, progress, f"{spec.name}: {mode} {dim}")
+            entry[mode] = _row(judge, hits, latency, exact, k)
+        per_dim.append(entry)
+    per_plan = []
+    for label, plan in plans:
+        extra: dict[str, Any] = {}
+        if plan is None:  # auto: calibrate on a sample of the queries
+            sample = {dim: m[:DEFAULT_SAMPLE] for dim, m in queries.items()}
+            cal = calibrate(collection, sample, k, config.target, reference=exact[:DEFAULT_SAMPLE])
+            plan = cal.plan
+            extra = {"calibration": {"target": cal.target, "met": cal.met, "queries": cal.queries,
+                                     "recall_vs_exact": cal.recall, "plans_tried": len(cal.tried)}}
+            if not cal.met:
+                progress.note(f"auto: no candidate plan reached recall {cal.target} on {spec.name}; "
+                              f"the best one ({plan}) reached {cal.recall:.3f}")
+        hits, latency = _measure(rows, lambda q, plan=plan: collection.search(q, plan, k, with_text=False),
+                                 config, progress, f"{spec.name}: plan {plan}")
+        per_plan.append({"plan": str(plan), "label": label,
+                         "bytes_per_vector": bytes_per_vector(spec, [s.dim for s in plan.stages])}
+                        | _row(judge, hits, latency, exact, k) | extra)
+    return {"quantization": spec.quantization, "collection": spec.name, "points": collection.count(),
+            "disk_bytes": collection.disk_bytes(), "dims": per_dim, "plans": per_plan}
+
+
+def prepare_variant(catalog: Catalog, source: Collection, name: str, quantization: str, refresh: bool,
+                    progress: BenchProgress) -> None:
+    """Make collection ``name``: ``source``'s points with another quantization (kept when current)."""
+    spec = dataclasses.replace(source.spec, name=name, quantization=quantization)
+    if catalog.exists(name):
+        with catalog.open(name) as existing:
+            current = existing.spec == spec and existing.count() == source.count()
+        if current and not refresh:
+            progress.note(f"reusing {name}")
+            return
+        catalog.drop(name)
+    with catalog.create(spec) as target:
+        done = progress.step(f"copy into {name}", source.count())
+        for batch in source.points():
+            target.upsert(batch)
+            for _ in batch.ids:
+                done()
+        target.finish_indexing()
+
+
+def run_bench(config: BenchConfig, catalog: EdgeCatalog, progress: BenchProgress | None = None) -> dict[str, Any]:
+    """Run the whole benchmark and return the results object (the README documents its schema)."""
+    progress = progress or BenchProgress()
+    validate_config(config)
+    split = load_split(config.data, config.split, known_corpus_ids=corpus_ids(config.data / "corpus.jsonl"))
+    if split.unknown_query_ids or split.unknown_corpus_ids:
+        progress.note(f"qrels: ignored {split.unknown_query_ids} judgements of unknown queries and "
+                      f"{split.unknown_corpus_ids} of unknown documents")
+    query_ids = list(split.queries)[: config.max_queries]
+    texts = [split.queries[q] for q in query_ids]
+    judge = Judge(split, query_ids, config.k)
+    results: dict[str, Any] = {
+        "schema": SCHEMA_VERSION, "data": str(config.data), "split": config.split, "queries": len(query_ids),
+        "k": config.k, "recall_target": config.target,
+        "unknown_ids": {"queries": split.unknown_query_ids, "documents": split.unknown_corpus_ids},
+        "models": [],
+    }
+    for model in config.models:
+        embedder = Embedder(model, device=config.device)
+        base = build_spec("bench", embedder, config.dims, None, None, Layout(hnsw_all_dims=True))
+        plans = _plans(config, base)  # bad plans fail here, before any indexing
+        primary = bench_collection_name(base, config.quantizations[0])
+        indexed = index_corpus(catalog, primary, [config.data], embedder, config.dims, progress=progress.index(),
+                               layout=Layout(quantization=config.quantizations[0], hnsw_all_dims=True))
+        changed = indexed.unchanged != indexed.chunks
+        if not changed:
+            progress.note(f"reused collection {primary} ({indexed.points:,} points, nothing re-encoded)")
+        vectors = embedder.encode(texts, base.dims)
+        _, encode_latency = time_each(lambda t: embedder.encode([t], base.dims), texts[:ENCODE_SAMPLE],
+                                      warmup=min(config.warmup, 5), on_done=progress.step("encode queries", min(len(texts), ENCODE_SAMPLE)))
+        names = [primary]
+        with catalog.open(primary) as source:
+            for quantization in config.quantizations[1:]:
+                name = bench_collection_name(base, quantization)
+                prepare_variant(catalog, source, name, quantization, changed, progress)
+                names.append(name)
+        entry: dict[str, Any] = {
+            "model": embedder.name, "fingerprint": embedder.fingerprint, "model_dim": embedder.dim,
+            "dims": list(base.dims), "device": embedder.device, "index_seconds": indexed.seconds,
+            "reused_index": not changed, "points": indexed.points,
+            "query_encode_ms": {key: getattr(encode_latency, key) for key in ("p50", "p95", "p99", "mean")},
+            "variants": [],
+        }
+        for name in names:
+            with catalog.open(name) as collection:
+                variant = bench_variant(collection, judge, vectors, plans, config, progress)
+            if config.memory:
+                default = next((p for p in variant["plans"] if p["label"] == DEFAULT), variant["plans"][0])
+                queries_file = catalog.root / f".bench-queries-{name}.npz"
+                save_queries(queries_file, vectors)
+                try:
+                    variant["memory"] = measure_collection_memory(
+                        catalog.root.parent, name, queries_file, f"plan:{default['plan']}:auto")
+                finally:
+                    queries_file.unlink(missing_ok=True)
+            entry["variants"].append(variant)
+        results["models"].append(entry)
+    return results

@@ -1,0 +1,101 @@
+"""Plan calibration: the cheapest funnel plan that keeps recall@k against exact search above a target.
+
+Candidates vary which coarse dims are stages and how many candidates each keeps (``f·k`` before
+the top dim, growing by a ratio ``r`` towards the coarsest). Each is run on sample queries and
+compared with the exact top-dim result; the cheapest one that reaches the target wins.
+
+Cost model (deterministic, so the choice does not depend on a noisy clock): the number of vector
+components scored — the graph search width times the coarsest dim, plus, for every later stage,
+the candidates it re-scores times its dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+
+import numpy as np
+
+from .edge_store import MIN_HNSW_EF
+from .errors import BadInputError
+from .plan import MAX_SHORTLIST, FunnelPlan, Stage, validate_k
+from .store import Collection, Hit
+
+TOP_FACTORS = (2, 3, 5, 10, 20, 40)
+GROWTH = (1, 2, 4)
+DEFAULT_TARGET = 0.98
+DEFAULT_SAMPLE = 200
+
+
+def plan_cost(plan: FunnelPlan) -> int:
+    """Vector components scored by one query of ``plan`` (see the module docstring)."""
+    first = plan.stages[0]
+    cost = max(MIN_HNSW_EF, first.limit) * first.dim
+    for before, stage in zip(plan.stages, plan.stages[1:]):
+        cost += before.limit * stage.dim
+    return cost
+
+
+def candidate_plans(ladder: tuple[int, ...], k: int) -> list[FunnelPlan]:
+    """Every candidate plan for this ladder and k, cheapest first."""
+    validate_k(k)
+    top = ladder[-1]
+    coarse_sets = {ladder[:-1], ladder[:1]} if len(ladder) > 1 else {()}
+    plans: set[FunnelPlan] = set()
+    for coarse, factor, growth in product(coarse_sets, TOP_FACTORS, GROWTH):
+        stages = [
+            Stage(dim, min(MAX_SHORTLIST, factor * k * growth ** (len(coarse) - 1 - i))) for i, dim in enumerate(coarse)
+        ]
+        plans.add(FunnelPlan(tuple(stages) + (Stage(top, k),)))
+    return sorted(plans, key=lambda p: (plan_cost(p), str(p)))
+
+
+def recall_against(found: list[list[Hit]], reference: list[list[Hit]], k: int) -> float:
+    """Mean share of the reference top-k ids that ``found`` also returned."""
+    return float(np.mean([len({h.id for h in f} & {h.id for h in r[:k]}) / k for f, r in zip(found, reference)]))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The chosen plan, its recall, whether it met the target, and every plan tried."""
+
+    plan: FunnelPlan
+    recall: float
+    target: float
+    met: bool
+    queries: int
+    tried: list[dict] = field(default_factory=list)
+
+
+def calibrate(
+    collection: Collection,
+    queries: dict[int, np.ndarray],
+    k: int = 10,
+    target: float = DEFAULT_TARGET,
+    reference: list[list[Hit]] | None = None,
+) -> Calibration:
+    """Try candidate plans cheapest first and return the first whose recall@k vs exact ≥ ``target``.
+
+    ``queries`` holds one (n × dim) matrix per ladder dim (real queries, or stored points used as
+    queries). If no plan reaches the target, the one with the best recall is returned with
+    ``met=False``.
+    """
+    if not 0 < target <= 1:
+        raise BadInputError(f"invalid recall target {target}: use a number in (0, 1]")
+    n = len(next(iter(queries.values())))
+    if n == 0:
+        raise BadInputError("calibration needs at least one query")
+    if reference is None:
+        reference = collection.search(queries, None, k, with_text=False)
+    tried: list[dict] = []
+    best: tuple[float, FunnelPlan] | None = None
+    for plan in candidate_plans(collection.spec.dims, k):
+        found = collection.search(queries, plan, k, with_text=False)
+        recall = recall_against(found, reference, k)
+        tried.append({"plan": str(plan), "cost": plan_cost(plan), "recall_vs_exact": recall})
+        if best is None or recall > best[0]:
+            best = (recall, plan)
+        if recall >= target:
+            return Calibration(plan, recall, target, True, n, tried)
+    assert best is not None
+    return Calibration(best[1], best[0], target, False, n, tried)

@@ -1,0 +1,262 @@
+"""funnel bench: BEIR reading, calibration, timing, storage layouts, and the real command end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from conftest import make_beir
+from retriever.beir import check_layout, load_split
+from retriever.bench.timing import Latency, time_each
+from retriever.calibrate import calibrate, candidate_plans, plan_cost
+from retriever.edge_store import EdgeCatalog
+from retriever.embedder import truncate_normalize
+from retriever.errors import CorpusError, ModelMismatchError
+from retriever.plan import FunnelPlan, Stage, default_plan, parse_plan
+from retriever.store import CollectionSpec, PointBatch
+from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data
+
+N_QUERIES = 50
+
+
+# --- pure logic -------------------------------------------------------------------------------
+
+
+def test_latency_percentiles_and_qps():
+    lat = Latency.of([0.001] * 98 + [0.010, 0.020])
+    assert lat.p50 == pytest.approx(1.0)
+    assert 1.0 < lat.p99 <= 20.0
+    assert lat.qps == pytest.approx(100 / (0.098 + 0.030))
+    assert lat.queries == 100
+
+
+def test_time_each_keeps_order_and_warms_up():
+    calls: list[int] = []
+    results, lat = time_each(lambda x: calls.append(x) or x * 2, [1, 2, 3], warmup=2)
+    assert results == [2, 4, 6]
+    assert calls == [1, 2, 1, 2, 3]  # two warm-up calls, then every item once
+    assert lat.queries == 3
+
+
+def test_candidate_plans_are_valid_and_sorted_by_cost():
+    ladder = (64, 128, 256, 384)
+    plans = candidate_plans(ladder, 10)
+    costs = [plan_cost(p) for p in plans]
+    assert costs == sorted(costs)
+    for plan in plans:
+        assert parse_plan(str(plan), ladder, 10) == plan  # every candidate is a plan users could write
+    assert default_plan(ladder, 10) in plans
+    assert FunnelPlan((Stage(64, 20), Stage(384, 10))) in plans  # a two-stage candidate
+
+
+def test_plan_cost_counts_scored_components():
+    plan = FunnelPlan((Stage(64, 400), Stage(128, 200), Stage(384, 10)))
+    assert plan_cost(plan) == 400 * 64 + 400 * 128 + 200 * 384
+
+
+# --- BEIR reading -----------------------------------------------------------------------------
+
+
+def test_not_a_beir_directory_says_what_is_missing(tmp_path):
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d", "text": "t"}\n')
+    with pytest.raises(CorpusError, match=r"missing queries.jsonl, qrels/test.tsv"):
+        check_layout(tmp_path, "test")
+    with pytest.raises(CorpusError, match="not a directory"):
+        check_layout(tmp_path / "corpus.jsonl", "test")
+
+
+def test_unknown_ids_in_qrels_are_counted_and_dropped(tmp_path):
+    beir = make_beir(tmp_path / "b", n_test=10, n_train=0)
+    with (beir / "qrels" / "test.tsv").open("a") as f:
+        f.write("q-unknown\td0\t1\nq1\td-unknown\t1\nq2\td-gone\t1\n")
+    split = load_split(beir, "test")
+    assert (split.unknown_query_ids, split.unknown_corpus_ids) == (1, 2)
+    assert len(split.queries) == 10
+    assert split.relevant["q1"] == {"d1"}
+
+
+def test_no_usable_query_is_an_error(tmp_path):
+    beir = make_beir(tmp_path / "b", n_test=3, n_train=0)
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nqx\td0\t1\nq0\tdx\t1\n")
+    with pytest.raises(CorpusError, match="no usable judged query"):
+        load_split(beir, "test")
+    (beir / "qrels" / "test.tsv").write_text("q0\td0\t1\n")
+    with pytest.raises(CorpusError, match="needs a header"):
+        load_split(beir, "test")
+
+
+# --- storage layouts --------------------------------------------------------------------------
+
+
+def _spec(**changes) -> CollectionSpec:
+    base = dict(name="s", model="m", model_fingerprint="f", model_dim=32, dims=(8, 16, 32), chunk_size=0,
+                chunk_overlap=0)
+    return CollectionSpec(**(base | changes))
+
+
+def _fill(collection, n: int = 600, seed: int = 0) -> np.ndarray:
+    decay = (1 + np.arange(32) / 4) ** -1.0  # Matryoshka-like: the leading dims carry most of the similarity
+    full = (np.random.default_rng(seed).standard_normal((n, 32)) * decay).astype(np.float32)
+    ids = [f"00000000-0000-0000-0000-{i + 1:012d}" for i in range(n)]
+    collection.upsert(PointBatch(ids, {d: truncate_normalize(full, d) for d in collection.spec.dims},
+                                 [{"doc_id": str(i), "chunk": 0} for i in range(n)]))
+    collection.finish_indexing()
+    return full
+
+
+def test_old_spec_json_loads_with_default_layout():
+    old = json.loads(_spec().to_json())
+    for key in ("hnsw_dims", "quantization", "on_disk"):
+        old.pop(key)
+    spec = CollectionSpec.from_json(json.dumps(old))
+    assert (spec.hnsw_dims, spec.quantization, spec.on_disk) == ((8,), "none", False)
+
+
+def test_another_layout_is_refused():
+    with pytest.raises(ModelMismatchError, match="storage layout"):
+        _spec().check_compatible(_spec(quantization="int8"))
+
+
+@pytest.mark.parametrize("layout", [dict(quantization="int8", on_disk=True), dict(hnsw_dims=(8, 16, 32)),
+                                    dict(hnsw_dims=())])
+def test_layouts_search_like_the_plain_collection(data_dir, layout):
+    catalog = EdgeCatalog(data_dir)
+    with catalog.create(_spec(name="plain")) as plain, catalog.create(_spec(name="other", **layout)) as other:
+        full = _fill(plain)
+        _fill(other)
+        queries = {d: truncate_normalize(full[:20] + 0.1, d) for d in (8, 16, 32)}
+        exact_plain = plain.search(queries, None, 5, with_text=False)
+        exact_other = other.search(queries, None, 5, with_text=False)
+        assert [[h.id for h in r] for r in exact_plain] == [[h.id for h in r] for r in exact_other]
+        plan = parse_plan("8:200,16:100", (8, 16, 32), 5)
+        def overlap(collection) -> float:
+            found = collection.search(queries, plan, 5, with_text=False)
+            return float(np.mean([len({h.id for h in f} & {h.id for h in e}) / 5 for f, e in zip(found, exact_plain)]))
+
+        assert overlap(other) >= 0.9 and overlap(other) >= overlap(plain) - 0.05
+        alone = other.search_at(queries[16], 16, 5, exact=True)
+        assert [h.id for h in alone[0]] == [h.id for h in plain.search_at(queries[16], 16, 5, exact=True)[0]]
+        assert set(other.vector_disk_bytes()) == {8, 16, 32} and all(v > 0 for v in other.vector_disk_bytes().values())
+
+
+def test_points_round_trip_into_a_copy(data_dir):
+    catalog = EdgeCatalog(data_dir)
+    with catalog.create(_spec(name="a")) as a, catalog.create(_spec(name="b", quantization="int8")) as b:
+        _fill(a, n=1500)
+        for batch in a.points(batch_size=400):
+            b.upsert(batch)
+        b.finish_indexing()
+        assert b.count() == 1500
+        some = [f"00000000-0000-0000-0000-{i:012d}" for i in (1, 777, 1500)]
+        assert a.payloads(some) == b.payloads(some)
+
+
+def test_calibrate_reaches_its_target(data_dir):
+    with EdgeCatalog(data_dir).create(_spec(name="c")) as collection:
+        full = _fill(collection, n=2000)
+        queries = {d: truncate_normalize(full[:40] + 0.05, d) for d in (8, 16, 32)}
+        cal = calibrate(collection, queries, k=5, target=0.95)
+        assert cal.met and cal.recall >= 0.95
+        assert cal.tried[-1]["plan"] == str(cal.plan)
+        assert all(t["recall_vs_exact"] < 0.95 for t in cal.tried[:-1])  # every cheaper plan missed it
+
+
+# --- the command, end to end on the real model ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    beir = make_beir(root / "beir", n_test=N_QUERIES, n_train=14)
+    home, out = root / "home", root / "out"
+    args = ["--data-dir", str(home), "bench", "--data", str(beir), "--out", str(out), "--quantization", "none,int8",
+            "--plans", "default", "--plans", "auto", "--plans", "64:60,384:10", "--no-progress", "--json"]
+    first = CliRunner().invoke(main, args)
+    second = CliRunner().invoke(main, args)
+    return beir, home, out, first, second
+
+
+def test_bench_writes_results_plots_and_json(bench_run):
+    beir, home, out, first, second = bench_run
+    assert first.exit_code == 0, first.output
+    results = json.loads(first.stdout.strip().splitlines()[-1])
+    assert json.loads((out / "results.json").read_text()) == json.loads(second.stdout.strip().splitlines()[-1])
+    for name in ("results.md", "ndcg_vs_bytes.png", "ndcg_vs_latency.png"):
+        assert (out / name).stat().st_size > 0
+    assert results["queries"] == N_QUERIES and results["machine"]["cpu_count"] >= 1
+    (model,) = results["models"]
+    assert model["dims"] == [64, 128, 256, 384] and model["points"] == N_QUERIES + 14
+    assert [v["quantization"] for v in model["variants"]] == ["none", "int8"]
+    for variant in model["variants"]:
+        assert [d["dim"] for d in variant["dims"]] == [64, 128, 256, 384]
+        rows = [d[mode] for d in variant["dims"] for mode in ("exact", "hnsw")] + variant["plans"]
+        for row in rows:
+            for key in ("ndcg@10", "recall@10", "mrr@10", "recall_vs_exact@10", "qps"):
+                assert 0 <= row[key] <= (1 if key != "qps" else 1e9)
+            lat = row["latency_ms"]
+            assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+        assert variant["dims"][-1]["exact"]["recall_vs_exact@10"] == 1.0
+        assert [p["label"] for p in variant["plans"]] == ["default", "auto", "given"]
+        assert variant["plans"][2]["plan"] == "64:60,384:10"
+        assert variant["plans"][1]["calibration"]["target"] == 0.98
+        assert variant["memory"]["collection_rss"] > 0
+        assert variant["disk_bytes"] > 0
+    none, int8 = model["variants"]
+    assert none["dims"][0]["bytes_per_vector"] == 256 and int8["dims"][0]["bytes_per_vector"] == 64
+    assert none["plans"][0]["bytes_per_vector"] == 4 * (64 + 128 + 256 + 384)
+
+
+def test_bench_per_dim_ndcg_matches_the_tuners_evaluator(bench_run, embedder):
+    beir, _, _, first, _ = bench_run
+    results = json.loads(first.stdout.strip().splitlines()[-1])
+    evaluator = MatryoshkaIREvaluator(beir_ir_data(beir), [64, 128, 256, 384], primary_dim=64)
+    tuner = evaluator.ndcg_by_dim(evaluator(embedder.model))
+    bench = {d["dim"]: d["exact"]["ndcg@10"] for d in results["models"][0]["variants"][0]["dims"]}
+    for dim in (64, 128, 256, 384):
+        assert bench[dim] == pytest.approx(tuner[dim], abs=0.005)
+
+
+def test_bench_reuses_its_collections(bench_run):
+    _, home, _, first, second = bench_run
+    assert second.exit_code == 0, second.output
+    assert "reused collection" in second.stderr and "reusing" in second.stderr
+    results = json.loads(second.stdout.strip().splitlines()[-1])
+    assert results["models"][0]["reused_index"] is True
+    assert len(EdgeCatalog(home).names()) == 2  # one per quantization, not one per run
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--plans", "64:400,100:50"], "dim 100 is not in the collection's dims"),
+    (["--quantization", "int4"], "unknown quantization 'int4'"),
+    (["-k", "0"], "k must be between"),
+    (["--max-queries", "0"], "invalid --max-queries"),
+])
+def test_bench_bad_options_fail_before_indexing(tmp_path, args, fragment):
+    beir = make_beir(tmp_path / "beir", n_test=5, n_train=0)
+    home = tmp_path / "home"
+    result = CliRunner().invoke(main, ["--data-dir", str(home), "bench", "--data", str(beir), "--out",
+                                       str(tmp_path / "out"), "--no-progress", *args])
+    assert result.exit_code == 1
+    assert fragment in result.stderr and "Traceback" not in result.output
+    assert EdgeCatalog(home).names() == []  # nothing indexed
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("breakage, fragment", [
+    (lambda b: (b / "queries.jsonl").unlink(), "missing queries.jsonl"),
+    (lambda b: (b / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nnope\td0\t1\n"),
+     "no usable judged query"),
+])
+def test_bench_bad_data_is_one_line(tmp_path, breakage, fragment):
+    beir = make_beir(tmp_path / "beir", n_test=5, n_train=0)
+    breakage(beir)
+    result = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "home"), "bench", "--data", str(beir), "--out",
+                                       str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 1
+    assert fragment in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
