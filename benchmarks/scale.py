@@ -15,14 +15,17 @@ Every configuration is a real Qdrant Edge collection built by funnel's store:
 - ``hnsw-768``: the full vector with an HNSW graph (m=16, ef_construct=100); ``ef`` is raised until
   recall@10 against exact reaches the target.
 - ``funnel``: the ladder 64/128/256/768, an HNSW graph on dim 64 only, the rerank vectors on disk
-  (memory-mapped); plans tried in order until one reaches the target.
-- ``funnel-int8``: the same with int8 scalar quantization of dim 64 (the int8 copy in RAM, all
-  float originals on disk).
+  (memory-mapped, read on demand). The plan is chosen by ``retriever.calibrate`` (timed) on 100
+  separate calibration queries, never on the measured ones; the default plan is measured too.
+- ``funnel-int8``: the same with int8 scalar quantization of dim 64 (the int8 copy and the graph
+  in RAM, every float original on disk).
 
 Per configuration: build seconds (upserts + optimize, not data generation), bytes on disk,
-latency p50/p95/p99 of one query at a time after a warm-up (engine only: query vectors are
-pre-computed), recall@10 against exact, and the resident memory of a fresh process that opens
-the collection and runs the same queries (anonymous + file-backed pages).
+latency p50/p95/p99 of one query at a time (engine only: query vectors are pre-computed) after a
+warm-up pass over the same queries (so on-disk vectors are read from the page cache; the exact
+scan is warmed with 20 queries), recall@10 against exact, and the resident memory of a fresh
+process that opens the collection (RSS at open: what the layout keeps in RAM) and then runs the
+same queries (RSS after: plus the cached pages of on-disk vectors those queries touched).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from retriever.bench.memory import measure_collection_memory, save_queries
 from retriever.bench.timing import time_each
 from retriever.edge_store import EdgeCatalog
 from retriever.embedder import truncate_normalize
-from retriever.plan import parse_plan
+from retriever.calibrate import calibrate
+from retriever.plan import default_plan
 from retriever.store import Collection, CollectionSpec, PointBatch
 
 DIM = 768
@@ -56,7 +60,7 @@ DECAY = 0.6
 BATCH = 5000
 K = 10
 HNSW_EFS = (64, 128, 256, 512, 1024, 2048)
-FUNNEL_PLANS = ("64:400,128:200,256:100", "64:800,128:400,256:200", "64:1600,128:800,256:400")
+CALIBRATION_QUERIES = 100
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -100,8 +104,8 @@ CONFIGS = {
 }
 
 
-def build(catalog: EdgeCatalog, cfg: CollectionSpec, data: Synthetic, progress: Progress) -> tuple[Collection, float]:
-    """Create and fill the collection; returns it and the seconds spent in upserts + optimize."""
+def build(catalog: EdgeCatalog, cfg: CollectionSpec, data: Synthetic, progress: Progress) -> tuple[Collection, dict]:
+    """Create and fill the collection; returns it and the seconds spent in upserts and in optimize."""
     collection = catalog.create(cfg)
     task = progress.add_task(f"build {cfg.name}", total=data.n)
     spent = 0.0
@@ -116,9 +120,9 @@ def build(catalog: EdgeCatalog, cfg: CollectionSpec, data: Synthetic, progress: 
         progress.update(task, completed=stop)
     t0 = time.perf_counter()
     collection.finish_indexing()
-    spent += time.perf_counter() - t0
+    optimize = time.perf_counter() - t0
     progress.remove_task(task)
-    return collection, spent
+    return collection, {"upsert_s": spent, "optimize_s": optimize, "build_s": spent + optimize}
 
 
 def recall(found: list, exact: list) -> float:
@@ -130,24 +134,28 @@ def run_size(n: int, args: argparse.Namespace, console: Console) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     catalog = EdgeCatalog(work)
     data = Synthetic(n, seed=args.seed)
-    queries = ladder_vectors(data.queries(args.queries), LADDER)
+    all_queries = ladder_vectors(data.queries(CALIBRATION_QUERIES + args.queries), LADDER)
+    calibration = {dim: m[:CALIBRATION_QUERIES] for dim, m in all_queries.items()}  # never measured
+    queries = {dim: m[CALIBRATION_QUERIES:] for dim, m in all_queries.items()}
     rows = [{dim: m[i : i + 1] for dim, m in queries.items()} for i in range(args.queries)]
     queries_file = work / "queries.npz"
     work.mkdir(parents=True, exist_ok=True)
     save_queries(queries_file, queries)
     out: dict = {"points": n, "configs": {}}
     exact_hits: list = []
+    calibration_reference: list = []
     with Progress(console=console, transient=True) as progress:
         for name in args.configs:
             cfg = CONFIGS[name]
-            collection, build_s = build(catalog, cfg, data, progress)
-            entry: dict = {"build_s": build_s, "disk_bytes": collection.disk_bytes(), "dims": list(cfg.dims),
+            collection, timings = build(catalog, cfg, data, progress)
+            build_s = timings["build_s"]
+            entry: dict = timings | {"disk_bytes": collection.disk_bytes(), "dims": list(cfg.dims),
                            "hnsw_dims": list(cfg.hnsw_dims), "quantization": cfg.quantization,
                            "on_disk": cfg.on_disk, "runs": []}
             task = progress.add_task(f"search {name}", total=None)
 
             def measure(label: str, search, mode: str, stop_at_target: bool) -> bool:  # noqa: ANN001
-                hits, lat = time_each(search, rows, warmup=args.warmup, on_done=lambda: progress.advance(task))
+                hits, lat = time_each(search, rows, warmup=len(rows), on_done=lambda: progress.advance(task))
                 hits = [h[0] for h in hits]
                 r = 1.0 if not exact_hits else recall(hits, exact_hits)
                 entry["runs"].append({"search": label, "mode": mode, "recall_vs_exact@10": r,
@@ -157,8 +165,9 @@ def run_size(n: int, args: argparse.Namespace, console: Console) -> dict:
             with collection:
                 if name == "exact-768":
                     hits, lat = time_each(lambda q: collection.search(q, None, K, with_text=False), rows,
-                                          warmup=args.warmup)
+                                          warmup=args.warmup)  # a full scan: nothing to warm beyond a few
                     exact_hits = [h[0] for h in hits]
+                    calibration_reference = collection.search({DIM: calibration[DIM]}, None, K, with_text=False)
                     entry["runs"].append({"search": "exact 768", "mode": "exact", "recall_vs_exact@10": 1.0,
                                           "latency_ms": lat.to_dict()})
                 elif name == "hnsw-768":
@@ -167,19 +176,23 @@ def run_size(n: int, args: argparse.Namespace, console: Console) -> dict:
                                    f"hnsw:{DIM}:{ef}", True):
                             break
                 else:
-                    for plan_spec in FUNNEL_PLANS:
-                        plan = parse_plan(plan_spec, cfg.dims, K)
-                        if measure(f"funnel {plan}", lambda q, plan=plan: collection.search(q, plan, K, with_text=False),
-                                   f"plan:{plan_spec}:auto", True):
-                            break
+                    cal = calibrate(collection, calibration, K, args.target, reference=calibration_reference, timed=True)
+                    entry["calibration"] = {"plan": str(cal.plan), "met": cal.met, "tried": cal.tried}
+                    for label, plan in ((f"funnel {cal.plan} (calibrated)", cal.plan),
+                                        (f"funnel {default_plan(LADDER, K)} (default)", default_plan(LADDER, K))):
+                        measure(label, lambda q, plan=plan: collection.search(q, plan, K, with_text=False),
+                                f"plan:{plan}:auto", False)
             progress.remove_task(task)
             chosen = next((r for r in entry["runs"] if r["recall_vs_exact@10"] >= args.target), entry["runs"][-1])
+            if name.startswith("funnel"):
+                chosen = entry["runs"][0]  # the calibrated plan (calibrated on other queries)
             entry["chosen"] = chosen["search"]
             entry["memory"] = measure_collection_memory(work, name, queries_file, chosen["mode"])
             out["configs"][name] = entry
             console.print(f"  {n:>9,} {name:<12} build {build_s:7.1f} s  {chosen['search']:<40} "
                           f"recall {chosen['recall_vs_exact@10']:.3f}  p50 {chosen['latency_ms']['p50']:.2f} ms  "
-                          f"rss {entry['memory']['collection_rss'] / 2**20:,.0f} MiB")
+                          f"rss open {entry['memory']['collection_rss_open'] / 2**20:,.0f} MiB, after queries "
+                          f"{entry['memory']['collection_rss'] / 2**20:,.0f} MiB")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -190,29 +203,43 @@ def chosen_run(entry: dict) -> dict:
 
 
 def verdict(size: dict, target: float) -> dict:
-    """The issue's targets at this size, each with its measured ratio."""
+    """The issue's targets at this size, per funnel configuration, each with its measured ratio.
+
+    Memory compares the resident set right after opening (what the layout keeps in RAM); the
+    resident set after the query run (which adds the cached pages of on-disk vectors the queries
+    touched) is reported next to it.
+    """
     c = size["configs"]
-    if not {"exact-768", "hnsw-768", "funnel"} <= c.keys():
+    if not {"exact-768", "hnsw-768"} <= c.keys():
         return {}
-    exact, hnsw, funnel = (chosen_run(c[k]) for k in ("exact-768", "hnsw-768", "funnel"))
-    f_p50, e_p50, h_p50 = funnel["latency_ms"]["p50"], exact["latency_ms"]["p50"], hnsw["latency_ms"]["p50"]
-    rss_ratio = c["funnel"]["memory"]["collection_rss"] / c["exact-768"]["memory"]["collection_rss"]
-    return {
-        "recall_target": target,
-        "funnel_recall": funnel["recall_vs_exact@10"], "hnsw_recall": hnsw["recall_vs_exact@10"],
-        "exact_p50_over_funnel_p50": e_p50 / f_p50,
-        "hnsw_p50_over_funnel_p50": h_p50 / f_p50,
-        "hnsw_build_over_funnel_build": c["hnsw-768"]["build_s"] / c["funnel"]["build_s"],
-        "funnel_rss_over_plain_rss": rss_ratio,
-        "met": {
-            "recall>=target (funnel and hnsw)": funnel["recall_vs_exact@10"] >= target
-            and hnsw["recall_vs_exact@10"] >= target,
-            "funnel p50 <= exact p50 / 30": f_p50 <= e_p50 / 30,
-            "funnel p50 <= hnsw p50": f_p50 <= h_p50,
-            "build >= 5x faster than hnsw": c["hnsw-768"]["build_s"] >= 5 * c["funnel"]["build_s"],
-            "rss <= plain / 6": rss_ratio <= 1 / 6,
-        },
-    }
+    exact, hnsw = chosen_run(c["exact-768"]), chosen_run(c["hnsw-768"])
+    e_p50, h_p50 = exact["latency_ms"]["p50"], hnsw["latency_ms"]["p50"]
+    plain_mem = c["exact-768"]["memory"]
+    out = {}
+    for name in (n for n in c if n.startswith("funnel")):
+        funnel = chosen_run(c[name])
+        f_p50 = funnel["latency_ms"]["p50"]
+        mem = c[name]["memory"]
+        open_ratio = mem["collection_rss_open"] / plain_mem["collection_rss_open"]
+        out[name] = {
+            "recall_target": target,
+            "funnel_plan": funnel["search"],
+            "funnel_recall": funnel["recall_vs_exact@10"], "hnsw_recall": hnsw["recall_vs_exact@10"],
+            "exact_p50_over_funnel_p50": e_p50 / f_p50,
+            "hnsw_p50_over_funnel_p50": h_p50 / f_p50,
+            "hnsw_build_over_funnel_build": c["hnsw-768"]["build_s"] / c[name]["build_s"],
+            "funnel_rss_open_over_plain": open_ratio,
+            "funnel_rss_after_queries_over_plain": mem["collection_rss"] / plain_mem["collection_rss"],
+            "met": {
+                "recall>=target (funnel and hnsw)": funnel["recall_vs_exact@10"] >= target
+                and hnsw["recall_vs_exact@10"] >= target,
+                "funnel p50 <= exact p50 / 30": f_p50 <= e_p50 / 30,
+                "funnel p50 <= hnsw p50": f_p50 <= h_p50,
+                "build >= 5x faster than hnsw": c["hnsw-768"]["build_s"] >= 5 * c[name]["build_s"],
+                "rss <= plain / 6": open_ratio <= 1 / 6,
+            },
+        }
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -220,15 +247,18 @@ def markdown(result: dict) -> str:
     lines = [f"# Scale: exact vs HNSW-768 vs funnel ({m['date']})", "", f"`{m['command']}`", "",
              f"Machine: {m['cpu']} ({m['cpu_count']} cores), {m['platform']}. Synthetic Matryoshka-like "
              f"768-dim vectors, {result['queries']} queries, k={K}, recall target {result['target']}.", "",
-             "| points | config | build s | search (chosen) | recall@10 vs exact | p50 ms | p95 ms | p99 ms "
-             "| RSS MiB (anon + file) | disk MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| points | config | build s (upsert + optimize) | search (chosen) | recall@10 vs exact | p50 ms | p95 ms "
+             "| p99 ms | RSS MiB at open | RSS MiB after queries (anon + file) | disk MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for size in result["sizes"]:
         for name, e in size["configs"].items():
             run = chosen_run(e)
             mem = e["memory"]
             lines.append(
-                f"| {size['points']:,} | {name} | {e['build_s']:.1f} | {run['search']} | {run['recall_vs_exact@10']:.3f} "
+                f"| {size['points']:,} | {name} | {e['build_s']:.1f} ({e['upsert_s']:.1f} + {e['optimize_s']:.1f}) "
+                f"| {run['search']} | {run['recall_vs_exact@10']:.3f} "
                 f"| {run['latency_ms']['p50']:.2f} | {run['latency_ms']['p95']:.2f} | {run['latency_ms']['p99']:.2f} "
+                f"| {mem['collection_rss_open'] / 2**20:,.0f} "
                 f"| {mem['collection_rss'] / 2**20:,.0f} ({mem['collection_rss_anon'] / 2**20:,.0f} + "
                 f"{mem['collection_rss_file'] / 2**20:,.0f}) | {e['disk_bytes'] / 2**20:,.0f} |")
     lines += ["", "Every search tried (HNSW `ef` sweep, funnel plans):", "",
@@ -238,14 +268,14 @@ def markdown(result: dict) -> str:
             for run in e["runs"]:
                 lines.append(f"| {size['points']:,} | {name} | {run['search']} | {run['recall_vs_exact@10']:.3f} "
                              f"| {run['latency_ms']['p50']:.2f} | {run['latency_ms']['p99']:.2f} |")
-    lines += ["", "Targets (issue 4), per size:", ""]
+    lines += ["", "Targets (issue 4), per size and funnel configuration:", ""]
     for size in result["sizes"]:
-        v = size.get("verdict") or {}
-        if v:
-            lines.append(f"- {size['points']:,} points: exact/funnel p50 = {v['exact_p50_over_funnel_p50']:.1f}×, "
-                         f"hnsw/funnel p50 = {v['hnsw_p50_over_funnel_p50']:.2f}×, hnsw/funnel build = "
-                         f"{v['hnsw_build_over_funnel_build']:.1f}×, funnel/plain RSS = "
-                         f"{v['funnel_rss_over_plain_rss']:.3f}; met: "
+        for name, v in (size.get("verdict") or {}).items():
+            lines.append(f"- {size['points']:,} points, {name} ({v['funnel_plan']}): exact/funnel p50 = "
+                         f"{v['exact_p50_over_funnel_p50']:.1f}×, hnsw/funnel p50 = {v['hnsw_p50_over_funnel_p50']:.2f}×, "
+                         f"hnsw/funnel build = {v['hnsw_build_over_funnel_build']:.1f}×, funnel/plain RSS at open = "
+                         f"{v['funnel_rss_open_over_plain']:.3f} (after the queries: "
+                         f"{v['funnel_rss_after_queries_over_plain']:.3f}); met: "
                          + ", ".join(f"{k}: {'yes' if ok else 'NO'}" for k, ok in v["met"].items()))
     return "\n".join(lines) + "\n"
 
@@ -262,8 +292,9 @@ def plot(result: dict, path: Path) -> None:
         sizes = [s for s in result["sizes"] if name in s["configs"]]
         xs = [s["points"] for s in sizes]
         ax_lat.plot(xs, [chosen_run(s["configs"][name])["latency_ms"]["p50"] for s in sizes], marker="o", label=name)
-        ax_mem.plot(xs, [s["configs"][name]["memory"]["collection_rss"] / 2**20 for s in sizes], marker="o", label=name)
-    for ax, title, unit in ((ax_lat, "p50 latency per query", "ms"), (ax_mem, "resident memory", "MiB")):
+        ax_mem.plot(xs, [s["configs"][name]["memory"]["collection_rss_open"] / 2**20 for s in sizes], marker="o",
+                    label=name)
+    for ax, title, unit in ((ax_lat, "p50 latency per query (warm)", "ms"), (ax_mem, "resident memory at open", "MiB")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("points")
@@ -306,16 +337,16 @@ def main() -> int:
         (args.out / "scale.md").write_text(markdown(result))
     plot(result, args.out / "scale.png")
     table = Table(title="scale: chosen search per config")
-    for col in ("points", "config", "build s", "search", "recall", "p50 ms", "RSS MiB"):
+    for col in ("points", "config", "build s", "search", "recall", "p50 ms", "RSS MiB at open"):
         table.add_column(col, justify="right")
     for size in result["sizes"]:
         for name, e in size["configs"].items():
             run = chosen_run(e)
             table.add_row(f"{size['points']:,}", name, f"{e['build_s']:.1f}", run["search"],
                           f"{run['recall_vs_exact@10']:.3f}", f"{run['latency_ms']['p50']:.2f}",
-                          f"{e['memory']['collection_rss'] / 2**20:,.0f}")
+                          f"{e['memory']['collection_rss_open'] / 2**20:,.0f}")
     console.print(table)
-    console.print((args.out / "scale.md").read_text().split("Targets (issue 4), per size:")[1])
+    console.print((args.out / "scale.md").read_text().split("Targets (issue 4), per size and funnel configuration:")[1])
     return 0
 
 

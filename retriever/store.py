@@ -35,10 +35,11 @@ class CollectionSpec:
     """What built a collection: model (name + content hash), dim ladder, chunking and storage layout.
 
     Storage layout: ``hnsw_dims`` are the dims with an HNSW graph (default: the coarsest only; the
-    others are only scored for shortlisted candidates). ``quantization="int8"`` adds int8 scalar
-    quantization of the coarsest vector, held in RAM. ``on_disk=True`` keeps on disk (memory-mapped,
-    read through the page cache) every original vector that search does not traverse: the rerank
-    vectors, and the coarsest one too when it is quantized.
+    others are only scored for shortlisted candidates; ``()`` means no graph at all).
+    ``quantization="int8"`` adds int8 scalar quantization of the coarsest vector, held in RAM.
+    ``on_disk=True`` keeps on disk every original vector that search does not traverse (the rerank
+    vectors, and the coarsest one too when it is quantized): memory-mapped, read on demand through
+    the page cache, not loaded when the collection opens.
     """
 
     name: str

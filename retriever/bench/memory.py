@@ -2,9 +2,10 @@
 
 ``python -m retriever.bench.memory DATA_DIR NAME QUERIES.npz MODE`` opens the collection, runs every
 query of the file the way MODE says (``exact``, ``hnsw:DIM:EF`` or ``plan:PLAN:EF``), and prints
-one JSON object: the process's resident set before opening and after searching, split into
-anonymous memory (heap: what the engine holds in RAM) and file-backed pages (memory-mapped
-storage that searching touched; the kernel may drop these under pressure).
+one JSON object: the process's resident set before opening, after opening (what the storage
+layout loads: in-RAM vectors, graphs, payload indexes) and after searching, split into anonymous
+memory (heap) and file-backed pages (memory-mapped storage; pages of on-disk vectors that searching
+touched stay cached, but the kernel may drop them under memory pressure).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def _probe(data_dir: str, name: str, queries_file: str, mode: str) -> dict[str, 
                 raise SystemExit(f"unknown mode {mode!r}")
         searched = resident_memory()
     return {"before": before, "opened": opened, "searched": searched,
+            "collection_rss_open": opened["rss"] - before["rss"],
             "collection_rss": searched["rss"] - before["rss"],
             "collection_rss_anon": searched["rss_anon"] - before["rss_anon"],
             "collection_rss_file": searched["rss_file"] - before["rss_file"]}

@@ -196,7 +196,7 @@ def bench_variant(
         extra: dict[str, Any] = {}
         if plan is None:  # auto: calibrate on a sample of the queries
             sample = {dim: m[:DEFAULT_SAMPLE] for dim, m in queries.items()}
-            cal = calibrate(collection, sample, k, config.target, reference=exact[:DEFAULT_SAMPLE])
+            cal = calibrate(collection, sample, k, config.target, reference=exact[:DEFAULT_SAMPLE], timed=True)
             plan = cal.plan
             extra = {"calibration": {"target": cal.target, "met": cal.met, "queries": cal.queries,
                                      "recall_vs_exact": cal.recall, "plans_tried": len(cal.tried)}}
