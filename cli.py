@@ -348,6 +348,57 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
 
 
 @main.command()
+@click.argument("name")
+@click.option("--queries", "queries_file", envvar="FUNNEL_QUERIES", show_envvar=True, type=click.Path(path_type=Path),
+              default=None, help="queries to calibrate on (JSONL with a text field, e.g. BEIR queries.jsonl) "
+              "[default: a sample of the stored chunks]")
+@click.option("-k", "k", envvar="FUNNEL_K", show_envvar=True, type=int, default=10, help="results per query")
+@click.option("--target", envvar="FUNNEL_CALIBRATE_TARGET", show_envvar=True, type=float, default=0.98,
+              help="recall@k against exact search the plan must keep")
+@click.option("--sample", envvar="FUNNEL_CALIBRATE_SAMPLE", show_envvar=True, type=click.IntRange(10, 5000),
+              default=200, help="queries (or stored chunks) to calibrate on")
+@model_option
+@device_option
+@json_option
+@click.pass_context
+def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, target: float, sample: int,
+              model: str | None, device: str | None, as_json: bool) -> None:
+    """Find and save the fastest funnel plan that keeps recall@k against exact search ≥ TARGET.
+
+    Candidate plans are checked against exact search on real queries (--queries) or on stored
+    chunks used as queries; the cheapest passing plan of each stage structure is timed here and the
+    fastest is saved with the collection: later searches without --plan use it (scaled to their k).
+    """
+    from retriever.calibrate import calibrate as run_calibration
+    from retriever.corpus import read_corpus
+    from retriever.display import err, print_json
+    from retriever.plan import validate_k
+    from retriever.retriever import Retriever
+
+    validate_k(k)
+    with Retriever.open(name, data_dir=ctx.obj["data_dir"], model=model, device=device) as r:
+        if queries_file is not None:
+            texts = [d.text for _, d in zip(range(sample), read_corpus([queries_file]))]
+            vectors = r.embedder.encode(texts, r.collection.spec.dims)
+            source = f"{len(texts)} queries from {queries_file}"
+        else:
+            batch = next(iter(r.collection.points(batch_size=sample)), None)
+            if batch is None:
+                raise BadInputError(f"collection {name!r} is empty: index something first")
+            vectors = batch.vectors
+            source = f"{len(batch.ids)} stored chunks used as queries"
+        result = run_calibration(r.collection, vectors, k, target, timed=True)
+        record = result.record(source)
+        r.collection.save_calibration(record)
+    if as_json:
+        print_json(record | {"tried": result.tried})
+        return
+    verdict = "reaches" if result.met else "does NOT reach (no candidate did; this is the best one)"
+    err.print(f"calibrated {name} on {source}: plan [bold]{result.plan}[/] {verdict} recall@{k} "
+              f"{result.recall:.3f} against exact (target {target}); saved as the collection's default plan")
+
+
+@main.command()
 @json_option
 @click.pass_context
 def collections(ctx: click.Context, as_json: bool) -> None:
@@ -369,17 +420,18 @@ def collections(ctx: click.Context, as_json: bool) -> None:
 def info(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a collection: points, dims, model, default plan, bytes on disk."""
     from retriever.display import print_info, print_json, spec_dict
-    from retriever.plan import default_plan
+    from retriever.retriever import default_plan_for
 
     with _catalog(ctx).open(name) as coll:
         details = coll.info()
+        calibrated = coll.calibration() is not None
+        plan = str(default_plan_for(coll, 10))
         path = str(getattr(coll, "path", ""))
-    plan = str(default_plan(details.spec.dims, 10))
     if as_json:
         print_json(spec_dict(details.spec) | {"points": details.points, "disk_bytes": details.disk_bytes,
-                                               "default_plan_k10": plan, "path": path})
+                                               "default_plan_k10": plan, "plan_calibrated": calibrated, "path": path})
     else:
-        print_info(details, plan, path)
+        print_info(details, plan + (" (calibrated)" if calibrated else " (rule; run funnel calibrate)"), path)
 
 
 @main.command()

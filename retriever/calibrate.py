@@ -15,6 +15,7 @@ fewer components.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from .edge_store import MIN_HNSW_EF
 from .errors import BadInputError
-from .plan import MAX_SHORTLIST, FunnelPlan, Stage, validate_k
+from .plan import MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
 from .bench.timing import time_each
 from .store import Collection, Hit
 
@@ -70,6 +71,26 @@ class Calibration:
     met: bool
     queries: int
     tried: list[dict] = field(default_factory=list)
+
+    def record(self, source: str) -> dict:
+        """What a collection saves (``funnel calibrate``): enough to derive a plan for any k."""
+        return {"plan": str(self.plan), "k": self.plan.k, "recall_vs_exact": self.recall, "target": self.target,
+                "met": self.met, "queries": self.queries, "source": source}
+
+
+def calibrated_plan(record: dict, ladder: tuple[int, ...], k: int) -> FunnelPlan:
+    """The saved calibration's plan for ``k``: its stages, every limit scaled by ``k / k_calibrated``.
+
+    Falls back to the default rule when the saved plan does not fit the ladder (never expected).
+    """
+    validate_k(k)
+    try:
+        saved = parse_plan(record["plan"], ladder, int(record["k"]))
+    except (KeyError, TypeError, ValueError, BadInputError):
+        return default_plan(ladder, k)
+    scale = k / saved.k
+    stages = [Stage(s.dim, min(MAX_SHORTLIST, max(k, math.ceil(s.limit * scale)))) for s in saved.stages[:-1]]
+    return FunnelPlan(tuple(stages) + (Stage(ladder[-1], k),))
 
 
 def calibrate(

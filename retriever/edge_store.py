@@ -9,6 +9,7 @@ a single-writer lock: a second process that opens it gets :class:`CollectionLock
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import uuid
@@ -49,6 +50,7 @@ from .plan import FunnelPlan
 from .store import Catalog, Collection, CollectionSpec, Hit, PointBatch
 
 SPEC_FILE = "collection.json"
+CALIBRATION_FILE = "calibration.json"
 SHARD_DIR = "shard"
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
@@ -248,6 +250,21 @@ class EdgeCollection(Collection):
                 yield PointBatch([str(r.id) for r in records], vectors, [r.payload or {} for r in records])
             if offset is None:
                 return
+
+    def calibration(self) -> dict[str, Any] | None:
+        path = self.path / CALIBRATION_FILE
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"collection {self.spec.name!r}: unreadable {path} ({exc}); delete it or re-run "
+                             "funnel calibrate") from None
+
+    def save_calibration(self, record: dict[str, Any]) -> None:
+        tmp = self.path / f".{CALIBRATION_FILE}.tmp"
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, self.path / CALIBRATION_FILE)  # atomic: readers see the old or the new file
 
     def count(self) -> int:
         return int(self.shard.info().points_count)

@@ -14,7 +14,8 @@ from .edge_store import EdgeCatalog
 from .embedder import Embedder
 from .errors import BadInputError, ModelMismatchError
 from .paths import default_data_dir
-from .plan import FunnelPlan, parse_plan, validate_k
+from .calibrate import calibrated_plan
+from .plan import FunnelPlan, default_plan, parse_plan, validate_k
 from .store import Collection, Hit
 
 MAX_QUERY_CHARS = 4096
@@ -28,6 +29,14 @@ def validate_query(query: str) -> str:
     if len(query) > MAX_QUERY_CHARS:
         raise BadInputError(f"query too long: {len(query)} characters (at most {MAX_QUERY_CHARS})")
     return query
+
+
+def default_plan_for(collection: Collection, k: int) -> FunnelPlan:
+    """The collection's calibrated plan scaled to ``k`` when it has one, else the default rule."""
+    record = collection.calibration()
+    if record is None:
+        return default_plan(collection.spec.dims, k)
+    return calibrated_plan(record, collection.spec.dims, k)
 
 
 class Retriever:
@@ -64,9 +73,15 @@ class Retriever:
         return self.collection.spec.name
 
     def plan(self, plan: str | FunnelPlan | None, k: int) -> FunnelPlan:
-        """Parse a plan spec for this collection (``None`` → the default plan for k)."""
+        """Parse a plan spec for this collection; ``None`` → the default plan for k.
+
+        The default is the collection's saved calibration (``funnel calibrate``) scaled to k, else
+        the documented rule (:func:`retriever.plan.default_plan`).
+        """
         if isinstance(plan, FunnelPlan):
             return parse_plan(str(plan), self.collection.spec.dims, k)
+        if plan is None or not plan.strip():
+            return default_plan_for(self.collection, k)
         return parse_plan(plan, self.collection.spec.dims, k)
 
     def search(

@@ -190,6 +190,14 @@ class Collection(ABC):
         """Every point with its vectors and payload, in batches (to copy a collection)."""
 
     @abstractmethod
+    def calibration(self) -> dict[str, Any] | None:
+        """The saved plan calibration (see :mod:`retriever.calibrate`), or ``None``."""
+
+    @abstractmethod
+    def save_calibration(self, record: dict[str, Any]) -> None:
+        """Save a plan calibration; later searches without a plan use it."""
+
+    @abstractmethod
     def count(self) -> int:
         """Number of points."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from cli import main
 from conftest import make_beir
 from retriever.beir import check_layout, load_split
 from retriever.bench.timing import Latency, time_each
-from retriever.calibrate import calibrate, candidate_plans, plan_cost
+from retriever.calibrate import calibrate, calibrated_plan, candidate_plans, plan_cost
 from retriever.edge_store import EdgeCatalog
 from retriever.embedder import truncate_normalize
 from retriever.errors import CorpusError, ModelMismatchError
@@ -207,7 +206,9 @@ def test_bench_writes_results_plots_and_json(bench_run):
         assert variant["memory"]["collection_rss"] > 0
         assert variant["disk_bytes"] > 0
     none, int8 = model["variants"]
-    assert none["dims"][0]["bytes_per_vector"] == 256 and int8["dims"][0]["bytes_per_vector"] == 64
+    assert none["dims"][0]["hnsw"]["bytes_per_vector"] == 256 and int8["dims"][0]["hnsw"]["bytes_per_vector"] == 64
+    assert int8["dims"][0]["exact"]["bytes_per_vector"] == 256  # exact search scores the float originals
+    assert (none["dims"][0]["stored_bytes_per_vector"], int8["dims"][0]["stored_bytes_per_vector"]) == (256, 320)
     assert none["plans"][0]["bytes_per_vector"] == 4 * (64 + 128 + 256 + 384)
 
 
@@ -260,3 +261,45 @@ def test_bench_bad_data_is_one_line(tmp_path, breakage, fragment):
     assert result.exit_code == 1
     assert fragment in result.stderr and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --- funnel calibrate: the saved default plan ---------------------------------------------------
+
+
+def test_calibrated_plan_scales_to_any_k():
+    record = {"plan": "64:200,256:60,384:10", "k": 10}
+    ladder = (64, 128, 256, 384)
+    assert str(calibrated_plan(record, ladder, 10)) == "64:200,256:60,384:10"
+    assert str(calibrated_plan(record, ladder, 5)) == "64:100,256:30,384:5"
+    assert str(calibrated_plan(record, ladder, 100)) == "64:2000,256:600,384:100"
+    assert calibrated_plan({"plan": "32:10"}, ladder, 10) == default_plan(ladder, 10)  # unusable → the rule
+
+
+def test_calibrate_command_saves_the_default_plan(topic_corpus, tmp_path):
+    data = tmp_path / "data"
+    run = CliRunner()
+    index = run.invoke(main, ["--data-dir", str(data), "index", str(topic_corpus), "-c", "t", "--no-progress"])
+    assert index.exit_code == 0, index.output
+    info = json.loads(run.invoke(main, ["--data-dir", str(data), "info", "t", "--json"]).stdout)
+    assert info["plan_calibrated"] is False and info["default_plan_k10"] == "64:400,128:200,256:100,384:10"
+
+    result = run.invoke(main, ["--data-dir", str(data), "calibrate", "t", "-k", "3", "--target", "0.9", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["met"] and record["recall_vs_exact"] >= 0.9 and record["k"] == 3
+    assert "stored chunks" in record["source"] and record["tried"]
+
+    info = json.loads(run.invoke(main, ["--data-dir", str(data), "info", "t", "--json"]).stdout)
+    assert info["plan_calibrated"] is True
+    ladder = tuple(info["dims"])
+    assert info["default_plan_k10"] == str(calibrated_plan(record, ladder, 10))
+    search = run.invoke(main, ["--data-dir", str(data), "search", "volcano", "-c", "t", "-k", "3", "--json"])
+    assert json.loads(search.stdout)["plan"] == record["plan"]  # searches without --plan use it
+
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("".join(json.dumps({"_id": str(i), "text": t}) + "\n"
+                               for i, t in enumerate(["volcano lava", "bread yeast", "stars"] * 5)))
+    again = run.invoke(main, ["--data-dir", str(data), "calibrate", "t", "--queries", str(queries), "--sample", "10",
+                              "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["source"].startswith("10 queries from")

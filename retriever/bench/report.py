@@ -19,8 +19,7 @@ def rows(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
                     "quantization": variant["quantization"]}
             for entry in variant["dims"]:
                 for mode in ("exact", "hnsw"):
-                    yield base | {"search": f"{mode} {entry['dim']}", "kind": "dim",
-                                  "bytes_per_vector": entry["bytes_per_vector"]} | entry[mode]
+                    yield base | {"search": f"{mode} {entry['dim']}", "kind": "dim"} | entry[mode]
             for plan in variant["plans"]:
                 label = f"funnel {plan['plan']}" + (f" ({plan['label']})" if plan["label"] != "given" else "")
                 yield base | {"search": label, "kind": "plan", "plan": plan["plan"]} | {
@@ -79,46 +78,57 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], out: Path) -> list[Path]:
-    """NDCG@k vs bytes per vector and vs p50 latency, one labelled point per dim / plan / quantization."""
+    """NDCG@k vs bytes per vector and vs p50 latency: one point per dim / plan / quantization.
+
+    Colour = model, marker = search (exact dim, HNSW dim, funnel plan), hollow = int8.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     k = results["k"]
     first_quant = {m["model"]: m["variants"][0]["quantization"] for m in results["models"]}
-    all_rows = [  # a later quantization variant adds only its quantized dims and its plans
+    points = [  # a later quantization variant adds only its quantized dims and its plans
         r for r in rows(results)
         if r["kind"] == "plan" or r["quantization"] == first_quant.get(r["model_path"], r["quantization"])
         or r["bytes_per_vector"] < 4 * int(r["search"].split()[1])
     ]
+    models = list(dict.fromkeys(r["model"] for r in points))
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
+    markers = {"exact": "o", "hnsw": "^", "funnel": "*"}
     written = []
-    for name, x_key, x_label in ((PLOTS[0], "bytes_per_vector", "bytes per vector scored (log)"),
-                                 (PLOTS[1], "p50", "p50 latency per query, ms (engine only, log)")):
+    for name, x_label in ((PLOTS[0], "bytes per vector scored (log)"),
+                          (PLOTS[1], "p50 latency per query, ms (engine only, log)")):
         fig, ax = plt.subplots(figsize=(9, 5.5))
-        groups: dict[tuple[str, str, str], list[dict]] = {}
-        for r in all_rows:
-            kind = r["search"].split()[0]  # exact / hnsw / funnel
-            groups.setdefault((r["model"], r["quantization"], kind), []).append(r)
-        markers = {"exact": "o", "hnsw": "^", "funnel": "*"}
-        for (model, quant, kind), group in sorted(groups.items()):
-            xs = [g["latency_ms"]["p50"] if x_key == "p50" else g[x_key] for g in group]
-            ys = [g[f"ndcg@{k}"] for g in group]
-            ax.scatter(xs, ys, marker=markers.get(kind, "o"), s=70 if kind == "funnel" else 40,
-                       label=f"{model} · {quant} · {kind}")
-            for g, x, y in zip(group, xs, ys):
-                if kind == "funnel":
-                    text = (g["plan_label"] if g["plan_label"] != "given" else g["plan"]) + (" int8" if quant != "none" else "")
-                else:
-                    text = f"{g['search'].split()[1]}{' int8' if quant != 'none' else ''}"
-                ax.annotate(text, (x, y), fontsize=7, xytext=(4, 4 if kind != "hnsw" else -9), textcoords="offset points")
+        for r in points:
+            kind = r["search"].split()[0]
+            x = r["bytes_per_vector"] if name == PLOTS[0] else r["latency_ms"]["p50"]
+            y = r[f"ndcg@{k}"]
+            hollow = r["quantization"] != "none"
+            ax.scatter([x], [y], marker=markers[kind], s=110 if kind == "funnel" else 45,
+                       facecolors="none" if hollow else [colours[r["model"]]], edgecolors=[colours[r["model"]]])
+            if kind == "funnel":
+                text = r["plan_label"] if r["plan_label"] != "given" else r["plan"]
+            elif (kind == "exact" and not hollow) or (kind == "hnsw" and hollow):
+                text = r["search"].split()[1]
+            else:
+                continue
+            ax.annotate(text + (f" {r['quantization']}" if hollow else ""), (x, y), fontsize=7,
+                        xytext=(4, -11 if hollow else 4), textcoords="offset points")
+        handles = [Line2D([], [], color=colours[m], marker="s", linestyle="", label=m) for m in models]
+        handles += [Line2D([], [], color="grey", marker=mk, linestyle="", label=f"{kind} (dim alone)"
+                           if kind != "funnel" else "funnel plan") for kind, mk in markers.items()]
+        handles.append(Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="",
+                              label="int8 (hollow)"))
+        ax.legend(handles=handles, fontsize=7, loc="lower right")
         ax.set_xscale("log")
         ax.set_xlabel(x_label)
         ax.set_ylabel(f"NDCG@{k}")
-        ax.set_title(f"NDCG@{k} vs {'storage' if x_key != 'p50' else 'latency'} — {Path(results['data']).name}, "
+        ax.set_title(f"NDCG@{k} vs {'storage' if name == PLOTS[0] else 'latency'} — {Path(results['data']).name}, "
                      f"{results['queries']} queries", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
         path = out / name
         fig.savefig(path, dpi=120)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..beir import BeirSplit, corpus_ids, load_split
 from ..calibrate import DEFAULT_SAMPLE, DEFAULT_TARGET, calibrate, recall_against
-from ..edge_store import EdgeCatalog
+from ..edge_store import FULL_SCAN_THRESHOLD_KB, EdgeCatalog
 from ..embedder import DEFAULT_MODEL, Embedder
 from ..errors import BadInputError
 from ..indexer import IndexProgress, build_spec, index_corpus
@@ -132,9 +132,17 @@ def _row(judge: Judge, hits: list[list[Hit]], latency: Latency, exact: list[list
     }
 
 
-def bytes_per_vector(spec: CollectionSpec, dims: Sequence[int]) -> int:
-    """Bytes per point of the vectors a search scores: 4 per float32 component, 1 per int8 one."""
-    return sum(d if d in spec.quantized_dims else 4 * d for d in dims)
+def bytes_per_vector(spec: CollectionSpec, dims: Sequence[int], exact: bool = False) -> int:
+    """Bytes per point of the vectors a search scores: 4 per float32 component, 1 per int8 one.
+
+    An exact search scores the float32 originals even where an int8 copy exists.
+    """
+    return sum(d if d in spec.quantized_dims and not exact else 4 * d for d in dims)
+
+
+def stored_bytes_per_vector(spec: CollectionSpec, dim: int) -> int:
+    """Bytes stored per point for one dim: the float32 vector, plus its int8 copy if any."""
+    return 4 * dim + (dim if dim in spec.quantized_dims else 0)
 
 
 def _measure(
@@ -178,9 +186,11 @@ def bench_variant(
                                     config, progress, f"{spec.name}: exact {spec.top_dim}")
     per_dim = []
     vector_bytes = collection.vector_disk_bytes()
+    n_points = collection.count()  # below the engine's full-scan threshold a graph search is a full scan
     for dim in spec.dims:
-        entry: dict[str, Any] = {"dim": dim, "bytes_per_vector": bytes_per_vector(spec, [dim]),
-                                 "disk_bytes": vector_bytes.get(dim, 0)}
+        entry: dict[str, Any] = {"dim": dim, "stored_bytes_per_vector": stored_bytes_per_vector(spec, dim),
+                                 "disk_bytes": vector_bytes.get(dim, 0),
+                                 "hnsw_is_full_scan": 4 * dim * n_points < FULL_SCAN_THRESHOLD_KB * 1024}
         for mode in ("exact", "hnsw"):
             if mode == "exact" and dim == spec.top_dim:
                 hits, latency = exact, exact_latency
@@ -189,7 +199,8 @@ def bench_variant(
                     rows,
                     lambda q, dim=dim, mode=mode: collection.search_at(q[dim], dim, k, exact=mode == "exact"),
                     config, progress, f"{spec.name}: {mode} {dim}")
-            entry[mode] = _row(judge, hits, latency, exact, k)
+            entry[mode] = {"bytes_per_vector": bytes_per_vector(spec, [dim], exact=mode == "exact")} | _row(
+                judge, hits, latency, exact, k)
         per_dim.append(entry)
     per_plan = []
     for label, plan in plans:
