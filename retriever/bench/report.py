@@ -61,14 +61,17 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {r['model']} | {r['quantization']} | {r['search']} | {r[f'ndcg@{k}']:.4f} | "
                      f"{r[f'recall@{k}']:.4f} | {r[f'mrr@{k}']:.4f} | {r[f'recall_vs_exact@{k}']:.3f} | "
                      f"{lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | {r['qps']:,.0f} | {r['bytes_per_vector']:,} |")
-    lines += ["", "Storage per collection:", "", "| model | quant | points | on disk | per dim on disk | resident memory "
-              "(anon + file-backed) |", "|---|---|---|---|---|---|"]
+    lines += ["", "Storage per collection (resident memory: a fresh process, after opening the collection, and "
+              "after running the queries with the default plan):", "",
+              "| model | quant | points | on disk | per dim on disk | RSS at open | RSS after queries (anon + file-backed) |",
+              "|---|---|---|---|---|---|---|"]
     for model in results["models"]:
         for v in model["variants"]:
             dims = ", ".join(f"{d['dim']}: {d['disk_bytes'] / 2**20:.1f} MiB" for d in v["dims"])
             mem = v.get("memory")
-            rss = (f"{mem['collection_rss'] / 2**20:,.0f} MiB ({mem['collection_rss_anon'] / 2**20:,.0f} + "
-                   f"{mem['collection_rss_file'] / 2**20:,.0f})") if mem else "not measured"
+            rss = (f"{mem['collection_rss_open'] / 2**20:,.0f} MiB | {mem['collection_rss'] / 2**20:,.0f} MiB "
+                   f"({mem['collection_rss_anon'] / 2**20:,.0f} + {mem['collection_rss_file'] / 2**20:,.0f})"
+                   ) if mem else "not measured | not measured"
             lines.append(f"| {Path(model['model']).name} | {v['quantization']} | {v['points']:,} | "
                          f"{v['disk_bytes'] / 2**20:,.1f} MiB | {dims} | {rss} |")
     lines += ["", "Query encoding (one query at a time, not included in the latencies above): "
