@@ -25,6 +25,7 @@ from qdrant_edge import (
     Filter,
     HnswIndexConfig,
     MatchValue,
+    MatchAny,
     PayloadSchemaType,
     Point,
     Prefetch,
@@ -37,10 +38,12 @@ from qdrant_edge import (
 )
 
 from .errors import CollectionLockedError, CollectionNotFoundError, FunnelError, StoreError
+from .filters import Match, PayloadFilter, Range
+from .filters import MatchAny as AnyOf
 from .ladder import vector_name
 from .paths import validate_collection_name
 from .plan import FunnelPlan
-from .store import Catalog, Collection, CollectionSpec, Hit, PointBatch
+from .store import Catalog, Collection, CollectionSpec, Hit, PointBatch, QuerySpec
 
 SPEC_FILE = "collection.json"
 SHARD_DIR = "shard"
@@ -66,6 +69,23 @@ def edge_config(dims: tuple[int, ...]) -> EdgeConfig:
         for i, dim in enumerate(dims)
     }
     return EdgeConfig(vectors=vectors)
+
+
+def edge_filter(payload_filter: PayloadFilter | None) -> Filter | None:
+    """The engine-neutral filter as a Qdrant Edge ``Filter`` (every condition must hold)."""
+    if not payload_filter:
+        return None
+    must = []
+    for key, cond in payload_filter.conditions:
+        if isinstance(cond, Match):
+            must.append(FieldCondition(key, match=MatchValue(cond.value)))
+        elif isinstance(cond, AnyOf):
+            must.append(FieldCondition(key, match=MatchAny(list(cond.values))))
+        elif isinstance(cond, Range):
+            must.append(FieldCondition(key, range=RangeFloat(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt)))
+        else:  # pragma: no cover - PayloadFilter only holds the three kinds
+            raise TypeError(f"unknown filter condition {cond!r}")
+    return Filter(must=must)
 
 
 def _engine_error(exc: Exception, name: str) -> FunnelError:
@@ -136,38 +156,36 @@ class EdgeCollection(Collection):
         except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.spec.name) from exc
 
-    def _request(self, vectors: dict[int, np.ndarray], row: int, plan: FunnelPlan | None, k: int, with_text: bool):
+    def _request(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec) -> QueryRequest:
         def nearest(dim: int) -> Query:
             return Query.Nearest(vectors[dim][row].tolist(), using=vector_name(dim))
 
-        payload: bool | list[str] = True if with_text else ["doc_id", "chunk", "title", "metadata"]
-        if plan is None:
-            return QueryRequest(
-                limit=k, query=nearest(self.spec.top_dim), params=SearchParams(exact=True), with_payload=payload
-            )
-        *coarse, top = plan.stages
+        payload: bool | list[str] = True if spec.with_text else ["doc_id", "chunk", "title", "metadata"]
+        where = edge_filter(spec.filter)
+        if spec.plan is None:
+            return QueryRequest(limit=spec.k, query=nearest(self.spec.top_dim), params=SearchParams(exact=True),
+                                with_payload=payload, filter=where)
+        *coarse, top = spec.plan.stages
         prefetch: list[Prefetch] | None = None
         for i, stage in enumerate(coarse):
+            # The filter applies to the shortlist (the first stage); later stages only re-score it.
             params = SearchParams(hnsw_ef=max(MIN_HNSW_EF, stage.limit)) if i == 0 else None
-            prefetch = [Prefetch(limit=stage.limit, query=nearest(stage.dim), prefetches=prefetch, params=params)]
+            prefetch = [Prefetch(limit=stage.limit, query=nearest(stage.dim), prefetches=prefetch, params=params,
+                                 filter=where if i == 0 else None)]
         params = SearchParams(hnsw_ef=max(MIN_HNSW_EF, top.limit)) if not coarse else None
-        return QueryRequest(
-            limit=top.limit, query=nearest(top.dim), prefetches=prefetch, params=params, with_payload=payload
-        )
+        return QueryRequest(limit=top.limit, query=nearest(top.dim), prefetches=prefetch, params=params,
+                            with_payload=payload, filter=where if not coarse else None)
 
-    def search(
-        self, queries: dict[int, np.ndarray], plan: FunnelPlan | None, k: int, with_text: bool = True
-    ) -> list[list[Hit]]:
-        n = len(next(iter(queries.values())))
-        requests = [self._request(queries, row, plan, k, with_text) for row in range(n)]
+    def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
+        requests = [self._request(queries, row, spec) for row, spec in enumerate(specs)]
         try:
-            if n == 1:
+            if len(requests) == 1:
                 results = [self.shard.query(requests[0])]
             else:
                 results = self.shard.query_batch(QueryBatchRequest(requests))
         except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.spec.name) from exc
-        return [[_to_hit(p, with_text) for p in points] for points in results]
+        return [[_to_hit(p, spec.with_text) for p in points] for points, spec in zip(results, specs)]
 
     def count(self) -> int:
         return int(self.shard.info().points_count)
