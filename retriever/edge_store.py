@@ -42,7 +42,6 @@ from .filters import Match, PayloadFilter, Range
 from .filters import MatchAny as AnyOf
 from .ladder import vector_name
 from .paths import validate_collection_name
-from .plan import FunnelPlan
 from .store import Catalog, Collection, CollectionSpec, Hit, PointBatch, QuerySpec
 
 SPEC_FILE = "collection.json"

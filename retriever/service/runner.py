@@ -105,6 +105,9 @@ class BackgroundServer:
                                         name="funnel-test-server", daemon=True)
 
     def start(self, wait_ready: bool = True, timeout: float = 120.0) -> BackgroundServer:
+        """Start serving (once); wait until it listens and, with ``wait_ready``, until the model is loaded."""
+        if self._thread.is_alive():
+            return self
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
