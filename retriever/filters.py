@@ -2,14 +2,15 @@
 
 A filter is a mapping from a payload field to a condition; every condition must hold (AND)::
 
-    {"doc_id": "nvidia-10k",                 # exact match (string, int or bool)
+    {"doc_id": "nvidia-10k",                 # exact match (string or int)
      "chunk": {"gte": 0, "lt": 2},           # numeric range (gt / gte / lt / lte)
      "metadata.year": {"gte": 2020},
      "metadata.ticker": ["NVDA", "AMD"]}     # any of these values (all strings or all ints)
 
 Fields: ``doc_id`` and ``title`` (strings), ``chunk`` (int), and ``metadata.<key>`` (any of the
 above; ``key`` is 1-64 letters, digits, ``_`` or ``-``). Anything else is refused with
-:class:`InvalidFilterError`. Engines turn a :class:`PayloadFilter` into their own filter type.
+:class:`InvalidFilterError`, and so are booleans: qdrant-edge-py 0.9 turns a boolean match value
+into an integer that matches nothing, so a boolean filter is refused instead of returning no hits. Engines turn a :class:`PayloadFilter` into their own filter type.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _METADATA_KEY = re.compile(r"^metadata\.[A-Za-z0-9_-]{1,64}$")
 _STRING_FIELDS = ("doc_id", "title")
 _INT_FIELDS = ("chunk",)
 
-Scalar = Union[str, int, bool]
+Scalar = Union[str, int]
 
 
 @dataclass(frozen=True)
@@ -117,14 +118,21 @@ def _range(field: str, kind: str, spec: Mapping[str, Any]) -> Range:
 
 
 def _scalar(field: str, kind: str, value: Any) -> Scalar:
+    if isinstance(value, bool):
+        # qdrant-edge-py 0.9 turns a boolean match value into an integer, which then matches nothing:
+        # refuse it rather than silently return no hits.
+        raise InvalidFilterError(
+            f"filter {field!r}: matching a boolean is not supported by the embedded engine "
+            "(qdrant-edge-py 0.9); store the flag as a string or an integer"
+        )
     if kind == "string" and isinstance(value, str):
         ok = True
     elif kind == "int":
         ok = _is_int(value)
     else:
-        ok = kind == "any" and (isinstance(value, (str, bool)) or _is_int(value))
+        ok = kind == "any" and (isinstance(value, str) or _is_int(value))
     if not ok:
-        wanted = {"string": "a string", "int": "an integer", "any": "a string, integer or boolean"}[kind]
+        wanted = {"string": "a string", "int": "an integer", "any": "a string or an integer"}[kind]
         hint = " (use a range for a float)" if isinstance(value, float) else ""
         raise InvalidFilterError(f"filter {field!r}: expected {wanted}, not {type(value).__name__} {value!r}{hint}")
     if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -129,9 +130,9 @@ def test_http_matches_the_python_api(served, client):
         ({"metadata.topic": "music"}, {"violin", "piano"}),
         ({"doc_id": ["mars", "glacier"]}, {"mars", "glacier"}),
         ({"title": "Space"}, {"mars"}),
-        ({"metadata.year": {"gte": 2019}}, {"coffee", "piano", "glacier", "vaccine"}),
+        ({"metadata.year": {"gte": 2019}}, {"piano", "glacier", "vaccine"}),
         ({"metadata.year": {"gt": 2010, "lte": 2012}}, {"bread", "python"}),
-        ({"metadata.featured": True, "metadata.topic": ["music", "space"]}, {"mars", "violin"}),
+        ({"metadata.year": {"lt": 2016}, "metadata.topic": ["music", "space"]}, {"mars"}),
         ({"metadata.year": [2010, 2011]}, {"volcano", "bread"}),
         ({"chunk": 0, "doc_id": "bread"}, {"bread"}),
         ({"chunk": {"gte": 1}}, set()),
@@ -158,16 +159,18 @@ def test_collection_info(client):
     assert info["default_plan"] == "64:400,128:200,256:100,384:10" and info["disk_bytes"] > 0
 
 
-def test_concurrent_queries_are_batched_and_correct(served, client):
+def test_concurrent_queries_are_batched_and_correct(client):
+    before = client.get("/healthz").json()["batching"]
     queries = [q for _, q, _ in TOPIC_QUERIES] * 8
     expected = {q: doc for _, q, doc in TOPIC_QUERIES}
     with ThreadPoolExecutor(16) as pool:
         bodies = list(pool.map(lambda q: search(client, query=q, k=1, with_text=False), queries))
     for q, body in zip(queries, bodies):
         assert body["results"][0]["hits"][0]["doc_id"] == expected[q]
-    stats = client.get("/healthz").json()["batching"]
-    assert stats["largest_batch"] > 1, stats  # 40 concurrent requests shared encodes
-    assert stats["batches"] < stats["queries"]
+    after = client.get("/healthz").json()["batching"]
+    batches, answered = after["batches"] - before["batches"], after["queries"] - before["queries"]
+    assert answered == len(queries)
+    assert batches < answered, (batches, answered)  # concurrent requests shared encodes
 
 
 # --- feedback --------------------------------------------------------------------------------------
@@ -229,6 +232,8 @@ BAD_SEARCHES = [
     ("range on a string field", {"query": "x", "filter": {"doc_id": {"gte": 1}}}, 400, "invalid_filter", "not a range"),
     ("unknown range op", {"query": "x", "filter": {"chunk": {"from": 1}}}, 400, "invalid_filter", "gt, gte, lt"),
     ("mixed list", {"query": "x", "filter": {"metadata.a": ["x", 1]}}, 400, "invalid_filter", "only strings or only"),
+    ("boolean filter value", {"query": "x", "filter": {"metadata.featured": True}}, 400, "invalid_filter",
+     "matching a boolean is not supported"),
     ("null filter value", {"query": "x", "filter": {"metadata.a": None}}, 400, "invalid_filter", "expected"),
     ("filter not an object", {"query": "x", "filter": ["doc_id"]}, 422, "validation", "filter"),
     ("unknown collection", {"query": "x", "collection": "other"}, 404, "collection_not_found", "serves 'topics'"),
@@ -259,7 +264,8 @@ def test_size_limits(client):
 
 def test_unknown_routes_and_collections(client):
     assert_error(client.get("/collections/other"), 404, "collection_not_found")
-    assert_error(client.get("/collections/..%2F..%2Fetc"), 404, "")
+    traversal = client.get("/collections/..%2F..%2Fetc")
+    assert traversal.status_code == 404 and traversal.json()["error"]["type"] in {"not_found", "collection_not_found"}
     assert_error(client.get("/nowhere"), 404, "not_found")
     assert_error(client.get("/search"), 405, "method_not_allowed")
 
@@ -346,7 +352,7 @@ def test_funnel_serve_cli_and_a_second_server_is_refused(tmp_path, embedder):
                          "wait for it to finish or stop it"], err
         assert "Traceback" not in out + err
     finally:
-        first.terminate()
+        first.send_signal(signal.SIGINT)  # Ctrl-C: a graceful stop, exit 0
         first.wait(30)
     assert first.returncode == 0, first.stderr.read()
 
@@ -378,6 +384,7 @@ def test_schemathesis_finds_no_server_error(served):
     """Every operation, with schema-valid and schema-violating requests: never a 5xx, always the documented shape."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (
         content_type_conformance,
@@ -388,10 +395,11 @@ def test_schemathesis_finds_no_server_error(served):
     server, _ = served
     schema = schemathesis.openapi.from_dict(json.loads(render()))
     checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-    ran = []
+    statuses: dict[tuple[str, str], list[int]] = {}
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+            seen = statuses.setdefault((operation.label, mode.value), [])
 
             @settings(max_examples=SCHEMA_EXAMPLES, deadline=None, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))
@@ -400,8 +408,14 @@ def test_schemathesis_finds_no_server_error(served):
                 response = case.call(base_url=server.url, headers={"X-API-Key": KEY}, timeout=60)
                 assert response.status_code < 500, (case.method, case.path, case.body, response.text)
                 case.validate_response(response, checks=checks)
-                ran.append(response.status_code)
+                seen.append(response.status_code)
 
-            run()
-    assert len(ran) >= 4 * SCHEMA_EXAMPLES  # 4 operations, at least the positive examples ran
-    assert 200 in ran and any(400 <= s < 500 for s in ran)
+            try:
+                run()
+            except Unsatisfiable:  # nothing to violate (e.g. GET /healthz has no parameters)
+                assert mode == schemathesis.GenerationMode.NEGATIVE, operation.label
+    for label in ("POST /search", "POST /feedback", "GET /collections/{name}"):
+        assert len(statuses[(label, "positive")]) >= SCHEMA_EXAMPLES // 2, statuses
+        assert statuses[(label, "negative")], label
+        assert all(400 <= s < 500 for s in statuses[(label, "negative")]), (label, statuses[(label, "negative")])
+    assert 200 in statuses[("POST /search", "positive")] and 200 in statuses[("GET /healthz", "positive")]

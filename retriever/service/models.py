@@ -33,11 +33,11 @@ FILTER_SCHEMA: dict[str, Any] = {
     "maxProperties": MAX_CONDITIONS,
     "description": "payload conditions, all must hold: field → value (exact match), list (any of) or "
     "range {gt, gte, lt, lte}. Fields: doc_id and title (strings), chunk (integer), metadata.<key> "
-    "(string, integer, boolean, lists of strings or integers, ranges); others are refused (400).",
+    "(string, integer, lists of strings or integers, ranges); others, and booleans (not supported by "
+    "the embedded engine yet), are refused (400).",
     "additionalProperties": {
         "anyOf": [
             {"type": "string", "maxLength": MAX_VALUE_CHARS},
-            {"type": "boolean"},
             {"type": "integer"},
             {"type": "array", "items": {"type": "string", "maxLength": MAX_VALUE_CHARS}, "minItems": 1,
              "maxItems": MAX_ANY_VALUES},

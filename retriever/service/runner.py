@@ -43,7 +43,8 @@ def serve(
     """Open the collection (fails at once if another process holds it), then serve until stopped.
 
     The model loads in the background (``/healthz`` says 503 meanwhile); if it cannot load, the
-    server stops and the load error is raised.
+    server stops and the load error is raised. Ctrl-C (SIGINT) stops it gracefully and returns;
+    SIGTERM also shuts down gracefully, then uvicorn re-raises it (exit status 143).
     """
     collection = EdgeCatalog(data_dir).open(name)
     config = config or ServiceConfig()
@@ -64,7 +65,10 @@ def serve(
         sock = _bind(host, port)
         if on_listening is not None:
             on_listening(f"http://{host}:{sock.getsockname()[1]}")
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop
+            pass
         if state.error is not None:
             raise state.error
     finally:
