@@ -105,7 +105,7 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
         batcher: MicroBatcher = app.state.batcher
         await batcher.start()
         if state is not None and state.retriever is None and state.error is None:
-            state.start_loading()
+            state.start_loading(batcher.executor)
         try:
             yield
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,7 @@ class ServiceState:
         self.on_failure = on_failure
         self.retriever: Retriever | None = None
         self.error: FunnelError | None = None
-        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
 
     @property
     def name(self) -> str:
@@ -54,16 +55,22 @@ class ServiceState:
             return "ready"
         return "failed" if self.error is not None else "loading"
 
-    def start_loading(self) -> None:
-        """Load the model on a background thread."""
-        self._thread = threading.Thread(target=self._load, name="funnel-load-model", daemon=True)
-        self._thread.start()
+    def start_loading(self, executor: Executor) -> None:
+        """Load the model on ``executor`` — the search thread itself, so that all torch work (and its
+        OpenMP thread team) stays on one thread."""
+        executor.submit(self._load)
 
-    def wait_loaded(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Wait until the load finished (or failed); False on timeout."""
+        return self._done.wait(timeout)
 
     def _load(self) -> None:
+        try:
+            self._try_load()
+        finally:
+            self._done.set()
+
+    def _try_load(self) -> None:
         try:
             retriever = Retriever(self.collection, self.load_embedder())
             retriever.search("warm-up", k=1, with_text=False)  # the first encode is slow: pay it before ready
