@@ -26,6 +26,7 @@ from qdrant_edge import (
     FieldCondition,
     Filter,
     HnswIndexConfig,
+    MatchAny,
     MatchValue,
     Memory,
     PayloadSchemaType,
@@ -44,10 +45,11 @@ from qdrant_edge import (
 )
 
 from .errors import CollectionLockedError, CollectionNotFoundError, FunnelError, StoreError
+from .filters import Match, PayloadFilter, Range
+from .filters import MatchAny as AnyOf
 from .ladder import vector_name
 from .paths import validate_collection_name
-from .plan import FunnelPlan
-from .store import Catalog, Collection, CollectionSpec, Hit, PointBatch
+from .store import Catalog, Collection, CollectionSpec, Hit, PointBatch, QuerySpec
 
 SPEC_FILE = "collection.json"
 CALIBRATION_FILE = "calibration.json"
@@ -82,6 +84,23 @@ def edge_config(spec: CollectionSpec) -> EdgeConfig:
             ),
         )
     return EdgeConfig(vectors=vectors)
+
+
+def edge_filter(payload_filter: PayloadFilter | None) -> Filter | None:
+    """The engine-neutral filter as a Qdrant Edge ``Filter`` (every condition must hold)."""
+    if not payload_filter:
+        return None
+    must = []
+    for key, cond in payload_filter.conditions:
+        if isinstance(cond, Match):
+            must.append(FieldCondition(key, match=MatchValue(cond.value)))
+        elif isinstance(cond, AnyOf):
+            must.append(FieldCondition(key, match=MatchAny(list(cond.values))))
+        elif isinstance(cond, Range):
+            must.append(FieldCondition(key, range=RangeFloat(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt)))
+        else:  # pragma: no cover - PayloadFilter only holds the three kinds
+            raise TypeError(f"unknown filter condition {cond!r}")
+    return Filter(must=must)
 
 
 def _engine_error(exc: Exception, name: str) -> FunnelError:
@@ -182,23 +201,29 @@ class EdgeCollection(Collection):
         quantization = QuantizationSearchParams(rescore=not refined) if dim in self.spec.quantized_dims else None
         return SearchParams(hnsw_ef=hnsw_ef or max(MIN_HNSW_EF, limit), quantization=quantization)
 
-    def _funnel_request(self, vectors: dict[int, np.ndarray], row: int, plan: FunnelPlan, with_text: bool,
-                        hnsw_ef: int | None) -> QueryRequest:
+    def _request(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec) -> QueryRequest:
         def nearest(dim: int) -> Query:
             return Query.Nearest(vectors[dim][row].tolist(), using=vector_name(dim))
 
-        *coarse, top = plan.stages
+        payload = self._payload(spec.with_text)
+        where = edge_filter(spec.filter)
+        if spec.plan is None:
+            top = self.spec.top_dim
+            params = self._stage_params(top, spec.k, exact=True, hnsw_ef=None, refined=False)
+            return QueryRequest(limit=spec.k, query=nearest(top), params=params, with_payload=payload, filter=where)
+        *coarse, last = spec.plan.stages
         prefetch: list[Prefetch] | None = None
         for i, stage in enumerate(coarse):
-            params = self._stage_params(stage.dim, stage.limit, False, hnsw_ef, refined=True) if i == 0 else None
-            prefetch = [Prefetch(limit=stage.limit, query=nearest(stage.dim), prefetches=prefetch, params=params)]
-        params = None if coarse else self._stage_params(top.dim, top.limit, False, hnsw_ef, refined=False)
-        return QueryRequest(
-            limit=top.limit, query=nearest(top.dim), prefetches=prefetch, params=params,
-            with_payload=self._payload(with_text),
-        )
+            # The filter applies to the shortlist (the first stage); later stages only re-score it.
+            first = i == 0
+            params = self._stage_params(stage.dim, stage.limit, False, spec.hnsw_ef, refined=True) if first else None
+            prefetch = [Prefetch(limit=stage.limit, query=nearest(stage.dim), prefetches=prefetch, params=params,
+                                 filter=where if first else None)]
+        params = None if coarse else self._stage_params(last.dim, last.limit, False, spec.hnsw_ef, refined=False)
+        return QueryRequest(limit=last.limit, query=nearest(last.dim), prefetches=prefetch, params=params,
+                            with_payload=payload, filter=where if not coarse else None)
 
-    def _run(self, requests: list[QueryRequest], with_text: bool) -> list[list[Hit]]:
+    def _run(self, requests: list[QueryRequest], with_text: Sequence[bool]) -> list[list[Hit]]:
         try:
             if len(requests) == 1:
                 results = [self.shard.query(requests[0])]
@@ -206,20 +231,11 @@ class EdgeCollection(Collection):
                 results = self.shard.query_batch(QueryBatchRequest(requests))
         except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.spec.name) from exc
-        return [[_to_hit(p, with_text) for p in points] for points in results]
+        return [[_to_hit(p, text) for p in points] for points, text in zip(results, with_text)]
 
-    def search(
-        self,
-        queries: dict[int, np.ndarray],
-        plan: FunnelPlan | None,
-        k: int,
-        with_text: bool = True,
-        hnsw_ef: int | None = None,
-    ) -> list[list[Hit]]:
-        if plan is None:
-            return self.search_at(queries[self.spec.top_dim], self.spec.top_dim, k, exact=True, with_text=with_text)
-        n = len(next(iter(queries.values())))
-        return self._run([self._funnel_request(queries, row, plan, with_text, hnsw_ef) for row in range(n)], with_text)
+    def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
+        requests = [self._request(queries, row, spec) for row, spec in enumerate(specs)]
+        return self._run(requests, [spec.with_text for spec in specs])
 
     def search_at(
         self, queries: np.ndarray, dim: int, k: int, exact: bool, hnsw_ef: int | None = None, with_text: bool = False
@@ -231,7 +247,7 @@ class EdgeCollection(Collection):
             QueryRequest(limit=k, query=Query.Nearest(row.tolist(), using=using), params=params, with_payload=payload)
             for row in queries
         ]
-        return self._run(requests, with_text)
+        return self._run(requests, [with_text] * len(requests))
 
     def points(self, batch_size: int = 1024) -> Iterator[PointBatch]:
         names = {dim: vector_name(dim) for dim in self.spec.dims}

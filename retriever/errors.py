@@ -25,6 +25,10 @@ class InvalidDimsError(BadInputError):
     """A dim ladder that is not ascending or goes above the model's dim."""
 
 
+class InvalidFilterError(BadInputError):
+    """A payload filter on an unknown field, or with a value of the wrong type."""
+
+
 class CorpusError(BadInputError):
     """A corpus that cannot be read: missing, unreadable, malformed, empty or not UTF-8."""
 
@@ -41,6 +45,12 @@ class ModelMismatchError(FunnelError):
 
 class CollectionNotFoundError(FunnelError):
     """No collection of that name in the data directory."""
+
+    http_status = 404
+
+
+class ChunkNotFoundError(FunnelError):
+    """No chunk with that document id and index in the collection."""
 
     http_status = 404
 
@@ -65,3 +75,27 @@ class OutOfMemoryError(FunnelError):
     """The device ran out of memory; the message says which option to lower."""
 
     http_status = 507
+
+
+class PayloadTooLargeError(FunnelError):
+    """A request body above the service's size limit."""
+
+    http_status = 413
+
+
+class UnauthorizedError(FunnelError):
+    """A missing or wrong API key."""
+
+    http_status = 401
+
+
+class NotReadyError(FunnelError):
+    """The service is still loading its model or collection."""
+
+    http_status = 503
+
+
+def error_type(exc: FunnelError) -> str:
+    """A stable snake_case code for an error class: ``InvalidPlanError`` → ``invalid_plan``."""
+    name = type(exc).__name__.removesuffix("Error") or "funnel"
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))

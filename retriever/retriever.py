@@ -8,15 +8,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from .calibrate import calibrated_plan
 from .edge_store import EdgeCatalog
 from .embedder import Embedder
 from .errors import BadInputError, ModelMismatchError
+from .filters import PayloadFilter, parse_filter
 from .paths import default_data_dir
-from .calibrate import calibrated_plan
 from .plan import FunnelPlan, default_plan, parse_plan, validate_k
-from .store import Collection, Hit
+from .store import Collection, Hit, QuerySpec
+
+FilterSpec = PayloadFilter | Mapping[str, Any] | None
 
 MAX_QUERY_CHARS = 4096
 MAX_BATCH = 10_000
@@ -28,6 +32,10 @@ def validate_query(query: str) -> str:
         raise BadInputError("empty query: give some text to search for")
     if len(query) > MAX_QUERY_CHARS:
         raise BadInputError(f"query too long: {len(query)} characters (at most {MAX_QUERY_CHARS})")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInputError("query is not valid Unicode text (it has lone surrogate code points)") from None
     return query
 
 
@@ -84,11 +92,34 @@ class Retriever:
             return default_plan_for(self.collection, k)
         return parse_plan(plan, self.collection.spec.dims, k)
 
+    def query_spec(
+        self,
+        k: int = 10,
+        plan: str | FunnelPlan | None = None,
+        exact: bool = False,
+        with_text: bool = True,
+        filter: FilterSpec = None,
+    ) -> QuerySpec:
+        """Check k, plan and filter for this collection and bundle them (raises :class:`BadInputError`)."""
+        validate_k(k)
+        where = filter if isinstance(filter, PayloadFilter) or filter is None else parse_filter(filter)
+        return QuerySpec(None if exact else self.plan(plan, k), k, with_text, where or None)
+
     def search(
-        self, query: str, k: int = 10, plan: str | FunnelPlan | None = None, exact: bool = False, with_text: bool = True
+        self,
+        query: str,
+        k: int = 10,
+        plan: str | FunnelPlan | None = None,
+        exact: bool = False,
+        with_text: bool = True,
+        filter: FilterSpec = None,
     ) -> list[Hit]:
-        """Funnel-search one query; ``exact=True`` runs the exact top-dim search instead."""
-        return self.search_batch([query], k=k, plan=plan, exact=exact, with_text=with_text)[0]
+        """Funnel-search one query; ``exact=True`` runs the exact top-dim search instead.
+
+        ``filter`` restricts the hits by payload, e.g. ``{"metadata.year": {"gte": 2020}}``
+        (see :mod:`retriever.filters`).
+        """
+        return self.search_batch([query], k=k, plan=plan, exact=exact, with_text=with_text, filter=filter)[0]
 
     def search_batch(
         self,
@@ -98,18 +129,24 @@ class Retriever:
         exact: bool = False,
         with_text: bool = True,
         batch_size: int = 64,
+        filter: FilterSpec = None,
     ) -> list[list[Hit]]:
-        """Search many queries: one encode call, one engine batch."""
-        validate_k(k)
+        """Search many queries the same way: one encode call, one engine batch."""
+        spec = self.query_spec(k, plan, exact, with_text, filter)
+        return self.search_each(queries, [spec] * len(queries), batch_size=batch_size)
+
+    def search_each(self, queries: Sequence[str], specs: Sequence[QuerySpec], batch_size: int = 64) -> list[list[Hit]]:
+        """Search many queries, each its own way (see :meth:`query_spec`): one encode, one engine batch."""
         if not queries:
             raise BadInputError("empty query batch")
         if len(queries) > MAX_BATCH:
             raise BadInputError(f"too many queries in one batch: {len(queries)} (at most {MAX_BATCH})")
+        if len(specs) != len(queries):
+            raise BadInputError(f"{len(queries)} queries but {len(specs)} query specs")
         for q in queries:
             validate_query(q)
-        funnel = None if exact else self.plan(plan, k)
         vectors = self.embedder.encode(list(queries), self.collection.spec.dims, batch_size=batch_size)
-        return self.collection.search(vectors, funnel, k, with_text=with_text)
+        return self.collection.search_each(vectors, specs)
 
     def close(self) -> None:
         self.collection.close()

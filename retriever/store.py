@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidDimsError, ModelMismatchError
+from .filters import PayloadFilter
 from .plan import FunnelPlan
 
 SPEC_VERSION = 1
@@ -129,6 +130,18 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class QuerySpec:
+    """How to search one query: funnel plan (``None`` = exact), k, payload text, payload filter, and
+    the graph search width of the first stage (``None``: ``max(128, its limit)``)."""
+
+    plan: FunnelPlan | None
+    k: int
+    with_text: bool = True
+    filter: PayloadFilter | None = None
+    hnsw_ef: int | None = None
+
+
+@dataclass(frozen=True)
 class PointBatch:
     """Points to upsert: ids, one (n × dim) L2-normalised matrix per ladder dim, payloads."""
 
@@ -163,21 +176,27 @@ class Collection(ABC):
     def delete_chunks_from(self, first_stale: dict[str, int]) -> None:
         """Delete, per document id, its chunks whose index is >= the given one (left from a longer version)."""
 
-    @abstractmethod
     def search(
         self,
         queries: dict[int, np.ndarray],
         plan: FunnelPlan | None,
         k: int,
         with_text: bool = True,
+        filter: PayloadFilter | None = None,
         hnsw_ef: int | None = None,
     ) -> list[list[Hit]]:
-        """Search a batch of queries (one (n × dim) matrix per ladder dim).
+        """Search a batch of queries (one (n × dim) matrix per ladder dim), all the same way.
 
         ``plan=None`` runs an exact full-scan search at the top dim (the reference); otherwise the
-        funnel runs as one nested-prefetch query per query. ``hnsw_ef`` overrides the graph search
-        width of the first stage (default: ``max(128, its limit)``).
+        funnel runs as one nested-prefetch query per query. ``filter`` restricts the candidates;
+        ``hnsw_ef`` overrides the graph search width of the first stage.
         """
+        n = len(next(iter(queries.values())))
+        return self.search_each(queries, [QuerySpec(plan, k, with_text, filter, hnsw_ef)] * n)
+
+    @abstractmethod
+    def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
+        """Search a batch of queries, row ``i`` as ``specs[i]`` says, in one engine call."""
 
     @abstractmethod
     def search_at(

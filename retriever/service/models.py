@@ -1,0 +1,184 @@
+"""Request and response bodies of the HTTP service, with their bounds (they make the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+
+from ..filters import MAX_ANY_VALUES, MAX_CONDITIONS, MAX_VALUE_CHARS, RANGE_OPS
+from ..retriever import MAX_QUERY_CHARS
+
+MAX_HTTP_K = 100
+MAX_HTTP_QUERIES = 32
+MAX_PLAN_CHARS = 200
+
+Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
+
+
+def _unicode(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (lone surrogate code points)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+
+
+_NUMBER = {"type": "number"}
+FILTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "maxProperties": MAX_CONDITIONS,
+    "description": "payload conditions, all must hold: field → value (exact match), list (any of) or "
+    "range {gt, gte, lt, lte}. Fields: doc_id and title (strings), chunk (integer), metadata.<key> "
+    "(string, integer, lists of strings or integers, ranges); others, and booleans (not supported by "
+    "the embedded engine yet), are refused (400).",
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "string", "maxLength": MAX_VALUE_CHARS},
+            {"type": "integer"},
+            {"type": "array", "items": {"type": "string", "maxLength": MAX_VALUE_CHARS}, "minItems": 1,
+             "maxItems": MAX_ANY_VALUES},
+            {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": MAX_ANY_VALUES},
+            {"type": "object", "properties": {op: _NUMBER for op in RANGE_OPS}, "additionalProperties": False,
+             "minProperties": 1},
+        ]
+    },
+    "examples": [{"metadata.topic": "finance", "chunk": {"lte": 1}}, {"doc_id": ["a", "b"]}],
+}
+# Checked by retriever.filters.parse_filter (400 invalid_filter with a precise message), documented here.
+FilterSpec = Annotated[dict[str, Any], WithJsonSchema(FILTER_SCHEMA)]
+
+
+class SearchRequest(BaseModel):
+    """One query (``query``) or a batch (``queries``), and how to search them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"query": "What did NVIDIA invent in 1999?", "k": 5},
+                {"queries": ["q1", "q2"], "k": 3, "plan": "64:200,128:100", "with_text": False,
+                 "filter": {"metadata.topic": "finance", "chunk": {"lte": 1}}},
+            ]
+        },
+    )
+
+    query: Query | None = Field(default=None, description="one question (give this or `queries`)")
+    queries: Annotated[list[Query], Field(min_length=1, max_length=MAX_HTTP_QUERIES)] | None = Field(
+        default=None, description=f"a batch of up to {MAX_HTTP_QUERIES} questions"
+    )
+    k: int = Field(default=10, ge=1, le=MAX_HTTP_K, description="hits per query")
+    plan: str | None = Field(
+        default=None, max_length=MAX_PLAN_CHARS,
+        description="funnel plan DIM:LIMIT,… e.g. 64:400,128:200,256:100 (default: the collection's default)",
+    )
+    exact: bool = Field(default=False, description="exact search at the top dim instead of the funnel")
+    filter: FilterSpec | None = Field(default=None, description="payload filter (see the schema)")
+    with_text: bool = Field(default=True, description="return each chunk's text")
+    collection: str | None = Field(
+        default=None, max_length=64, description="optional: must name the collection this server serves"
+    )
+
+    @model_validator(mode="after")
+    def _one_of_query_or_queries(self) -> SearchRequest:
+        if (self.query is None) == (self.queries is None):
+            raise ValueError("give exactly one of `query` (a string) or `queries` (a list of strings)")
+        return self
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.query] if self.query is not None else list(self.queries or [])
+
+
+
+class HitModel(BaseModel):
+    """One chunk with its score."""
+
+    id: str = Field(description="the chunk's point id (UUIDv5 of doc_id and chunk)")
+    doc_id: str
+    chunk: int = Field(description="the chunk's index in its document")
+    score: float
+    text: str | None = Field(description="the chunk's text (null with with_text=false)")
+    title: str
+    metadata: dict[str, Any]
+
+
+class QueryResult(BaseModel):
+    query: str
+    hits: list[HitModel]
+
+
+class SearchResponse(BaseModel):
+    """One result per query, in request order."""
+
+    collection: str
+    plan: str = Field(description="the funnel plan that ran, or 'exact'")
+    k: int
+    results: list[QueryResult]
+    took_ms: float = Field(description="server time for the request, queueing included")
+
+
+class CollectionResponse(BaseModel):
+    name: str
+    points: int
+    dims: list[int]
+    model: str
+    model_fingerprint: str
+    model_dim: int
+    chunk_size: int
+    chunk_overlap: int
+    engine: str
+    default_plan: str = Field(description="the default funnel plan for k=10 (calibrated if funnel calibrate ran)")
+    disk_bytes: int
+
+
+class BatchingInfo(BaseModel):
+    max_batch: int
+    max_wait_ms: float
+    batches: int
+    queries: int
+    largest_batch: int
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ready", "loading", "failed"]
+    collection: str
+    model: str
+    message: str | None = None
+    batching: BatchingInfo
+
+
+class FeedbackRequest(BaseModel):
+    """A query and the chunk that should have been found for it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"query": "What did NVIDIA invent in 1999?", "doc_id": "dabfa70fea999",
+                                         "chunk": 0, "note": "expected first"}]},
+    )
+
+    query: Query
+    doc_id: Text = Field(min_length=1, max_length=512, description="the document that should have been found")
+    chunk: int = Field(default=0, ge=0, le=100_000, description="its chunk index")
+    note: Text | None = Field(default=None, max_length=1000)
+
+
+class FeedbackResponse(BaseModel):
+    recorded: bool
+    time: str
+    chunk_id: str
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="a stable code: bad_input, invalid_plan, invalid_filter, validation, "
+                                  "malformed_json, unauthorized, collection_not_found, not_ready, …")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error: ``{"error": {"type": ..., "message": ...}}``."""
+
+    error: ErrorDetail

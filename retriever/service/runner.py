@@ -1,0 +1,134 @@
+"""Run the service on uvicorn: in the foreground (``funnel serve``) or on a thread (tests, benchmarks)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from ..edge_store import EdgeCatalog
+from ..embedder import Embedder
+from ..errors import FunnelError
+from ..feedback import default_feedback_path
+from ..store import Collection
+from .app import create_app
+from .state import ServiceConfig, ServiceState
+
+log = logging.getLogger("funnel.service")
+
+
+def _uvicorn_config(app, log_level: str) -> uvicorn.Config:  # noqa: ANN001
+    # One process owns the embedded collection: never more than one worker.
+    return uvicorn.Config(app, log_level=log_level, access_log=False, workers=1, lifespan="on",
+                          server_header=False, timeout_graceful_shutdown=5)
+
+
+def serve(
+    data_dir: str | os.PathLike[str],
+    name: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: str | None = None,
+    device: str | None = None,
+    config: ServiceConfig | None = None,
+    log_level: str = "info",
+    on_listening: Callable[[str], None] | None = None,
+) -> None:
+    """Open the collection (fails at once if another process holds it), then serve until stopped.
+
+    The model loads in the background (``/healthz`` says 503 meanwhile); if it cannot load, the
+    server stops and the load error is raised. Ctrl-C (SIGINT) stops it gracefully and returns;
+    SIGTERM also shuts down gracefully, then uvicorn re-raises it (exit status 143).
+    """
+    collection = EdgeCatalog(data_dir).open(name)
+    config = config or ServiceConfig()
+    if config.feedback_path is None:
+        config = ServiceConfig(**{**config.__dict__, "feedback_path": default_feedback_path(data_dir, name)})
+    server: uvicorn.Server | None = None
+
+    def stop(_: FunnelError) -> None:
+        if server is not None:
+            server.should_exit = True
+
+    try:
+        state = ServiceState(collection, lambda: Embedder(model or collection.spec.model, device=device), stop)
+        app = create_app(config, state)
+        uconfig = _uvicorn_config(app, log_level)
+        uconfig.host, uconfig.port = host, port
+        server = uvicorn.Server(uconfig)
+        sock = _bind(host, port)
+        if on_listening is not None:
+            on_listening(f"http://{host}:{sock.getsockname()[1]}")
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop
+            pass
+        if state.error is not None:
+            raise state.error
+    finally:
+        collection.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets; without it every response pays
+    # Nagle + delayed-ACK (~40 ms on Linux).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise FunnelError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class BackgroundServer:
+    """The service on a free 127.0.0.1 port, on a thread; a context manager. ``url`` is its address."""
+
+    def __init__(self, collection: Collection, load_embedder: Callable[[], Embedder],
+                 config: ServiceConfig | None = None, feedback_dir: Path | None = None) -> None:
+        if config is None:
+            config = ServiceConfig()
+        if config.feedback_path is None and feedback_dir is not None:
+            config = ServiceConfig(**{**config.__dict__, "feedback_path": feedback_dir / f"{collection.spec.name}.jsonl"})
+        self.state = ServiceState(collection, load_embedder)
+        self.app = create_app(config, self.state)
+        self.server = uvicorn.Server(_uvicorn_config(self.app, "warning"))
+        self._sock = _bind("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]},
+                                        name="funnel-test-server", daemon=True)
+
+    def start(self, wait_ready: bool = True, timeout: float = 120.0) -> BackgroundServer:
+        """Start serving (once); wait until it listens and, with ``wait_ready``, until the model is loaded."""
+        if self._thread.is_alive():
+            return self
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        if wait_ready:
+            self.state.wait_loaded(max(0.0, deadline - time.monotonic()))
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
