@@ -8,7 +8,7 @@ What runs, in order, on the same collection and the same queries (financial-qa-1
 shuffled with a fixed seed):
 
 1. **in-process**: ``Retriever.search(query, k)`` one query after another for ``--duration`` s in
-   this process (the model loaded and warmed up first) → the in-process latency;
+   a separate spawned process (the model loaded and warmed up first) → the in-process latency;
 2. for each server mode, ``funnel serve`` as a **separate process** on a free 127.0.0.1 port
    (``--max-batch 32 --max-wait-ms 2``: batched; ``--max-batch 1``: unbatched), warmed up, then
    for each client count: that many threads, each with its own ``httpx.Client``, POST ``/search``
@@ -100,7 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_queries(path: Path) -> list[str]:
-    texts = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [r["text"] for r in records if str(r.get("text") or "").strip()]  # the file has an empty one
     random.Random(42).shuffle(texts)
     return texts
 
@@ -120,7 +121,18 @@ def ensure_index(data_dir: Path, name: str, corpus: Path, console: Console) -> N
 
 
 def in_process(data_dir: Path, name: str, queries: list[str], k: int, duration: float) -> Run:
-    """Sequential ``Retriever.search`` for ``duration`` seconds (the model warmed up first)."""
+    """Sequential ``Retriever.search`` for ``duration`` seconds, in a fresh (spawned) process.
+
+    Not in this process: torch's thread pool, once used here, slowed the server (another process
+    on the same 2 cores) down from ~20 ms to ~26-500 ms per query in trial runs.
+    """
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_in_process, (data_dir, name, queries, k, duration))
+
+
+def _in_process(data_dir: Path, name: str, queries: list[str], k: int, duration: float) -> Run:
     from retriever import Retriever
 
     with Retriever.open(name, data_dir) as r:
