@@ -13,7 +13,6 @@ InformationRetrievalEvaluator; chunk hits are folded into documents by their bes
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -24,35 +23,13 @@ from _machine import SHARED_DATA, machine
 from rich.console import Console
 from rich.table import Table
 
-from retriever.corpus import read_corpus
+from retriever.beir import load_split
+from retriever.bench.runner import Judge
+from retriever.calibrate import recall_against
 from retriever.edge_store import EdgeCatalog
 from retriever.embedder import DEFAULT_MODEL, Embedder
 from retriever.indexer import index_corpus
 from retriever.retriever import Retriever
-from retriever.store import Hit
-
-
-def load_split(data: Path, split: str) -> tuple[dict[str, str], dict[str, set[str]]]:
-    qrels: dict[str, set[str]] = {}
-    with (data / "qrels" / f"{split}.tsv").open() as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            if int(row["score"]) > 0:
-                qrels.setdefault(row["query-id"], set()).add(row["corpus-id"])
-    queries = {d.id: d.text for d in read_corpus([data / "queries.jsonl"]) if d.id in qrels}
-    return queries, {q: qrels[q] for q in queries}
-
-
-def doc_ranking(hits: list[Hit]) -> list[dict]:
-    """Best chunk score per document, as the evaluator wants it."""
-    best: dict[str, float] = {}
-    for h in hits:
-        best[h.doc_id] = max(best.get(h.doc_id, -1.0), h.score)
-    return [{"corpus_id": d, "score": s} for d, s in best.items()]
-
-
-def ndcg(evaluator, results: list[list[Hit]]) -> dict[str, float]:  # noqa: ANN001
-    metrics = evaluator.compute_metrics([doc_ranking(h) for h in results])
-    return {name: float(metrics[key][10]) for name, key in (("ndcg@10", "ndcg@k"), ("mrr@10", "mrr@k"), ("recall@10", "recall@k"))}
 
 
 def main() -> int:
@@ -69,10 +46,8 @@ def main() -> int:
     if not (args.data / "corpus.jsonl").is_file():
         print(f"no BEIR corpus at {args.data}", file=sys.stderr)
         return 2
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
     console = Console()
-    queries, qrels = load_split(args.data, args.split)
+    split = load_split(args.data, args.split)
     tmp = tempfile.TemporaryDirectory()
     data_dir = args.data_dir or Path(tmp.name)
     catalog = EdgeCatalog(data_dir)
@@ -80,10 +55,9 @@ def main() -> int:
     if not catalog.exists(args.collection):
         console.print(f"indexing {args.data} into a temporary collection …")
         index_corpus(catalog, args.collection, [args.data], embedder)
-    corpus = {d.id: d.text for d in read_corpus([args.data])}
-    evaluator = InformationRetrievalEvaluator(queries, corpus, qrels, write_csv=False)
-    ids = evaluator.queries_ids
-    texts = [queries[q] for q in ids]
+    ids = list(split.queries)
+    judge = Judge(split, ids, 10)  # the table reports @10 metrics
+    texts = [split.queries[q] for q in ids]
     with Retriever(catalog.open(args.collection), embedder) as r:
         plan = r.plan(args.plan, args.k)
         vectors = embedder.encode(texts, r.collection.spec.dims)  # encoded once: time the engine only
@@ -94,8 +68,8 @@ def main() -> int:
         t2 = time.perf_counter()
         points = r.collection.count()
     same_top1 = sum(bool(f) and bool(e) and f[0].id == e[0].id for f, e in zip(funnel, exact)) / len(ids)
-    overlap = sum(len({h.id for h in f} & {h.id for h in e}) / args.k for f, e in zip(funnel, exact)) / len(ids)
-    m_funnel, m_exact = ndcg(evaluator, funnel), ndcg(evaluator, exact)
+    overlap = recall_against(funnel, exact, args.k)
+    m_funnel, m_exact = judge.metrics(funnel), judge.metrics(exact)
     gap = float((m_exact["ndcg@10"] - m_funnel["ndcg@10"]) / m_exact["ndcg@10"])
     result = {
         "data": str(args.data), "split": args.split, "queries": len(ids), "points": points, "k": args.k,

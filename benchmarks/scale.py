@@ -48,7 +48,7 @@ from retriever.bench.memory import measure_collection_memory, save_queries
 from retriever.bench.timing import time_each
 from retriever.edge_store import EdgeCatalog
 from retriever.embedder import truncate_normalize
-from retriever.calibrate import calibrate
+from retriever.calibrate import calibrate, recall_against
 from retriever.plan import default_plan
 from retriever.store import Collection, CollectionSpec, PointBatch
 
@@ -125,10 +125,6 @@ def build(catalog: EdgeCatalog, cfg: CollectionSpec, data: Synthetic, progress: 
     return collection, {"upsert_s": spent, "optimize_s": optimize, "build_s": spent + optimize}
 
 
-def recall(found: list, exact: list) -> float:
-    return float(np.mean([len({h.id for h in f} & {h.id for h in e}) / K for f, e in zip(found, exact)]))
-
-
 def run_size(n: int, args: argparse.Namespace, console: Console) -> dict:
     work = args.work / f"n{n}"
     shutil.rmtree(work, ignore_errors=True)
@@ -157,7 +153,7 @@ def run_size(n: int, args: argparse.Namespace, console: Console) -> dict:
             def measure(label: str, search, mode: str, stop_at_target: bool) -> bool:  # noqa: ANN001
                 hits, lat = time_each(search, rows, warmup=len(rows), on_done=lambda: progress.advance(task))
                 hits = [h[0] for h in hits]
-                r = 1.0 if not exact_hits else recall(hits, exact_hits)
+                r = 1.0 if not exact_hits else recall_against(hits, exact_hits, K)
                 entry["runs"].append({"search": label, "mode": mode, "recall_vs_exact@10": r,
                                       "latency_ms": lat.to_dict()})
                 return r >= args.target and stop_at_target

@@ -219,7 +219,7 @@ def bench_variant(
         per_plan.append({"plan": str(plan), "label": label,
                          "bytes_per_vector": bytes_per_vector(spec, [s.dim for s in plan.stages])}
                         | _row(judge, hits, latency, exact, k) | extra)
-    return {"quantization": spec.quantization, "collection": spec.name, "points": collection.count(),
+    return {"quantization": spec.quantization, "collection": spec.name, "points": n_points,
             "disk_bytes": collection.disk_bytes(), "dims": per_dim, "plans": per_plan}
 
 
