@@ -342,8 +342,8 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
     if as_json:
         print_json(results)
     else:
-        for table in rich_tables(results):
-            stdout.print(table, width=max(stdout.width, 140))
+        for table in rich_tables(results, width=stdout.width):
+            stdout.print(table)
     err.print(f"wrote {out / 'results.json'}, {out / 'results.md'}, " + ", ".join(str(p) for p in plots))
 
 

@@ -46,18 +46,37 @@ def check_layout(path: str | Path, split: str) -> Path:
 def read_qrels(file: Path) -> dict[str, set[str]]:
     """Positive judgements (score > 0) of a BEIR qrels TSV with a header."""
     relevant: dict[str, set[str]] = {}
-    with file.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        if reader.fieldnames is None or not set(QREL_COLUMNS) <= set(reader.fieldnames):
-            raise CorpusError(f"{file}: a qrels file needs a header with {', '.join(QREL_COLUMNS)} (tab-separated)")
-        for line, row in enumerate(reader, start=2):
-            try:
-                score = float(row["score"] or 0)
-            except (TypeError, ValueError):
-                raise CorpusError(f"{file}:{line}: score {row['score']!r} is not a number") from None
-            if score > 0:
-                relevant.setdefault(row["query-id"], set()).add(row["corpus-id"])
+    try:
+        with file.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            if reader.fieldnames is None or not set(QREL_COLUMNS) <= set(reader.fieldnames):
+                raise CorpusError(f"{file}: a qrels file needs a header with {', '.join(QREL_COLUMNS)} (tab-separated)")
+            for row in reader:
+                line = reader.line_num
+                if None in row or any(row.get(c) is None for c in QREL_COLUMNS):
+                    raise CorpusError(f"{file}:{line}: expected {len(reader.fieldnames)} tab-separated values")
+                try:
+                    score = float(row["score"] or 0)
+                except (TypeError, ValueError):
+                    raise CorpusError(f"{file}:{line}: score {row['score']!r} is not a number") from None
+                if score > 0:
+                    relevant.setdefault(row["query-id"], set()).add(row["corpus-id"])
+    except UnicodeDecodeError:
+        raise CorpusError(f"{file}:{_first_non_utf8_line(file)}: not valid UTF-8") from None
+    except OSError as exc:
+        raise CorpusError(f"{file}: cannot read ({exc.strerror or exc})") from None
     return relevant
+
+
+def _first_non_utf8_line(file: Path) -> int:
+    """The 1-based number of the first line of ``file`` that is not valid UTF-8 (0 if none)."""
+    with file.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def corpus_ids(corpus_file: Path) -> set[str]:

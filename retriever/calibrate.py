@@ -57,8 +57,16 @@ def candidate_plans(ladder: tuple[int, ...], k: int) -> list[FunnelPlan]:
 
 
 def recall_against(found: list[list[Hit]], reference: list[list[Hit]], k: int) -> float:
-    """Mean share of the reference top-k ids that ``found`` also returned."""
-    return float(np.mean([len({h.id for h in f} & {h.id for h in r[:k]}) / k for f, r in zip(found, reference)]))
+    """Mean share of the reference top-k ids that ``found`` also returned.
+
+    A reference with fewer than k hits (a collection, or a filter, with fewer than k points) is
+    compared on the hits it has; an empty reference counts as fully recalled.
+    """
+    shares = []
+    for f, r in zip(found, reference):
+        wanted = {h.id for h in r[:k]}
+        shares.append(len({h.id for h in f} & wanted) / len(wanted) if wanted else 1.0)
+    return float(np.mean(shares)) if shares else 1.0
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 from qdrant_edge import (
     Distance,
     EdgeConfig,
+    EdgeOptimizersConfig,
     EdgeShard,
     EdgeVectorParams,
     FieldCondition,
@@ -57,6 +58,10 @@ SHARD_DIR = "shard"
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
 FULL_SCAN_THRESHOLD_KB = 10_000
+# Segments with fewer vector KB than this get no HNSW graph (searched by full scan); None = the
+# engine's default (10 MB). Tests lower it, with FULL_SCAN_THRESHOLD_KB, so that a small collection
+# is really searched through its graph.
+INDEXING_THRESHOLD_KB: int | None = None
 MIN_HNSW_EF = 128
 INT8_QUANTILE = 0.99
 INDEXED_FIELDS = {"doc_id": PayloadSchemaType.Keyword, "chunk": PayloadSchemaType.Integer}
@@ -83,7 +88,8 @@ def edge_config(spec: CollectionSpec) -> EdgeConfig:
                 full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
             ),
         )
-    return EdgeConfig(vectors=vectors)
+    optimizers = None if INDEXING_THRESHOLD_KB is None else EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB)
+    return EdgeConfig(vectors=vectors, optimizers=optimizers)
 
 
 def edge_filter(payload_filter: PayloadFilter | None) -> Filter | None:

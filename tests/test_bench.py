@@ -252,6 +252,9 @@ def test_bench_bad_options_fail_before_indexing(tmp_path, args, fragment):
     (lambda b: (b / "queries.jsonl").unlink(), "missing queries.jsonl"),
     (lambda b: (b / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nnope\td0\t1\n"),
      "no usable judged query"),
+    (lambda b: (b / "qrels" / "test.tsv").write_bytes(b"query-id\tcorpus-id\tscore\nq0\td0\t1\nq\xe9\td1\t1\n"),
+     "qrels/test.tsv:3: not valid UTF-8"),
+    (lambda b: (b / "qrels" / "test.tsv").write_text('query-id\tcorpus-id\tscore\nq0\td0\n'), "test.tsv:2: expected 3"),
 ])
 def test_bench_bad_data_is_one_line(tmp_path, breakage, fragment):
     beir = make_beir(tmp_path / "beir", n_test=5, n_train=0)
@@ -261,6 +264,38 @@ def test_bench_bad_data_is_one_line(tmp_path, breakage, fragment):
     assert result.exit_code == 1
     assert fragment in result.stderr and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_tune_eval_with_non_utf8_qrels_is_a_clear_error(tmp_path):
+    from retriever.errors import TuneError
+
+    beir = make_beir(tmp_path / "beir")
+    (beir / "qrels" / "test.tsv").write_bytes(b"query-id\tcorpus-id\tscore\n\xff\td0\t1\n")
+    with pytest.raises(TuneError, match=r"test.tsv:2: not valid UTF-8"):
+        beir_ir_data(beir)
+
+
+def test_bench_table_fits_80_columns():
+    from rich.console import Console
+
+    from retriever.bench.report import rich_tables
+
+    row = {"ndcg@10": 0.7475, "recall@10": 0.9, "mrr@10": 0.7, "recall_vs_exact@10": 0.972, "qps": 480,
+           "latency_ms": {"p50": 2.01, "p95": 3.1, "p99": 3.93}, "bytes_per_vector": 3328}
+    results = {"k": 10, "queries": 700, "split": "test", "models": [{"model": "m", "variants": [{
+        "quantization": "none", "dims": [{"dim": 64, "exact": row, "hnsw": row}],
+        "plans": [row | {"plan": "64:400,128:200,256:100,384:10", "label": "default"}]}]}]}
+    console = Console(width=80, record=True)
+    for table in rich_tables(results, width=80):
+        console.print(table)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for cell in ("0.7475", "0.972", "2.01", "3.93", "3,328", "64:400,128:200,"):
+        assert cell in text  # the numbers are shown, not cut to '…'
+    wide = Console(width=200, record=True)
+    for table in rich_tables(results, width=200):
+        wide.print(table)
+    assert "MRR@10" in wide.export_text() and "MRR@10" not in text
 
 
 # --- funnel calibrate: the saved default plan ---------------------------------------------------
@@ -303,3 +338,14 @@ def test_calibrate_command_saves_the_default_plan(topic_corpus, tmp_path):
                               "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["source"].startswith("10 queries from")
+
+
+def test_calibrate_on_fewer_points_than_k_reaches_full_recall(topic_corpus, tmp_path):
+    """12 chunks, k=20: every plan returns all 12, so recall is 1, not 12/20 or less."""
+    data = tmp_path / "data"
+    run = CliRunner()
+    assert run.invoke(main, ["--data-dir", str(data), "index", str(topic_corpus), "-c", "t", "--no-progress"]).exit_code == 0
+    result = run.invoke(main, ["--data-dir", str(data), "calibrate", "t", "-k", "20", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["met"] is True and record["recall_vs_exact"] == 1.0

@@ -27,23 +27,46 @@ def rows(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 
-def rich_tables(results: dict[str, Any]) -> list[Table]:
-    """One table per (model, quantization)."""
+FULL_COLUMNS_WIDTH = 150  # below this many columns of terminal, the table leaves out the secondary metrics
+
+
+def rich_tables(results: dict[str, Any], width: int = FULL_COLUMNS_WIDTH) -> list[Table]:
+    """One table per (model, quantization), fitted to a console ``width`` columns wide.
+
+    Below :data:`FULL_COLUMNS_WIDTH` the table keeps only NDCG, recall vs exact, p50/p99, QPS and
+    bytes per vector (``results.md`` always has every column), and long search labels wrap.
+    """
     k = results["k"]
+    wide = width >= FULL_COLUMNS_WIDTH
+    columns = {
+        "search": lambda r: r["search"],
+        f"NDCG@{k}": lambda r: f"{r[f'ndcg@{k}']:.4f}",
+        f"Recall@{k}": lambda r: f"{r[f'recall@{k}']:.4f}",
+        f"MRR@{k}": lambda r: f"{r[f'mrr@{k}']:.4f}",
+        f"vs exact@{k}": lambda r: f"{r[f'recall_vs_exact@{k}']:.3f}",
+        "p50 ms": lambda r: f"{r['latency_ms']['p50']:.2f}",
+        "p95 ms": lambda r: f"{r['latency_ms']['p95']:.2f}",
+        "p99 ms": lambda r: f"{r['latency_ms']['p99']:.2f}",
+        "QPS": lambda r: f"{r['qps']:,.0f}",
+        "B/vector": lambda r: f"{r['bytes_per_vector']:,}",
+    }
+    if not wide:
+        for secondary in (f"Recall@{k}", f"MRR@{k}", "p95 ms"):
+            del columns[secondary]
     tables: dict[tuple[str, str], Table] = {}
     for r in rows(results):
         key = (r["model"], r["quantization"])
         if key not in tables:
             table = tables[key] = Table(
                 title=f"{r['model']} · quantization {r['quantization']} — {results['queries']} {results['split']} "
-                f"queries, k={k}", title_justify="left")
-            for col in ("search", f"NDCG@{k}", f"Recall@{k}", f"MRR@{k}", f"vs exact@{k}", "p50 ms", "p95 ms",
-                        "p99 ms", "QPS", "B/vector"):
-                table.add_column(col, justify="left" if col == "search" else "right", no_wrap=True)
-        lat = r["latency_ms"]
-        tables[key].add_row(r["search"], f"{r[f'ndcg@{k}']:.4f}", f"{r[f'recall@{k}']:.4f}", f"{r[f'mrr@{k}']:.4f}",
-                            f"{r[f'recall_vs_exact@{k}']:.3f}", f"{lat['p50']:.2f}", f"{lat['p95']:.2f}",
-                            f"{lat['p99']:.2f}", f"{r['qps']:,.0f}", f"{r['bytes_per_vector']:,}")
+                f"queries, k={k}", title_justify="left", caption=None if wide else "more columns in results.md",
+                caption_justify="left")
+            for col in columns:
+                if col == "search":
+                    table.add_column(col, justify="left", overflow="fold", min_width=12, ratio=1)
+                else:
+                    table.add_column(col, justify="right", no_wrap=True)
+        tables[key].add_row(*(cell(r) for cell in columns.values()))
     return list(tables.values())
 
 
