@@ -147,7 +147,10 @@ def calibrate(
     if timed:
         rows = [{dim: m[i : i + 1] for dim, m in queries.items()} for i in range(n)]
         for plan, _, entry in passing:
-            _, latency = time_each(lambda q, plan=plan: collection.search(q, plan, k, with_text=False), rows, warmup=n)
+            def search_plan(q: dict[int, np.ndarray], plan: FunnelPlan = plan) -> list[list[Hit]]:
+                return collection.search(q, plan, k, with_text=False)
+
+            _, latency = time_each(search_plan, rows, warmup=n)
             entry["p50_ms"] = latency.p50
         plan, recall, _ = min(passing, key=lambda p: p[2]["p50_ms"])
     else:

@@ -95,7 +95,7 @@ class MatryoshkaIREvaluator(SentenceEvaluator):
         self.batch_size = batch_size
         self.evaluators = {
             dim: InformationRetrievalEvaluator(
-                data.queries, data.corpus, data.relevant, truncate_dim=dim, name=f"dim{dim}",
+                dict[str, Any](data.queries), dict[str, Any](data.corpus), data.relevant, truncate_dim=dim, name=f"dim{dim}",
                 batch_size=batch_size, write_csv=False,
             )
             for dim in self.dims

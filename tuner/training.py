@@ -146,6 +146,7 @@ def _loss(model: Any, config: TuneConfig, dims: list[int]) -> Any:
         MultipleNegativesRankingLoss,
     )
 
+    inner: MultipleNegativesRankingLoss | CachedMultipleNegativesRankingLoss
     if config.loss == "cached-mnrl":
         inner = CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
     else:

@@ -36,7 +36,8 @@ def resident_memory() -> dict[str, int]:
 
 def save_queries(path: Path, queries: dict[int, np.ndarray]) -> None:
     """Write query vectors (one matrix per dim) for :func:`measure_collection_memory`."""
-    np.savez(path, **{str(dim): m for dim, m in queries.items()})
+    arrays: dict[str, Any] = {str(dim): m for dim, m in queries.items()}
+    np.savez(path, **arrays)
 
 
 def measure_collection_memory(data_dir: Path, name: str, queries_file: Path, mode: str) -> dict[str, Any]:
@@ -64,12 +65,12 @@ def _probe(data_dir: str, name: str, queries_file: str, mode: str) -> dict[str, 
             if kind == "exact":
                 collection.search(one, None, k, with_text=False)
             elif kind == "hnsw":
-                dim, ef = (int(x) for x in rest.split(":"))
-                collection.search_at(one[dim], dim, k, exact=False, hnsw_ef=ef)
+                dim_text, ef_text = rest.split(":")
+                collection.search_at(one[int(dim_text)], int(dim_text), k, exact=False, hnsw_ef=int(ef_text))
             elif kind == "plan":
-                spec, _, ef = rest.rpartition(":")
+                spec, _, width = rest.rpartition(":")
                 plan = parse_plan(spec, collection.spec.dims, k)
-                collection.search(one, plan, k, with_text=False, hnsw_ef=int(ef) if ef != "auto" else None)
+                collection.search(one, plan, k, with_text=False, hnsw_ef=int(width) if width != "auto" else None)
             else:
                 raise SystemExit(f"unknown mode {mode!r}")
         searched = resident_memory()

@@ -111,7 +111,7 @@ class Judge:
         placeholder_corpus = {d: "" for docs in relevant.values() for d in docs}  # only ids are used
         self.k = k
         self.evaluator = InformationRetrievalEvaluator(
-            queries, placeholder_corpus, relevant, mrr_at_k=[k], ndcg_at_k=[k], accuracy_at_k=[k],
+            dict[str, Any](queries), dict[str, Any](placeholder_corpus), relevant, mrr_at_k=[k], ndcg_at_k=[k], accuracy_at_k=[k],
             precision_recall_at_k=[k], map_at_k=[k], write_csv=False,
         )
         if self.evaluator.queries_ids != query_ids:
@@ -195,10 +195,10 @@ def bench_variant(
             if mode == "exact" and dim == spec.top_dim:
                 hits, latency = exact, exact_latency
             else:
-                hits, latency = _measure(
-                    rows,
-                    lambda q, dim=dim, mode=mode: collection.search_at(q[dim], dim, k, exact=mode == "exact"),
-                    config, progress, f"{spec.name}: {mode} {dim}")
+                def search_dim(q: dict[int, np.ndarray], dim: int = dim, mode: str = mode) -> list[list[Hit]]:
+                    return collection.search_at(q[dim], dim, k, exact=mode == "exact")
+
+                hits, latency = _measure(rows, search_dim, config, progress, f"{spec.name}: {mode} {dim}")
             entry[mode] = {"bytes_per_vector": bytes_per_vector(spec, [dim], exact=mode == "exact")} | _row(
                 judge, hits, latency, exact, k)
         per_dim.append(entry)
@@ -214,8 +214,10 @@ def bench_variant(
             if not cal.met:
                 progress.note(f"auto: no candidate plan reached recall {cal.target} on {spec.name}; "
                               f"the best one ({plan}) reached {cal.recall:.3f}")
-        hits, latency = _measure(rows, lambda q, plan=plan: collection.search(q, plan, k, with_text=False),
-                                 config, progress, f"{spec.name}: plan {plan}")
+        def search_plan(q: dict[int, np.ndarray], plan: FunnelPlan = plan) -> list[list[Hit]]:
+            return collection.search(q, plan, k, with_text=False)
+
+        hits, latency = _measure(rows, search_plan, config, progress, f"{spec.name}: plan {plan}")
         per_plan.append({"plan": str(plan), "label": label,
                          "bytes_per_vector": bytes_per_vector(spec, [s.dim for s in plan.stages])}
                         | _row(judge, hits, latency, exact, k) | extra)
