@@ -48,7 +48,7 @@ def plain_trainer(pairs_file: Path, config: TuneConfig) -> float:
     model = Embedder(config.base_model, device="cpu").model
     inner = (CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size)
              if config.loss == "cached-mnrl" else MultipleNegativesRankingLoss(model))
-    loss = MatryoshkaLoss(model, inner, sorted(default_ladder(model.get_sentence_embedding_dimension()), reverse=True))
+    loss = MatryoshkaLoss(model, inner, sorted(default_ladder(model.get_embedding_dimension()), reverse=True))
     timer, _ = training_callbacks()
     with tempfile.TemporaryDirectory() as out:
         args = SentenceTransformerTrainingArguments(

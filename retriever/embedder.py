@@ -98,7 +98,7 @@ class Embedder:
                 f"cannot load model {model!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__} "
                 "(give a local path or an installed model; the hub is not reachable offline)"
             ) from exc
-        dim = self.model.get_sentence_embedding_dimension()
+        dim = self.model.get_embedding_dimension()
         if not dim:
             raise ModelLoadError(f"model {model!r} does not report an embedding dimension")
         self.dim: int = int(dim)
