@@ -35,7 +35,7 @@ from .models import (
     SearchRequest,
     SearchResponse,
 )
-from .security import API_KEY_HEADER, BodySizeLimit, check_api_key
+from .security import API_KEY_HEADER, BodySizeLimit, InternalErrors, check_api_key
 from .state import ServiceConfig, ServiceState
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
@@ -129,7 +129,8 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
     feedback = FeedbackLog(config.feedback_path) if config.feedback_path is not None else None
     install_error_handlers(app)
     app.add_middleware(ApiKeyGuard, api_key=config.api_key)
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)  # outermost: before the key check
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes, read_timeout=config.read_timeout)
+    app.add_middleware(InternalErrors)  # outermost: a 500 in the JSON shape that keeps the connection open
     protected = [Depends(_documented_key)]
 
     @app.post("/search", response_model=SearchResponse, dependencies=protected,

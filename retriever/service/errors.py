@@ -1,8 +1,9 @@
 """Every error as JSON ``{"error": {"type", "message"}}`` with a status that says what went wrong.
 
 Domain errors carry their status (:attr:`FunnelError.http_status`); request validation is 422
-(400 for a body that is not JSON); unknown routes 404, wrong methods 405; anything unexpected is a
-500 with a generic message (the traceback goes to the server log, never to the client).
+(400 for a body that is not JSON); unknown routes 404, wrong methods 405, a late body 408; anything
+unexpected is a 500 with a generic message (the traceback goes to the server log, never to the
+client), sent by :class:`~retriever.service.security.InternalErrors`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..errors import FunnelError, error_type
 
 log = logging.getLogger("funnel.service")
 
-_HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+_HTTP_TYPES = {404: "not_found", 408: "request_timeout", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
 def error_response(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -69,8 +70,3 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         return error_response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail),
                               getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return error_response(500, "internal", "internal error: the server log has the details")

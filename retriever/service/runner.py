@@ -23,6 +23,19 @@ from .state import ServiceConfig, ServiceState
 log = logging.getLogger("funnel.service")
 
 
+def _log_to_stderr(log_level: str) -> None:
+    """The service's own log lines (model loaded, load failed, unexpected errors) in uvicorn's format."""
+    logger = logging.getLogger("funnel")
+    logger.setLevel(log_level.upper())
+    if not logger.handlers:
+        from uvicorn.logging import DefaultFormatter
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def _uvicorn_config(app, log_level: str) -> uvicorn.Config:  # noqa: ANN001
     # One process owns the embedded collection: never more than one worker.
     return uvicorn.Config(app, log_level=log_level, access_log=False, workers=1, lifespan="on",
@@ -42,22 +55,19 @@ def serve(
 ) -> None:
     """Open the collection (fails at once if another process holds it), then serve until stopped.
 
-    The model loads in the background (``/healthz`` says 503 meanwhile); if it cannot load, the
-    server stops and the load error is raised. Ctrl-C (SIGINT) stops it gracefully and returns;
-    SIGTERM also shuts down gracefully, then uvicorn re-raises it (exit status 143).
+    The model loads in the background (``/healthz`` says 503 meanwhile); if it cannot load, the error
+    is logged once and the server keeps running: ``/healthz`` answers 503 ``failed`` with the error's
+    message and searches 503 ``not_ready``, as documented, so a supervisor or load balancer sees why.
+    Ctrl-C (SIGINT) stops it gracefully and returns; SIGTERM also shuts down gracefully, then uvicorn
+    re-raises it (exit status 143).
     """
     collection = EdgeCatalog(data_dir).open(name)
     config = config or ServiceConfig()
     if config.feedback_path is None:
         config = ServiceConfig(**{**config.__dict__, "feedback_path": default_feedback_path(data_dir, name)})
-    server: uvicorn.Server | None = None
-
-    def stop(_: FunnelError) -> None:
-        if server is not None:
-            server.should_exit = True
-
+    _log_to_stderr(log_level)
     try:
-        state = ServiceState(collection, lambda: Embedder(model or collection.spec.model, device=device), stop)
+        state = ServiceState(collection, lambda: Embedder(model or collection.spec.model, device=device))
         app = create_app(config, state)
         uconfig = _uvicorn_config(app, log_level)
         uconfig.host, uconfig.port = host, port
@@ -69,8 +79,6 @@ def serve(
             server.run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop
             pass
-        if state.error is not None:
-            raise state.error
     finally:
         collection.close()
 
