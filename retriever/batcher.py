@@ -62,6 +62,11 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-search")
 
+    @property
+    def pending(self) -> int:
+        """Queries queued and not yet taken into a batch."""
+        return 0 if self._queue is None else self._queue.qsize()
+
     async def start(self) -> None:
         """Start the worker on the running event loop."""
         self._queue = asyncio.Queue()

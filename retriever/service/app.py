@@ -134,7 +134,7 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
     protected = [Depends(_documented_key)]
 
     @app.post("/search", response_model=SearchResponse, dependencies=protected,
-              responses=_errors(400, 401, 404, 409, 413, 422, 503))
+              responses=_errors(400, 401, 404, 408, 409, 413, 422, 500, 503))
     async def search(body: SearchRequest, request: Request) -> JSONResponse:
         """Funnel-search one query or a batch; optionally exact, filtered by payload, without texts."""
         start = time.perf_counter()
@@ -191,7 +191,7 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
         return body
 
     @app.post("/feedback", response_model=FeedbackResponse, dependencies=protected,
-              responses=_errors(400, 401, 404, 413, 422, 503))
+              responses=_errors(400, 401, 404, 408, 413, 422, 500, 503))
     async def post_feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
         """Record the chunk that should have been found for a query (one JSONL line, for tuning)."""
         service = _service(request)
