@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import FunnelError, error_type
+from ..errors import FunnelError, NotReadyError, error_type
 
 log = logging.getLogger("funnel.service")
 
@@ -54,7 +54,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FunnelError)
     async def _funnel(_: Request, exc: FunnelError) -> JSONResponse:
-        if exc.http_status >= 500:
+        if exc.http_status >= 500 and not isinstance(exc, NotReadyError):  # not-ready: logged once, at load
             log.error("%s: %s", type(exc).__name__, exc)
         headers = {"WWW-Authenticate": "ApiKey"} if exc.http_status == 401 else None
         if exc.http_status == 503:
