@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import TOPIC_DOCS, write_jsonl
 
 from cli import main
-from conftest import TOPIC_DOCS, write_jsonl
 from retriever import Retriever
 from retriever.edge_store import EdgeCatalog
 from retriever.errors import BadInputError, FunnelError, InvalidFilterError, InvalidPlanError
@@ -41,7 +41,7 @@ def baseline(retriever) -> list[str]:
     return [h.id for h in retriever.search(QUERY, k=3)]
 
 
-def refused(call, error: type[FunnelError], fragment: str) -> str:  # noqa: ANN001
+def refused(call, error: type[FunnelError], fragment: str) -> str:
     with pytest.raises(error) as info:
         call()
     message = str(info.value)
@@ -138,7 +138,7 @@ def test_api_right_types_still_work(retriever, baseline):
     assert [h.id for h in retriever.search(QUERY, k=3, plan=plan)] == [h.id for h in retriever.search(QUERY, k=3,
                                                                                                          plan=str(plan))]
     exact = retriever.search(QUERY, k=3, exact=True, plan="  ")
-    assert [h.id for h in exact][0] == baseline[0]
+    assert exact[0].id == baseline[0]
     assert [h.doc_id for h in retriever.search(QUERY, k=12, filter={"metadata.n": [2**63 - 1, 7]})] == ["violin"]
 
 

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
 from conftest import REPO_ROOT, TOPIC_DOCS, write_jsonl
+
 from retriever.edge_store import EdgeCatalog
 from retriever.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
@@ -47,14 +47,14 @@ class ExplodingEmbedder:
     it sends meanwhile is queued, and that they all go into the next batch together.
     """
 
-    def __init__(self, real) -> None:  # noqa: ANN001 - a retriever.embedder.Embedder
+    def __init__(self, real) -> None:
         self.real = real
         self.calls: list[list[str]] = []
         self.holding = threading.Event()
         self._hold = False
         self._release = threading.Event()
 
-    def __getattr__(self, name: str):  # noqa: ANN204 - name, dim, fingerprint, … of the real one
+    def __getattr__(self, name: str):
         return getattr(self.real, name)
 
     def hold(self) -> None:
@@ -65,7 +65,7 @@ class ExplodingEmbedder:
     def release(self) -> None:
         self._release.set()
 
-    def encode(self, texts: Sequence[str], dims, batch_size: int = 64):  # noqa: ANN001, ANN201
+    def encode(self, texts: Sequence[str], dims, batch_size: int = 64):
         self.calls.append(list(texts))
         if self._hold:
             self._hold = False
@@ -359,7 +359,7 @@ def test_whole_body_in_pieces_is_fine(served, baseline):
         sock.sendall(request_head("/search", len(data)))
         for i in range(0, len(data), 7):
             sock.sendall(data[i : i + 7])
-        status, headers, body = read_response(sock)
+        status, _, body = read_response(sock)
         assert status == 200, body
         assert [h["id"] for h in json.loads(body)["results"][0]["hits"]] == baseline[query]
 
