@@ -9,7 +9,9 @@ A filter is a mapping from a payload field to a condition; every condition must 
 
 Fields: ``doc_id`` and ``title`` (strings), ``chunk`` (int), and ``metadata.<key>`` (any of the
 above; ``key`` is 1-64 letters, digits, ``_`` or ``-``). Anything else is refused with
-:class:`InvalidFilterError`, and so are booleans: qdrant-edge-py 0.9 turns a boolean match value
+:class:`InvalidFilterError`, and so are integers outside the engine's signed 64-bit range (the
+engine cannot take them: qdrant-edge-py raises ``TypeError`` while building the request, which
+failed every query of a micro-batch), range bounds that are not finite floats, and booleans: qdrant-edge-py 0.9 turns a boolean match value
 into an integer that matches nothing, so a boolean filter is refused instead of returning no hits. Engines turn a :class:`PayloadFilter` into their own filter type.
 """
 
