@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import sys
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,6 +42,18 @@ class _ReadTimeout(HTTPException):
 
     def __init__(self, seconds: float) -> None:
         super().__init__(408, f"request body not received within {seconds:g} s", headers={"Connection": "close"})
+
+
+if sys.version_info >= (3, 11):
+
+    async def _receive_by(receive: Receive, deadline: float) -> Message:
+        async with asyncio.timeout_at(deadline):  # a timer handle, no extra task (wait_for: a task per call)
+            return await receive()
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _receive_by(receive: Receive, deadline: float) -> Message:
+        return await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
 
 
 class BodySizeLimit:
@@ -79,7 +92,7 @@ class BodySizeLimit:
                 message = await receive()
             else:
                 try:
-                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                    message = await _receive_by(receive, deadline)
                 except asyncio.TimeoutError:
                     raise _ReadTimeout(self.read_timeout or 0.0) from None
             if message["type"] == "http.request":
