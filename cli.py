@@ -416,7 +416,8 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
               type=click.Path(dir_okay=False, path_type=Path),
               help="JSONL file for POST /feedback [default: DATA_DIR/feedback/COLLECTION.jsonl]")
 @click.option("--read-timeout", envvar="FUNNEL_READ_TIMEOUT", show_envvar=True, type=click.FloatRange(0.1, 3600),
-              default=10.0, help="seconds for a request body to arrive in full; a late one gets 408 and is closed")
+              default=10.0, help="seconds for a request's head, then its body, to arrive in full; else the connection is closed "
+              "(a late body gets 408 first)")
 @click.option("--log-level", envvar="FUNNEL_LOG_LEVEL", show_envvar=True, default="info",
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @model_option

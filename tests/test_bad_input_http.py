@@ -350,6 +350,51 @@ def test_partial_body_times_out(served, baseline, head, partial):
     assert_still_answers(server, baseline)
 
 
+@pytest.mark.parametrize("partial", [b"", b"POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le"],
+                         ids=["nothing-sent", "half-a-head"])
+def test_partial_head_times_out(served, baseline, partial):
+    """A connection that never completes a request head is closed after the read timeout (uvicorn
+    0.54 alone keeps it open forever: its keep-alive timer stops at the first byte)."""
+    server, _ = served
+    margin = 10.0
+    with connect(server, timeout=READ_TIMEOUT + margin) as sock:
+        start = time.monotonic()
+        sock.sendall(partial)
+        assert closed_by_server(sock)  # bounded by the socket timeout: a timeout error fails the test
+        elapsed = time.monotonic() - start
+    assert READ_TIMEOUT * 0.9 <= elapsed < READ_TIMEOUT + margin, elapsed
+    assert_still_answers(server, baseline)
+
+
+def test_half_a_head_after_a_response_times_out(served, baseline):
+    """The head timer restarts after each response: a keep-alive client that stalls inside its next
+    request head is closed too."""
+    server, _ = served
+    query = next(iter(QUERIES))
+    with connect(server, timeout=READ_TIMEOUT + 10) as sock:
+        post_raw(sock, {"query": query, "k": 3})
+        assert read_response(sock)[0] == 200
+        sock.sendall(b"POST /search HTTP/1.1\r\nHost: 127.0")
+        start = time.monotonic()
+        assert closed_by_server(sock)
+        assert time.monotonic() - start < READ_TIMEOUT + 10
+
+
+def test_a_busy_keep_alive_connection_outlives_the_head_timeout(served, baseline):
+    """Requests one after another on one connection for over twice the timeout: never cut off."""
+    server, _ = served
+    query = next(iter(QUERIES))
+    with connect(server) as sock:
+        start, answered = time.monotonic(), 0
+        while time.monotonic() - start < 2.5 * READ_TIMEOUT:
+            post_raw(sock, {"query": query, "k": 3})
+            status, headers, body = read_response(sock)
+            assert status == 200 and headers.get("connection") != "close", body
+            assert [h["id"] for h in json.loads(body)["results"][0]["hits"]] == baseline[query]
+            answered += 1
+    assert answered > 1
+
+
 def test_whole_body_in_pieces_is_fine(served, baseline):
     """A body sent in several writes (within the timeout) is read as before."""
     server, _ = served
