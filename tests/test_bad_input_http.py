@@ -206,6 +206,17 @@ def test_out_of_range_filter_integer_is_400(served, baseline, where, fragment):
     assert_still_answers(server, baseline)
 
 
+@pytest.mark.parametrize("raw", [b'{"query": "x", "filter": {"metadata.n": ' + b"9" * 5000 + b"}}",
+                                 b'{"query": "x", "k": ' + b"9" * 5000 + b"}"], ids=["filter", "k"])
+def test_integer_too_long_to_parse_is_400(served, baseline, raw):
+    """An integer of over 4,300 digits is past Python's int parsing limit: a 400, never a 500."""
+    server, _ = served
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}, timeout=60) as c:
+        response = c.post("/search", content=raw, headers={"content-type": "application/json"})
+        assert_error(response, 400, "malformed_json", "the JSON body could not be read")
+    assert_still_answers(server, baseline)
+
+
 def test_huge_int_filter_fails_alone(served, baseline):
     """The issue's case: 3 clients with a >64-bit filter integer beside 12 valid ones, all at once.
 

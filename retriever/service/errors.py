@@ -20,7 +20,8 @@ from ..errors import FunnelError, NotReadyError, error_type
 
 log = logging.getLogger("funnel.service")
 
-_HTTP_TYPES = {404: "not_found", 408: "request_timeout", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+# FastAPI's own 400 is a body it could not parse beyond JSON syntax (e.g. an integer over 4,300 digits).
+_HTTP_TYPES = {400: "malformed_json", 404: "not_found", 408: "request_timeout", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
 def error_response(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -68,5 +69,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return error_response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail),
+        message = str(exc.detail)
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "the JSON body could not be read (a number too long to parse, e.g. over 4,300 digits?)"
+        return error_response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), message,
                               getattr(exc, "headers", None))
