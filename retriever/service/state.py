@@ -18,6 +18,7 @@ from ..embedder import Embedder
 from ..errors import FunnelError, NotReadyError
 from ..retriever import Retriever
 from ..store import Collection
+from .security import READ_TIMEOUT_S
 
 log = logging.getLogger("funnel.service")
 
@@ -31,7 +32,8 @@ class ServiceConfig:
     max_wait_ms: float = 2.0
     feedback_path: Path | None = None
     max_body_bytes: int = 256 * 1024
-    read_timeout: float | None = 10.0  # seconds for the whole request body to arrive (None: no limit)
+    # seconds for a request's head, then its whole body, to arrive (None: no limit; see runner, security)
+    read_timeout: float | None = READ_TIMEOUT_S
 
 
 class ServiceState:
