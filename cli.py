@@ -172,11 +172,14 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
     """Funnel-search QUERY (or every query of --queries) in a collection."""
     from retriever.corpus import ReadReport, read_corpus
     from retriever.display import err, print_hits, print_json
+    from retriever.errors import InvalidPlanError
     from retriever.plan import validate_k
     from retriever.retriever import Retriever, validate_query
 
     if (query is None) == (queries_file is None):
         raise BadInputError("give either a QUERY or --queries FILE.jsonl")
+    if exact and plan is not None and plan.strip():
+        raise InvalidPlanError("give --plan or --exact, not both: an exact search has no funnel plan")
     validate_k(k)
     if query is not None:
         validate_query(query)
@@ -412,13 +415,16 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
 @click.option("--feedback-file", envvar="FUNNEL_FEEDBACK_FILE", show_envvar=True, default=None,
               type=click.Path(dir_okay=False, path_type=Path),
               help="JSONL file for POST /feedback [default: DATA_DIR/feedback/COLLECTION.jsonl]")
+@click.option("--read-timeout", envvar="FUNNEL_READ_TIMEOUT", show_envvar=True, type=click.FloatRange(0.1, 3600),
+              default=10.0, help="seconds for a request's head, then its body, to arrive in full; else the connection is closed "
+              "(a late body gets 408 first)")
 @click.option("--log-level", envvar="FUNNEL_LOG_LEVEL", show_envvar=True, default="info",
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @model_option
 @device_option
 @click.pass_context
 def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: str | None, max_batch: int,
-          max_wait_ms: float, feedback_file: Path | None, log_level: str, model: str | None,
+          max_wait_ms: float, feedback_file: Path | None, read_timeout: float, log_level: str, model: str | None,
           device: str | None) -> None:
     """Serve funnel search over HTTP (FastAPI on uvicorn): /search, /collections/NAME, /healthz, /feedback."""
     from retriever.display import err
@@ -429,7 +435,8 @@ def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: st
     validate_collection_name(collection)
     if api_key is not None and not api_key.strip():
         raise BadInputError("--api-key is empty: give a key or leave the option out")
-    config = ServiceConfig(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms, feedback_path=feedback_file)
+    config = ServiceConfig(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms, feedback_path=feedback_file,
+                           read_timeout=read_timeout)
     run_server(ctx.obj["data_dir"], collection, host=host, port=port, model=model, device=device, config=config,
                log_level=log_level,
                on_listening=lambda url: err.print(f"serving {collection!r} on {url} (docs: {url}/docs); "

@@ -8,6 +8,10 @@ thread, off the event loop; while it runs, the next batch gathers in the queue.
 
 A lone query is never held back: with one client the wait never applies, so batching adds no
 latency when there is nothing to batch. ``max_batch=1`` turns batching off (one query per call).
+
+A query that fails fails alone: when a batch call raises, each of its queries runs again on its
+own, so only the query (or queries) at fault get the error and the others their hits. Queries are
+validated before they are queued; this is the safety net for whatever validation did not catch.
 """
 
 from __future__ import annotations
@@ -57,6 +61,11 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="funnel-search")
+
+    @property
+    def pending(self) -> int:
+        """Queries queued and not yet taken into a batch."""
+        return 0 if self._queue is None else self._queue.qsize()
 
     async def start(self) -> None:
         """Start the worker on the running event loop."""
@@ -120,12 +129,41 @@ class MicroBatcher:
                 results = await loop.run_in_executor(
                     self.executor, self._search_fn, [i.query for i in batch], [i.spec for i in batch]
                 )
-            except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+            except Exception as exc:  # noqa: BLE001 - isolate the failing query, or hand over the error
+                if len(batch) == 1:
+                    _settle(batch[0], error=exc)
+                else:
+                    await self._one_by_one(batch)
                 continue
             self.stats.add(len(batch))
+            if len(results) != len(batch):  # never leave a caller waiting on a result that will not come
+                error = RuntimeError(f"the search answered {len(results)} of {len(batch)} queries")
+                for item in batch:
+                    _settle(item, error=error)
+                continue
             for item, hits in zip(batch, results):
-                if not item.future.done():
-                    item.future.set_result(hits)
+                _settle(item, hits)
+
+    async def _one_by_one(self, batch: list[_Item]) -> None:
+        """After a failed batch: run each query alone, so each gets its own hits or its own error."""
+        loop = asyncio.get_running_loop()
+        for item in batch:
+            if item.future.done():  # its client went away meanwhile
+                continue
+            try:
+                (hits,) = await loop.run_in_executor(self.executor, self._search_fn, [item.query], [item.spec])
+            except Exception as exc:  # noqa: BLE001 - this query's own error
+                _settle(item, error=exc)
+                continue
+            self.stats.add(1)
+            _settle(item, hits)
+
+
+def _settle(item: _Item, hits: list[Hit] | None = None, error: BaseException | None = None) -> None:
+    if item.future.done():
+        return
+    if error is not None:
+        item.future.set_exception(error)
+    else:
+        item.future.set_result(hits)
+

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,9 +15,9 @@ from typing import Any
 from .calibrate import calibrated_plan
 from .edge_store import EdgeCatalog
 from .embedder import Embedder
-from .errors import BadInputError, ModelMismatchError
+from .errors import BadInputError, InvalidPlanError, ModelMismatchError
 from .filters import PayloadFilter, parse_filter
-from .paths import default_data_dir
+from .paths import default_data_dir, validate_collection_name
 from .plan import FunnelPlan, default_plan, parse_plan, validate_k
 from .store import Collection, Hit, QuerySpec
 
@@ -26,9 +27,21 @@ MAX_QUERY_CHARS = 4096
 MAX_BATCH = 10_000
 
 
+def _show(value: Any) -> str:
+    """A short one-line description of a wrong argument: its type and (cut) repr."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - e.g. an int above 4,300 digits has no repr
+        text = "…"
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
 def validate_query(query: str) -> str:
-    """Return a usable query, or raise :class:`BadInputError` for empty or huge ones."""
-    if not isinstance(query, str) or not query.strip():
+    """Return a usable query, or raise :class:`BadInputError` for empty, huge or non-text ones."""
+    if not isinstance(query, str):
+        raise BadInputError(f"a query is a string, not {_show(query)}")
+    if not query.strip():
         raise BadInputError("empty query: give some text to search for")
     if len(query) > MAX_QUERY_CHARS:
         raise BadInputError(f"query too long: {len(query)} characters (at most {MAX_QUERY_CHARS})")
@@ -37,6 +50,40 @@ def validate_query(query: str) -> str:
     except UnicodeEncodeError:
         raise BadInputError("query is not valid Unicode text (it has lone surrogate code points)") from None
     return query
+
+
+def validate_queries(queries: Sequence[str]) -> list[str]:
+    """Return a batch of usable queries as a list; a string, or anything but a sequence of strings, is refused."""
+    if isinstance(queries, (str, bytes, bytearray)):
+        raise BadInputError(
+            f"queries is a list of strings, not a single {type(queries).__name__}: use search() for one query"
+        )
+    if not isinstance(queries, Sequence):
+        raise BadInputError(f"queries is a list of strings, not {_show(queries)}")
+    if not queries:
+        raise BadInputError("empty query batch")
+    if len(queries) > MAX_BATCH:
+        raise BadInputError(f"too many queries in one batch: {len(queries)} (at most {MAX_BATCH})")
+    return [validate_query(q) for q in queries]
+
+
+def _int_option(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise BadInputError(f"{name} is an integer, not bool {value!r}")
+    try:
+        return operator.index(value)  # int, numpy integers; not float or str
+    except TypeError:
+        raise BadInputError(f"{name} is an integer, not {_show(value)}") from None
+
+
+def _bool_option(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise BadInputError(f"{name} is True or False, not {_show(value)}")
+    return value
+
+
+def _plan_given(plan: Any) -> bool:
+    return plan is not None and not (isinstance(plan, str) and not plan.strip())
 
 
 def default_plan_for(collection: Collection, k: int) -> FunnelPlan:
@@ -69,6 +116,12 @@ class Retriever:
         device: str | None = None,
     ) -> Retriever:
         """Open collection ``name`` from the data directory with its recorded model (or ``model``)."""
+        validate_collection_name(name)
+        if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+            raise BadInputError(f"data_dir is a path (str or os.PathLike), not {_show(data_dir)}")
+        for option, value in (("model", model), ("device", device)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise BadInputError(f"{option} is a non-empty string or None, not {_show(value)}")
         collection = EdgeCatalog(data_dir or default_data_dir()).open(name)
         try:
             return cls(collection, Embedder(model or collection.spec.model, device=device))
@@ -88,6 +141,10 @@ class Retriever:
         """
         if isinstance(plan, FunnelPlan):
             return parse_plan(str(plan), self.collection.spec.dims, k)
+        if plan is not None and not isinstance(plan, str):
+            raise InvalidPlanError(
+                f"a plan is a string like '64:400,128:200' or a FunnelPlan, not {_show(plan)}"
+            )
         if plan is None or not plan.strip():
             return default_plan_for(self.collection, k)
         return parse_plan(plan, self.collection.spec.dims, k)
@@ -100,10 +157,18 @@ class Retriever:
         with_text: bool = True,
         filter: FilterSpec = None,
     ) -> QuerySpec:
-        """Check k, plan and filter for this collection and bundle them (raises :class:`BadInputError`)."""
-        validate_k(k)
-        where = filter if isinstance(filter, PayloadFilter) or filter is None else parse_filter(filter)
-        return QuerySpec(None if exact else self.plan(plan, k), k, with_text, where or None)
+        """Check k, plan and filter for this collection and bundle them (raises :class:`BadInputError`).
+
+        ``plan`` and ``exact=True`` together are refused (:class:`InvalidPlanError`): an exact search
+        has no funnel, so the plan would be silently ignored.
+        """
+        k = validate_k(_int_option("k", k))
+        exact = _bool_option("exact", exact)
+        with_text = _bool_option("with_text", with_text)
+        if exact and _plan_given(plan):
+            raise InvalidPlanError("give a plan or exact=True, not both: an exact search has no funnel plan")
+        where = parse_filter(filter)  # a mapping or a hand-built PayloadFilter, checked the same way
+        return QuerySpec(None if exact else self.plan(plan, k), k, with_text, where)
 
     def search(
         self,
@@ -132,20 +197,21 @@ class Retriever:
         filter: FilterSpec = None,
     ) -> list[list[Hit]]:
         """Search many queries the same way: one encode call, one engine batch."""
+        texts = validate_queries(queries)
         spec = self.query_spec(k, plan, exact, with_text, filter)
-        return self.search_each(queries, [spec] * len(queries), batch_size=batch_size)
+        return self.search_each(texts, [spec] * len(texts), batch_size=batch_size)
 
     def search_each(self, queries: Sequence[str], specs: Sequence[QuerySpec], batch_size: int = 64) -> list[list[Hit]]:
         """Search many queries, each its own way (see :meth:`query_spec`): one encode, one engine batch."""
-        if not queries:
-            raise BadInputError("empty query batch")
-        if len(queries) > MAX_BATCH:
-            raise BadInputError(f"too many queries in one batch: {len(queries)} (at most {MAX_BATCH})")
-        if len(specs) != len(queries):
-            raise BadInputError(f"{len(queries)} queries but {len(specs)} query specs")
-        for q in queries:
-            validate_query(q)
-        vectors = self.embedder.encode(list(queries), self.collection.spec.dims, batch_size=batch_size)
+        texts = validate_queries(queries)
+        batch_size = _int_option("batch_size", batch_size)
+        if batch_size < 1:
+            raise BadInputError(f"batch_size must be at least 1, not {batch_size}")
+        if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence) or len(specs) != len(texts):
+            raise BadInputError(f"{len(texts)} queries need as many QuerySpecs (from query_spec())")
+        if not all(isinstance(spec, QuerySpec) for spec in specs):
+            raise BadInputError("specs are QuerySpec objects (from query_spec())")
+        vectors = self.embedder.encode(texts, self.collection.spec.dims, batch_size=batch_size)
         return self.collection.search_each(vectors, specs)
 
     def close(self) -> None:

@@ -35,7 +35,7 @@ from .models import (
     SearchRequest,
     SearchResponse,
 )
-from .security import API_KEY_HEADER, BodySizeLimit, check_api_key
+from .security import API_KEY_HEADER, BodySizeLimit, InternalErrors, check_api_key
 from .state import ServiceConfig, ServiceState
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
@@ -129,11 +129,12 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
     feedback = FeedbackLog(config.feedback_path) if config.feedback_path is not None else None
     install_error_handlers(app)
     app.add_middleware(ApiKeyGuard, api_key=config.api_key)
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)  # outermost: before the key check
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes, read_timeout=config.read_timeout)
+    app.add_middleware(InternalErrors)  # outermost: a 500 in the JSON shape that keeps the connection open
     protected = [Depends(_documented_key)]
 
     @app.post("/search", response_model=SearchResponse, dependencies=protected,
-              responses=_errors(400, 401, 404, 409, 413, 422, 503))
+              responses=_errors(400, 401, 404, 408, 409, 413, 422, 500, 503))
     async def search(body: SearchRequest, request: Request) -> JSONResponse:
         """Funnel-search one query or a batch; optionally exact, filtered by payload, without texts."""
         start = time.perf_counter()
@@ -190,7 +191,7 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
         return body
 
     @app.post("/feedback", response_model=FeedbackResponse, dependencies=protected,
-              responses=_errors(400, 401, 404, 413, 422, 503))
+              responses=_errors(400, 401, 404, 408, 413, 422, 500, 503))
     async def post_feedback(body: FeedbackRequest, request: Request) -> dict[str, Any]:
         """Record the chunk that should have been found for a query (one JSONL line, for tuning)."""
         service = _service(request)

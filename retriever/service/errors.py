@@ -1,8 +1,9 @@
 """Every error as JSON ``{"error": {"type", "message"}}`` with a status that says what went wrong.
 
 Domain errors carry their status (:attr:`FunnelError.http_status`); request validation is 422
-(400 for a body that is not JSON); unknown routes 404, wrong methods 405; anything unexpected is a
-500 with a generic message (the traceback goes to the server log, never to the client).
+(400 for a body that is not JSON); unknown routes 404, wrong methods 405, a late body 408; anything
+unexpected is a 500 with a generic message (the traceback goes to the server log, never to the
+client), sent by :class:`~retriever.service.security.InternalErrors`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import FunnelError, error_type
+from ..errors import FunnelError, NotReadyError, error_type
 
 log = logging.getLogger("funnel.service")
 
-_HTTP_TYPES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+# FastAPI's own 400 is a body it could not parse beyond JSON syntax (e.g. an integer over 4,300 digits).
+_HTTP_TYPES = {400: "malformed_json", 404: "not_found", 408: "request_timeout", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
 def error_response(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -53,7 +55,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FunnelError)
     async def _funnel(_: Request, exc: FunnelError) -> JSONResponse:
-        if exc.http_status >= 500:
+        if exc.http_status >= 500 and not isinstance(exc, NotReadyError):  # not-ready: logged once, at load
             log.error("%s: %s", type(exc).__name__, exc)
         headers = {"WWW-Authenticate": "ApiKey"} if exc.http_status == 401 else None
         if exc.http_status == 503:
@@ -67,10 +69,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return error_response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), str(exc.detail),
+        message = str(exc.detail)
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            message = "the JSON body could not be read (a number too long to parse, e.g. over 4,300 digits?)"
+        return error_response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), message,
                               getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return error_response(500, "internal", "internal error: the server log has the details")

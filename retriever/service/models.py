@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from ..filters import MAX_ANY_VALUES, MAX_CONDITIONS, MAX_VALUE_CHARS, RANGE_OPS
+from ..filters import INT_MAX, INT_MIN, MAX_ANY_VALUES, MAX_CONDITIONS, MAX_VALUE_CHARS, RANGE_OPS
 from ..retriever import MAX_QUERY_CHARS
 
 MAX_HTTP_K = 100
@@ -28,20 +28,21 @@ Text = Annotated[str, AfterValidator(_unicode)]
 
 
 _NUMBER = {"type": "number"}
+_INT64 = {"type": "integer", "minimum": INT_MIN, "maximum": INT_MAX}
 FILTER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "maxProperties": MAX_CONDITIONS,
     "description": "payload conditions, all must hold: field → value (exact match), list (any of) or "
     "range {gt, gte, lt, lte}. Fields: doc_id and title (strings), chunk (integer), metadata.<key> "
-    "(string, integer, lists of strings or integers, ranges); others, and booleans (not supported by "
-    "the embedded engine yet), are refused (400).",
+    "(string, integer, lists of strings or integers, ranges); others, integers outside the signed "
+    "64-bit range, and booleans (not supported by the embedded engine yet), are refused (400).",
     "additionalProperties": {
         "anyOf": [
             {"type": "string", "maxLength": MAX_VALUE_CHARS},
-            {"type": "integer"},
+            _INT64,
             {"type": "array", "items": {"type": "string", "maxLength": MAX_VALUE_CHARS}, "minItems": 1,
              "maxItems": MAX_ANY_VALUES},
-            {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": MAX_ANY_VALUES},
+            {"type": "array", "items": _INT64, "minItems": 1, "maxItems": MAX_ANY_VALUES},
             {"type": "object", "properties": {op: _NUMBER for op in RANGE_OPS}, "additionalProperties": False,
              "minProperties": 1},
         ]
@@ -70,14 +71,16 @@ class SearchRequest(BaseModel):
     queries: Annotated[list[Query], Field(min_length=1, max_length=MAX_HTTP_QUERIES)] | None = Field(
         default=None, description=f"a batch of up to {MAX_HTTP_QUERIES} questions"
     )
-    k: int = Field(default=10, ge=1, le=MAX_HTTP_K, description="hits per query")
+    # strict: a JSON integer, not true, "10" or 10.0 (the same rule as the Python API)
+    k: int = Field(default=10, ge=1, le=MAX_HTTP_K, strict=True, description="hits per query")
     plan: str | None = Field(
         default=None, max_length=MAX_PLAN_CHARS,
         description="funnel plan DIM:LIMIT,… e.g. 64:400,128:200,256:100 (default: the collection's default)",
     )
-    exact: bool = Field(default=False, description="exact search at the top dim instead of the funnel")
+    exact: bool = Field(default=False, strict=True, description="exact search at the top dim instead of the funnel "
+                                                   "(not with `plan`: both together are refused, 400)")
     filter: FilterSpec | None = Field(default=None, description="payload filter (see the schema)")
-    with_text: bool = Field(default=True, description="return each chunk's text")
+    with_text: bool = Field(default=True, strict=True, description="return each chunk's text")
     collection: str | None = Field(
         default=None, max_length=64, description="optional: must name the collection this server serves"
     )
@@ -162,7 +165,7 @@ class FeedbackRequest(BaseModel):
 
     query: Query
     doc_id: Text = Field(min_length=1, max_length=512, description="the document that should have been found")
-    chunk: int = Field(default=0, ge=0, le=100_000, description="its chunk index")
+    chunk: int = Field(default=0, ge=0, le=100_000, strict=True, description="its chunk index")
     note: Text | None = Field(default=None, max_length=1000)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -9,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -23,10 +25,68 @@ from .state import ServiceConfig, ServiceState
 log = logging.getLogger("funnel.service")
 
 
-def _uvicorn_config(app, log_level: str) -> uvicorn.Config:  # noqa: ANN001
+def _log_to_stderr(log_level: str) -> None:
+    """The service's own log lines (model loaded, load failed, unexpected errors) in uvicorn's format."""
+    logger = logging.getLogger("funnel")
+    logger.setLevel(log_level.upper())
+    if not logger.handlers:
+        from uvicorn.logging import DefaultFormatter
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def head_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools or h11), plus a timeout on the request head.
+
+    A request line and headers must arrive in full within ``seconds`` of the connection opening or
+    of the previous response, else the connection is closed. uvicorn 0.54 has no such timeout: a
+    client that connects and sends nothing, or half a request head, held the connection forever
+    (its keep-alive timer only runs between requests and stops at the first byte received). The
+    body has its own limit in :class:`~retriever.service.security.BodySizeLimit`.
+    """
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class HeadTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            self._arm_head_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().connection_lost(exc)
+
+        def _arm_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(seconds, self._head_late, self.cycle)
+
+        def _head_late(self, cycle_when_armed: Any) -> None:
+            self._head_timer = None
+            cycle = self.cycle
+            # A new request head completed (a new cycle), or a request is still being answered: fine.
+            waiting_for_head = cycle is cycle_when_armed and (cycle is None or cycle.response_complete)
+            if waiting_for_head and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadTimeoutProtocol
+
+
+def _uvicorn_config(app, log_level: str, read_timeout: float | None) -> uvicorn.Config:  # noqa: ANN001
     # One process owns the embedded collection: never more than one worker.
+    http = "auto" if read_timeout is None else head_timeout_protocol(read_timeout)
     return uvicorn.Config(app, log_level=log_level, access_log=False, workers=1, lifespan="on",
-                          server_header=False, timeout_graceful_shutdown=5)
+                          server_header=False, timeout_graceful_shutdown=5, http=http)
 
 
 def serve(
@@ -42,24 +102,21 @@ def serve(
 ) -> None:
     """Open the collection (fails at once if another process holds it), then serve until stopped.
 
-    The model loads in the background (``/healthz`` says 503 meanwhile); if it cannot load, the
-    server stops and the load error is raised. Ctrl-C (SIGINT) stops it gracefully and returns;
-    SIGTERM also shuts down gracefully, then uvicorn re-raises it (exit status 143).
+    The model loads in the background (``/healthz`` says 503 meanwhile); if it cannot load, the error
+    is logged once and the server keeps running: ``/healthz`` answers 503 ``failed`` with the error's
+    message and searches 503 ``not_ready``, as documented, so a supervisor or load balancer sees why.
+    Ctrl-C (SIGINT) stops it gracefully and returns; SIGTERM also shuts down gracefully, then uvicorn
+    re-raises it (exit status 143).
     """
     collection = EdgeCatalog(data_dir).open(name)
     config = config or ServiceConfig()
     if config.feedback_path is None:
         config = ServiceConfig(**{**config.__dict__, "feedback_path": default_feedback_path(data_dir, name)})
-    server: uvicorn.Server | None = None
-
-    def stop(_: FunnelError) -> None:
-        if server is not None:
-            server.should_exit = True
-
+    _log_to_stderr(log_level)
     try:
-        state = ServiceState(collection, lambda: Embedder(model or collection.spec.model, device=device), stop)
+        state = ServiceState(collection, lambda: Embedder(model or collection.spec.model, device=device))
         app = create_app(config, state)
-        uconfig = _uvicorn_config(app, log_level)
+        uconfig = _uvicorn_config(app, log_level, config.read_timeout)
         uconfig.host, uconfig.port = host, port
         server = uvicorn.Server(uconfig)
         sock = _bind(host, port)
@@ -69,8 +126,6 @@ def serve(
             server.run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop
             pass
-        if state.error is not None:
-            raise state.error
     finally:
         collection.close()
 
@@ -102,7 +157,7 @@ class BackgroundServer:
             config = ServiceConfig(**{**config.__dict__, "feedback_path": feedback_dir / f"{collection.spec.name}.jsonl"})
         self.state = ServiceState(collection, load_embedder)
         self.app = create_app(config, self.state)
-        self.server = uvicorn.Server(_uvicorn_config(self.app, "warning"))
+        self.server = uvicorn.Server(_uvicorn_config(self.app, "warning", config.read_timeout))
         self._sock = _bind("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]},

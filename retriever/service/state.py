@@ -18,19 +18,22 @@ from ..embedder import Embedder
 from ..errors import FunnelError, NotReadyError
 from ..retriever import Retriever
 from ..store import Collection
+from .security import READ_TIMEOUT_S
 
 log = logging.getLogger("funnel.service")
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Settings of one service: key, batching, feedback file, body limit."""
+    """Settings of one service: key, batching, feedback file, body size and read time limits."""
 
     api_key: str | None = None
     max_batch: int = 32
     max_wait_ms: float = 2.0
     feedback_path: Path | None = None
     max_body_bytes: int = 256 * 1024
+    # seconds for a request's head, then its whole body, to arrive (None: no limit; see runner, security)
+    read_timeout: float | None = READ_TIMEOUT_S
 
 
 class ServiceState:
@@ -79,12 +82,13 @@ class ServiceState:
         except FunnelError as exc:
             self.retriever = None
             self.error = exc
-            log.error("cannot load: %s", exc)
+            log.error("cannot load the model, so every search answers 503 until a restart: %s", exc)
             if self.on_failure is not None:
                 self.on_failure(exc)
         except Exception as exc:  # noqa: BLE001 - an unexpected loader failure still gets a message
-            self.error = FunnelError(f"cannot load the model: {exc}")
-            log.exception("cannot load")
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.error = FunnelError(f"cannot load the model: {first}")
+            log.exception("cannot load the model, so every search answers 503 until a restart")
             if self.on_failure is not None:
                 self.on_failure(self.error)
 
