@@ -57,7 +57,12 @@ def resolve_model(name: str) -> str:
             return DEFAULT_MODEL
         return str(get_model_path())
     path = Path(name).expanduser()
-    return str(path) if path.exists() else name
+    if path.exists():
+        return str(path)
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
+        # A path, not a hub id ("owner/name"): say so instead of the hub's repo-id complaint.
+        raise ModelLoadError(f"model {name!r}: no such directory (give a model directory or a model name)")
+    return name
 
 
 def truncate_normalize(vectors: np.ndarray, dim: int) -> np.ndarray:
