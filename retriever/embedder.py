@@ -61,7 +61,7 @@ def resolve_model(name: str) -> str:
         return str(path)
     if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
         # A path, not a hub id ("owner/name"): say so instead of the hub's repo-id complaint.
-        raise ModelLoadError(f"model {name!r}: no such directory (give a model directory or a model name)")
+        raise ModelLoadError(f"cannot load model {name!r}: no such directory (give a model directory or a model name)")
     return name
 
 
