@@ -150,6 +150,16 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
         print_json(asdict(result) | {"skipped": result.skipped})
 
 
+def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retriever.queries.QueryFile
+    from retriever.display import err
+
+    if found.skipped_empty:
+        err.print(f"skipped {found.skipped_empty:,} empty queries in {path}", highlight=False)
+    if found.skipped_bad:
+        err.print(f"skipped {found.skipped_bad:,} bad queries in {path} (first: {found.first_bad})", highlight=False,
+                  markup=False)
+
+
 @main.command()
 @click.argument("query", required=False)
 @collection_option
@@ -161,6 +171,8 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
 @click.option("--queries", "queries_file", envvar="FUNNEL_QUERIES", show_envvar=True,
               type=click.Path(path_type=Path), default=None,
               help="BEIR queries.jsonl: search every query (one JSON line each with --json)")
+@click.option("--skip-bad", is_flag=True, envvar="FUNNEL_SKIP_BAD", show_envvar=True,
+              help="--queries: skip (and count) malformed or unusable queries instead of stopping")
 @click.option("--no-text", is_flag=True, envvar="FUNNEL_NO_TEXT", show_envvar=True,
               help="leave the chunk text out of the results")
 @model_option
@@ -168,11 +180,12 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
 @json_option
 @click.pass_context
 def search(ctx: click.Context, query: str | None, collection: str, k: int, plan: str | None, exact: bool,
-           queries_file: Path | None, no_text: bool, model: str | None, device: str | None, as_json: bool) -> None:
+           queries_file: Path | None, skip_bad: bool, no_text: bool, model: str | None, device: str | None,
+           as_json: bool) -> None:
     """Funnel-search QUERY (or every query of --queries) in a collection."""
-    from retriever.corpus import ReadReport, read_corpus
-    from retriever.display import err, print_hits, print_json
+    from retriever.display import print_hits, print_json
     from retriever.errors import InvalidPlanError
+    from retriever.queries import read_queries
     from retriever.plan import validate_k
     from retriever.retriever import Retriever, validate_query
 
@@ -183,15 +196,13 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
     validate_k(k)
     if query is not None:
         validate_query(query)
-        ids, texts = [None], [query]
+        ids: list[str | None] = [None]
+        texts = [query]
     else:
-        report = ReadReport()
-        docs = list(read_corpus([queries_file], report=report))
-        if report.skipped_empty:
-            err.print(f"skipped {report.skipped_empty:,} empty queries in {queries_file}", highlight=False)
-        if not docs:
-            raise BadInputError(f"{queries_file}: no queries")
-        ids, texts = [d.id for d in docs], [d.text for d in docs]
+        assert queries_file is not None
+        found = read_queries(queries_file, skip_bad=skip_bad)
+        _report_skipped_queries(found, queries_file)
+        ids, texts = list(found.ids), found.texts
     with Retriever.open(collection, ctx.obj["data_dir"], model=model, device=device) as retriever:
         funnel = None if exact else retriever.plan(plan, k)
         label = f"exact {retriever.collection.spec.top_dim}-dim search" if funnel is None else f"plan {funnel}"
@@ -360,12 +371,14 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
               help="recall@k against exact search the plan must keep")
 @click.option("--sample", envvar="FUNNEL_CALIBRATE_SAMPLE", show_envvar=True, type=click.IntRange(10, 5000),
               default=200, help="queries (or stored chunks) to calibrate on")
+@click.option("--skip-bad", is_flag=True, envvar="FUNNEL_SKIP_BAD", show_envvar=True,
+              help="--queries: skip (and count) malformed or unusable queries instead of stopping")
 @model_option
 @device_option
 @json_option
 @click.pass_context
 def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, target: float, sample: int,
-              model: str | None, device: str | None, as_json: bool) -> None:
+              skip_bad: bool, model: str | None, device: str | None, as_json: bool) -> None:
     """Find and save the fastest funnel plan that keeps recall@k against exact search ≥ TARGET.
 
     Candidate plans are checked against exact search on real queries (--queries) or on stored
@@ -373,15 +386,19 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
     fastest is saved with the collection: later searches without --plan use it (scaled to their k).
     """
     from retriever.calibrate import calibrate as run_calibration
-    from retriever.corpus import read_corpus
     from retriever.display import err, print_json
     from retriever.plan import validate_k
+    from retriever.queries import read_queries
     from retriever.retriever import Retriever
 
     validate_k(k)
+    texts: list[str] = []
+    if queries_file is not None:  # read before the model loads: a bad file fails at once
+        found = read_queries(queries_file, skip_bad=skip_bad, limit=sample)
+        _report_skipped_queries(found, queries_file)
+        texts = found.texts
     with Retriever.open(name, data_dir=ctx.obj["data_dir"], model=model, device=device) as r:
-        if queries_file is not None:
-            texts = [d.text for _, d in zip(range(sample), read_corpus([queries_file]))]
+        if texts:
             vectors = r.embedder.encode(texts, r.collection.spec.dims)
             source = f"{len(texts)} queries from {queries_file}"
         else:
