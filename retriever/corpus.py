@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CorpusError
-from .limits import MAX_CSV_RECORD_LINES, MAX_ID_CHARS, MAX_TITLE_CHARS, LimitError, check_string, storable_metadata
+from .limits import (
+    MAX_CSV_RECORD_LINES,
+    MAX_ID_CHARS,
+    MAX_TITLE_CHARS,
+    LimitError,
+    check_string,
+    storable_metadata,
+)
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
@@ -80,7 +87,7 @@ class _BadRecord(Exception):
     """A record that cannot be used; carries the ``file:line: why`` message."""
 
 
-def _format_of(path: Path, label: str) -> str:
+def format_of(path: Path, label: str) -> str:
     suffix = path.suffix.lower()
     if suffix in JSONL_SUFFIXES:
         return "jsonl"
@@ -101,7 +108,7 @@ def _format_of(path: Path, label: str) -> str:
 def _source_files(item: str | os.PathLike[str] | CorpusInput, fmt: str | None = None) -> list[tuple[Path, str, str]]:
     """Expand one user path into (file, format, label) triples; ``fmt`` overrides file suffixes."""
     if isinstance(item, CorpusInput):
-        return [(item.path, item.format or fmt or _format_of(item.path, item.label), item.label)]
+        return [(item.path, item.format or fmt or format_of(item.path, item.label), item.label)]
     path = Path(item)
     if not path.exists():
         raise CorpusError(f"{path}: no such file or directory")
@@ -113,7 +120,7 @@ def _source_files(item: str | os.PathLike[str] | CorpusInput, fmt: str | None = 
             return [(beir, "jsonl", str(beir))]
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
         return [(p, "text", str(p)) for p in files]
-    return [(path, fmt or _format_of(path, str(path)), str(path))]
+    return [(path, fmt or format_of(path, str(path)), str(path))]
 
 
 def _as_text(value: Any) -> str:

@@ -104,3 +104,10 @@ def storable_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     if _has_huge_int(plain):
         raise LimitError("metadata holds an integer outside the signed 64-bit range")
     return plain
+
+# Disk: the engine writes through memory-mapped files, and a write into a mapped page the file
+# system cannot back kills the process with SIGBUS (no exception, no message). So funnel refuses,
+# with a clear message, to start a write unless its estimated size plus this margin is free.
+MIN_FREE_BYTES = 64 * 1024 * 1024  # one Edge WAL segment (32 MiB) twice over
+POINT_OVERHEAD_BYTES = 1024  # per point, besides its vectors and payload
+WRITE_AMPLIFICATION = 3  # vectors and payloads land in the WAL, the segment and (on optimize) a copy
