@@ -140,8 +140,11 @@ class _TokenStream:
     def _load(self) -> None:
         text, cut = self.text, min(len(self.text), self.pos + self.slice_chars)
         if cut < len(text):
-            space = _CUT.search(text, cut, min(len(text), cut + self.slice_chars))
-            cut = space.start() if space else cut  # no whitespace near: cut inside a word
+            # End before the next whitespace; with none in the next slice_chars characters, cut
+            # there (inside a run of non-space characters: the only place the tokens may differ).
+            limit = min(len(text), cut + self.slice_chars)
+            space = _CUT.search(text, cut, limit)
+            cut = space.start() if space else limit
         encoding = self.tokenizer(text[self.pos : cut], add_special_tokens=False, return_offsets_mapping=True,
                                   verbose=False)
         words = encoding.word_ids()
