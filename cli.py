@@ -171,7 +171,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
         on_disk = existing.on_disk if on_disk is None else on_disk
     layout = Layout(quantization=quantization or "none", on_disk=bool(on_disk),
                     hnsw_all_dims=existing is not None and existing.hnsw_dims == existing.dims and len(existing.dims) > 1)
-    catalog.check_writable()
+    catalog.check_writable(collection, len(dims.split(",")) if dims else 4)
     fields = Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields)
     with open_corpus(paths, fields, skip_bad, fmt, spool_dir=ctx.obj["data_dir"]) as corpus:
         embedder = Embedder(model or DEFAULT_MODEL, device=device)

@@ -50,9 +50,9 @@ from .errors import CollectionLockedError, CollectionNotFoundError, FunnelError,
 from .filters import Match, PayloadFilter, Range
 from .filters import MatchAny as AnyOf
 from .ladder import vector_name
-from .limits import POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
+from .limits import ENGINE_FILE_BYTES, NEW_SHARD_FILES, POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
 from .paths import validate_collection_name
-from .space import require_free_space
+from .space import require_free_space, sparse_bytes
 from .store import Catalog, Collection, CollectionExistsError, CollectionSpec, Hit, PointBatch, QuerySpec
 
 SPEC_FILE = "collection.json"
@@ -156,8 +156,8 @@ class EdgeCollection(Collection):
 
     def _require_space(self, points: int, payload_bytes: int, what: str) -> None:
         per_point = sum(self.spec.dims) * 4 + POINT_OVERHEAD_BYTES
-        require_free_space(self.path, (points * per_point + payload_bytes) * WRITE_AMPLIFICATION,
-                           f"{what} in collection {self.spec.name!r}")
+        needed = (points * per_point + payload_bytes) * WRITE_AMPLIFICATION + sparse_bytes(self.path)
+        require_free_space(self.path, needed, f"{what} in collection {self.spec.name!r}")
 
     def upsert(self, batch: PointBatch) -> None:
         payload_bytes = sum(len(json.dumps(p, ensure_ascii=False)) for p in batch.payloads)
@@ -315,7 +315,8 @@ class EdgeCollection(Collection):
 
     def finish_indexing(self) -> None:
         # optimizing may rewrite the appended segment: room for one more copy of the vectors
-        require_free_space(self.path, self.count() * sum(self.spec.dims) * 4, f"optimizing collection {self.spec.name!r}")
+        needed = self.count() * sum(self.spec.dims) * 4 + sparse_bytes(self.path)
+        require_free_space(self.path, needed, f"optimizing collection {self.spec.name!r}")
         try:
             self.shard.flush()
             self.shard.optimize()
@@ -390,8 +391,10 @@ class EdgeCatalog(Catalog):
                 (self.root / f".{name}.lock").unlink(missing_ok=True)
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def check_writable(self) -> None:
-        """Raise :class:`StoreError` unless collections can be written here (made, and with room)."""
+    def check_writable(self, name: str | None = None, dims: int = 1) -> None:
+        """Raise :class:`StoreError` unless collection ``name`` (or a new one with ``dims`` named
+        vectors) can be written here: the directory takes files, and the disk has room for the
+        holes of the collection's sparse files (or for a new shard's) and a margin."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".probe~{uuid.uuid4().hex[:8]}"
@@ -399,13 +402,18 @@ class EdgeCatalog(Catalog):
             probe.unlink()
         except OSError as exc:
             raise StoreError(f"cannot write collections in {self.root}: {exc.strerror or exc}") from None
-        require_free_space(self.root, 0, f"a collection in {self.root}")
+        path = self._path(name) if name is not None else None
+        if path is not None and path.is_dir():
+            require_free_space(self.root, sparse_bytes(path), f"writing to collection {name!r}")
+        else:
+            require_free_space(self.root, (NEW_SHARD_FILES + dims) * ENGINE_FILE_BYTES,
+                               f"a new collection{f' {name!r}' if name else ''} in {self.root}")
 
     def create(self, spec: CollectionSpec) -> EdgeCollection:
         final = self._path(spec.name)
         if final.exists():
             raise CollectionExistsError(f"collection {spec.name!r} already exists")
-        self.check_writable()
+        self.check_writable(spec.name, len(spec.dims))
         with self._creation_lock(spec.name):
             if final.exists():  # made by another process while this one waited for the lock
                 raise CollectionExistsError(f"collection {spec.name!r} already exists")

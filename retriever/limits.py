@@ -106,8 +106,13 @@ def storable_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 # Disk: the engine writes through memory-mapped files, and a write into a mapped page the file
-# system cannot back kills the process with SIGBUS (no exception, no message). So funnel refuses,
-# with a clear message, to start a write unless its estimated size plus this margin is free.
-MIN_FREE_BYTES = 64 * 1024 * 1024  # one Edge WAL segment (32 MiB) twice over
+# system cannot back kills the process with SIGBUS (no exception, no message). Its files are
+# created sparse in pieces of ENGINE_FILE_BYTES (WAL segments, vector chunks, payload pages; on
+# tmpfs, opening a collection fills the holes of its in-RAM vectors' chunks). So funnel refuses,
+# with a clear message, to start a write unless the holes of the collection's files, the write's
+# estimated size and a margin are free.
+MIN_FREE_BYTES = 16 * 1024 * 1024  # the safety margin
+ENGINE_FILE_BYTES = 32 * 1024 * 1024  # measured: qdrant-edge-py 0.9 preallocates files this size
+NEW_SHARD_FILES = 3  # besides one vector chunk per dim: two WAL segments and a payload page
 POINT_OVERHEAD_BYTES = 1024  # per point, besides its vectors and payload
 WRITE_AMPLIFICATION = 3  # vectors and payloads land in the WAL, the segment and (on optimize) a copy

@@ -14,6 +14,21 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
+def sparse_bytes(path: str | os.PathLike[str]) -> int:
+    """Bytes the files under ``path`` may still take without growing: their holes (size beyond the
+    blocks allocated). The engine maps these files, so writing (or, on tmpfs, reading) a hole
+    allocates disk space."""
+    holes = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                info = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            holes += max(0, info.st_size - info.st_blocks * 512)
+    return holes
+
+
 def require_free_space(path: str | os.PathLike[str], needed: int, what: str) -> None:
     """Raise :class:`StoreError` unless ``needed`` bytes plus :data:`MIN_FREE_BYTES` are free at ``path``."""
     try:

@@ -273,9 +273,9 @@ class Catalog(ABC):
     def create(self, spec: CollectionSpec) -> Collection:
         """Create an empty collection for ``spec`` and open it."""
 
-    def check_writable(self) -> None:
-        """Raise :class:`~retriever.errors.StoreError` unless new points can be written (cheap: it
-        runs before a model is loaded)."""
+    def check_writable(self, name: str | None = None, dims: int = 1) -> None:
+        """Raise :class:`~retriever.errors.StoreError` unless collection ``name`` (or a new one with
+        ``dims`` named vectors) can take new points (cheap: it runs before a model is loaded)."""
 
     @abstractmethod
     def open(self, name: str) -> Collection:
