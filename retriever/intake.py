@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from .corpus import CorpusInput, Document, Fields, ReadReport, format_of, read_corpus
 from .errors import CorpusError, StoreError
@@ -41,7 +41,7 @@ def needs_spool(item: CorpusPath) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def _copy(source: BinaryIO, target: BinaryIO) -> None:
+def _copy(source: IO[bytes], target: IO[bytes]) -> None:
     while block := source.read(COPY_BYTES):
         target.write(block)
 
@@ -54,7 +54,7 @@ def spooled(paths: Sequence[CorpusPath], directory: str | os.PathLike[str] | Non
     items: list[CorpusPath] = []
     try:
         for item in paths:
-            if not needs_spool(item):
+            if isinstance(item, CorpusInput) or not needs_spool(item):
                 items.append(item)
                 continue
             label = STDIN_LABEL if str(item) == STDIN else str(item)

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import REPO_ROOT, TOPIC_DOCS, topic_records, write_jsonl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cli import main
-from conftest import REPO_ROOT, TOPIC_DOCS, topic_records, write_jsonl
 from retriever import Retriever
 from retriever.edge_store import SHARD_DIR, EdgeCatalog
 from retriever.errors import CollectionLockedError, CorpusError
@@ -339,7 +341,7 @@ def test_stdin_bad_record_names_stdin(tmp_path):
 def tmpfs(path: Path, size: str):
     """A small tmpfs at ``path`` (needs root and CAP_SYS_ADMIN; the test skips otherwise)."""
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or 'not root'}): a full disk "
                     "cannot be made without it")
@@ -375,7 +377,7 @@ def test_disk_full(tmp_path):
         corpus = write_jsonl(tmp_path / "c.jsonl", topic_records())
         env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         done = subprocess.run([sys.executable, "cli.py", "--data-dir", str(data), "index", str(corpus), "-c", "full",
-                               "--no-progress"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+                               "--no-progress"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120, check=False)
         lines = done.stderr.decode().strip().splitlines()
         assert done.returncode == 1, done.stderr.decode()
         assert len(lines) == 1 and lines[0].startswith("Error: no space left"), lines
@@ -453,8 +455,6 @@ def test_huge_document_streamed(tmp_path, embedder):
 
 # --- property: whatever JSON records come in, the collection always reopens ----------------------
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 ODD_CHARS = st.one_of(st.characters(), st.sampled_from(["\ud800", "\udfff", "\x00", "\u2028", "\ufeff", "\U0001f680"]))
 SCALARS = st.one_of(
