@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -26,7 +26,8 @@ from .store import Catalog, Collection, CollectionSpec, Layout, PointBatch
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_CHUNK_OVERLAP = 32
-DEFAULT_GROUP_SIZE = 2048  # chunks per encode call + upsert; large groups sort well by length
+DEFAULT_GROUP_SIZE = 2048  # chunks looked up together (stored payloads, stale chunks)
+ENCODE_SLICE = 512  # chunks per encode call + upsert; large slices sort well by length
 
 
 class IndexProgress(Protocol):
@@ -106,7 +107,7 @@ class ChunkCounts:
 
 def write_group(
     collection: Collection, embedder: Embedder, chunks: list[Chunk], batch_size: int,
-    finished: dict[str, int] | None = None,
+    finished: dict[str, int] | None = None, on_written: Callable[[int], None] | None = None,
 ) -> ChunkCounts:
     """Upsert the chunks whose stored payload differs (or is missing); drop chunks a document lost.
 
@@ -114,6 +115,8 @@ def write_group(
     chunk n exists: one look-up per document finds them, and only those documents are cleaned.
     ``finished`` maps the documents whose last chunk is in this group to their chunk count (only
     those are probed: a huge document spans several groups); default: every document in the group.
+    Changed chunks are encoded and upserted :data:`ENCODE_SLICE` at a time, each slice reported
+    to ``on_written`` (so progress moves while a group is encoded).
     """
     if finished is None:
         finished = {}
@@ -124,9 +127,12 @@ def write_group(
     payloads = {c.id: c.payload() for c in chunks}
     stored = collection.payloads(list(payloads) + list(probes))
     changed = [c for c in chunks if stored.get(c.id) != payloads[c.id]]
-    if changed:
-        vectors = embedder.encode([c.text for c in changed], collection.spec.dims, batch_size=batch_size)
-        collection.upsert(PointBatch(ids=[c.id for c in changed], vectors=vectors, payloads=[payloads[c.id] for c in changed]))
+    for start in range(0, len(changed), ENCODE_SLICE):
+        part = changed[start : start + ENCODE_SLICE]
+        vectors = embedder.encode([c.text for c in part], collection.spec.dims, batch_size=batch_size)
+        collection.upsert(PointBatch(ids=[c.id for c in part], vectors=vectors, payloads=[payloads[c.id] for c in part]))
+        if on_written:
+            on_written(len(part))
     shrunk = {doc: chunks_per_doc[doc] for probe, doc in probes.items() if probe in stored}
     collection.delete_chunks_from(shrunk)
     return ChunkCounts(chunks=len(chunks), unchanged=len(chunks) - len(changed))
@@ -152,9 +158,17 @@ def index_chunks(
 
     def flush() -> None:
         nonlocal counts, pending, finished
-        counts += write_group(collection, embedder, pending, batch_size, finished)
+        reported = 0
+
+        def written(n: int) -> None:
+            nonlocal reported
+            reported += n
+            if progress:
+                progress.advance(0, n)
+
+        counts += write_group(collection, embedder, pending, batch_size, finished, written)
         if progress:
-            progress.advance(len(finished), len(pending))
+            progress.advance(len(finished), len(pending) - reported)
         pending, finished = [], {}
 
     for doc in documents:

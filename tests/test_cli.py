@@ -421,3 +421,23 @@ def test_killed_index_run_is_finished_by_a_rerun(tmp_path):
                 break
     assert len(keys) == n_docs
     assert set(keys) == {(f"d{i}", 0) for i in range(n_docs)}, "every chunk exactly once"
+
+
+def test_progress_lines_without_a_terminal(capsys):
+    """Without a terminal the bar would print nothing until the end: plain lines come instead."""
+    from retriever.display import IndexProgressBar
+
+    bar = IndexProgressBar(enabled=True, plain=True, every=0.0)
+    bar.start(10)
+    bar.advance(0, 512)
+    bar.advance(4, 100)
+    bar.stop()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("indexing: 0/10 documents, 512 chunks, ")
+    assert lines[1].startswith("indexing: 4/10 documents, 612 chunks, ")
+    quiet = IndexProgressBar(enabled=False, plain=True, every=0.0)
+    quiet.start(1)
+    quiet.advance(1, 1)
+    quiet.stop()
+    assert capsys.readouterr().err == ""
