@@ -442,7 +442,10 @@ class EdgeCatalog(Catalog):
         try:
             shard = EdgeShard.load(str(path / SHARD_DIR))
         except Exception as exc:  # noqa: BLE001
-            raise _engine_error(exc, name) from exc
+            error = _engine_error(exc, name)
+            if isinstance(error, CollectionLockedError):
+                raise error from exc
+            raise StoreError(f"{error} (the collection cannot be opened; 'funnel drop {name}' deletes it)") from exc
         release_freed_memory()
         return EdgeCollection(path, spec, shard)
 

@@ -276,7 +276,7 @@ def test_drop_collection_whose_shard_cannot_be_replayed(tmp_path):
     shard.update(UpdateOperation.upsert_points(
         [Point("00000000-0000-0000-0000-000000000001", {"dim8": [0.1] * 8, "dim32": [0.1] * 32}, {"m": deep})]))
     shard.close()
-    one_error_line(invoke(data, "info", "bricked"), "collection 'bricked': engine error")
+    one_error_line(invoke(data, "info", "bricked"), "collection 'bricked': engine error", "'funnel drop bricked' deletes it")
     ok(invoke(data, "drop", "bricked", "--yes"))
     assert EdgeCatalog(data).names() == ["fine"]
 
