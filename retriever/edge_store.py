@@ -8,9 +8,7 @@ a single-writer lock: a second process that opens it gets :class:`CollectionLock
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import fcntl
 import json
 import os
 import shutil
@@ -51,8 +49,9 @@ from .filters import Match, PayloadFilter, Range
 from .filters import MatchAny as AnyOf
 from .ladder import vector_name
 from .limits import ENGINE_FILE_BYTES, NEW_SHARD_FILES, POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
+from .locks import creation_lock
 from .paths import validate_collection_name
-from .space import require_free_space, sparse_bytes
+from .space import check_writable, dir_bytes, require_free_space, sparse_bytes
 from .store import Catalog, Collection, CollectionExistsError, CollectionSpec, Hit, PointBatch, QuerySpec
 
 SPEC_FILE = "collection.json"
@@ -127,17 +126,6 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def _dir_bytes(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.stat(os.path.join(root, f)).st_blocks * 512
-            except OSError:
-                pass
-    return total
 
 
 class EdgeCollection(Collection):
@@ -297,7 +285,7 @@ class EdgeCollection(Collection):
         return int(self.shard.info().points_count)
 
     def disk_bytes(self) -> int:
-        return _dir_bytes(self.path)
+        return dir_bytes(self.path)
 
     def vector_disk_bytes(self) -> dict[int, int]:
         """Sums, over the shard's segments, the directories named ``*-dim<N>`` (storage and index)."""
@@ -307,7 +295,7 @@ class EdgeCollection(Collection):
             for part in segment.glob("*"):
                 for suffix, dim in by_suffix.items():
                     if part.name.endswith(suffix):
-                        totals[dim] += _dir_bytes(part) if part.is_dir() else part.stat().st_blocks * 512
+                        totals[dim] += dir_bytes(part) if part.is_dir() else part.stat().st_blocks * 512
         return totals
 
     def flush(self) -> None:
@@ -370,51 +358,18 @@ class EdgeCatalog(Catalog):
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise StoreError(f"collection {name!r}: unreadable {path / SPEC_FILE} ({exc})") from None
 
-    @contextlib.contextmanager
-    def _creation_lock(self, name: str) -> Iterator[None]:
-        """An exclusive lock on ``<root>/.<name>.lock`` while a collection is created: a second
-        process creating the same collection is told so at once instead of racing on the
-        temporary directory."""
-        with open(self.root / f".{name}.lock", "a") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise CollectionLockedError(
-                    f"collection {name!r} is being created by another process (an index run); "
-                    "wait for it to finish or stop it"
-                ) from None
-            try:
-                yield
-            finally:
-                # Unlinked before it is unlocked: a process that opens the name later gets a new
-                # file, and finds the collection made (or this creation's failure cleaned up).
-                (self.root / f".{name}.lock").unlink(missing_ok=True)
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
     def check_writable(self, name: str | None = None, dims: int = 1) -> None:
         """Raise :class:`StoreError` unless collection ``name`` (or a new one with ``dims`` named
-        vectors) can be written here: the directory takes files, and the disk has room for the
-        holes of the collection's sparse files (or for a new shard's) and a margin."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".probe~{uuid.uuid4().hex[:8]}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise StoreError(f"cannot write collections in {self.root}: {exc.strerror or exc}") from None
+        vectors) can be written here (see :func:`~retriever.space.check_writable`)."""
         path = self._path(name) if name is not None else None
-        if path is not None and path.is_dir():
-            require_free_space(self.root, sparse_bytes(path), f"writing to collection {name!r}")
-        else:
-            require_free_space(self.root, (NEW_SHARD_FILES + dims) * ENGINE_FILE_BYTES,
-                               f"a new collection{f' {name!r}' if name else ''} in {self.root}")
+        check_writable(self.root, path, (NEW_SHARD_FILES + dims) * ENGINE_FILE_BYTES)
 
     def create(self, spec: CollectionSpec) -> EdgeCollection:
         final = self._path(spec.name)
         if final.exists():
             raise CollectionExistsError(f"collection {spec.name!r} already exists")
         self.check_writable(spec.name, len(spec.dims))
-        with self._creation_lock(spec.name):
+        with creation_lock(self.root, spec.name):
             if final.exists():  # made by another process while this one waited for the lock
                 raise CollectionExistsError(f"collection {spec.name!r} already exists")
             for stale in self.root.glob(f".tmp~{spec.name}~*"):  # '~' is never part of a name

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
+from pathlib import Path
 
 from .errors import StoreError
 from .limits import MIN_FREE_BYTES
@@ -41,3 +43,32 @@ def require_free_space(path: str | os.PathLike[str], needed: int, what: str) -> 
             f"(including a {_mib(MIN_FREE_BYTES)} safety margin); free some space and run it again "
             "(what is already stored stays, and a re-run resumes)"
         )
+
+
+def dir_bytes(path: str | os.PathLike[str]) -> int:
+    """Bytes the files under ``path`` take on disk (allocated blocks, not sizes)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def check_writable(root: Path, collection: Path | None, new_bytes: int) -> None:
+    """Raise :class:`StoreError` unless ``root`` takes files and its disk has room for the holes of
+    ``collection``'s sparse files (when it exists), else for ``new_bytes`` of a new one, plus the margin."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".probe~{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StoreError(f"cannot write collections in {root}: {exc.strerror or exc}") from None
+    if collection is not None and collection.is_dir():
+        require_free_space(root, sparse_bytes(collection), f"writing to collection {collection.name!r}")
+    else:
+        name = f" {collection.name!r}" if collection is not None else ""
+        require_free_space(root, new_bytes, f"a new collection{name} in {root}")
