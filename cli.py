@@ -148,9 +148,9 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
     """
     from dataclasses import asdict
 
+    from retriever.chunking import check_chunking
     from retriever.corpus import Fields
     from retriever.display import IndexProgressBar, print_index_summary, print_json
-    from retriever.chunking import check_chunking
     from retriever.embedder import DEFAULT_MODEL, Embedder
     from retriever.indexer import check_batch_size, index_corpus
     from retriever.intake import open_corpus
