@@ -394,6 +394,19 @@ def test_read_only_data_dir(tmp_path, topic_corpus, cli_model):
         assert EdgeCatalog(data).names() == ["topics"] and leftovers(data) == []
 
 
+def test_read_only_data_dir_by_permissions(tmp_path, topic_corpus):
+    """The same without a mount, for a user a 0555 directory refuses (root writes through it)."""
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions: test_read_only_data_dir covers this with a read-only mount")
+    data = tmp_path / "data"
+    (data / "collections").mkdir(parents=True)
+    (data / "collections").chmod(0o555)
+    try:
+        one_error_line(invoke(data, "index", topic_corpus, "-c", "x", "--no-progress"), "Permission denied")
+    finally:
+        (data / "collections").chmod(0o755)
+
+
 def test_disk_full(tmp_path):
     """A 3 MB file system: a real ``funnel index`` process exits 1 with one line (it used to die of
     SIGBUS), before loading the model, and leaves nothing behind."""
