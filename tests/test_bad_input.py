@@ -249,6 +249,28 @@ def test_concurrent_create_same_collection(tmp_path):
     assert not list(catalog.root.glob(".race.lock"))
 
 
+def test_concurrent_index_processes_same_new_collection(tmp_path, topic_corpus):
+    """Two real ``funnel index`` processes on the same new collection at once: each ends with
+    success or one clear line ("being created" / "in use"), never an OSError; the collection ends
+    whole."""
+    data = tmp_path / "data"
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "cli.py", "--data-dir", str(data), "index", str(topic_corpus), "-c", "race", "--no-progress"]
+    procs = [subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    assert any(rc == 0 for rc, _ in results), results
+    for rc, err in results:
+        assert "Traceback" not in err and "Errno" not in err, err
+        if rc != 0:
+            lines = err.strip().splitlines()
+            assert rc == 1 and len(lines) == 1, err
+            assert "is being created by another process" in lines[0] or "in use by another process" in lines[0]
+    with EdgeCatalog(data).open("race") as coll:
+        assert coll.count() == N_DOCS
+    assert leftovers(data) == []
+
+
 def test_collection_being_created_is_a_clear_error(tmp_path, topic_corpus, cli_model):
     """While another process holds the creation lock, ``funnel index`` says so in one line."""
     data = tmp_path / "data"
