@@ -20,20 +20,48 @@ QUERY_BATCH = 512  # queries encoded and searched together in --queries mode
 MODEL_HELP = "sentence-transformers model name or local path [default: all-MiniLM-L6-v2, or the collection's]"
 
 
+def _one_line_usage_error(exc: click.UsageError) -> click.ClickException:
+    """A usage error as one line and exit code 1 (click's own: usage, hint and error, exit code 2)."""
+    names, ctx = [], exc.ctx
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    command = " ".join(["funnel", *reversed(names)])
+    return click.ClickException(f"{exc.format_message()} (see '{command} --help')")
+
+
 class FunnelGroup(click.Group):
-    """Turns domain errors into one clear line and a non-zero exit."""
+    """Turns domain errors, usage errors and OS errors into one clear line and exit code 1."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # click's signature
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line_usage_error(exc) from exc
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201
         try:
             return super().invoke(ctx)
-        except FunnelError as exc:
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line_usage_error(exc) from exc
+        except (FunnelError, OSError) as exc:
             if ctx.meta.get("funnel.debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            message = exc if isinstance(exc, FunnelError) else _os_error_line(exc)
+            click.echo(f"Error: {message}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted: re-run the same command to finish (re-indexing is idempotent).", err=True)
             ctx.exit(130)
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 def _catalog(ctx: click.Context):  # noqa: ANN202
@@ -96,6 +124,9 @@ json_option = click.option(
               help="extra field to keep in the payload's metadata (repeatable)")
 @click.option("--skip-bad", is_flag=True, envvar="FUNNEL_SKIP_BAD", show_envvar=True,
               help="skip (and count) malformed records instead of stopping")
+@click.option("--format", "fmt", envvar="FUNNEL_FORMAT", show_envvar=True,
+              type=click.Choice(["jsonl", "csv", "tsv", "parquet", "text"]), default=None,
+              help="read every PATH as this format [default: from the suffix; jsonl for - (stdin)]")
 @click.option("--quantization", envvar="FUNNEL_QUANTIZATION", show_envvar=True, type=click.Choice(["none", "int8"]),
               default=None, help="int8: an int8 copy of the coarsest vector in RAM [default: none, or the collection's]")
 @click.option("--on-disk/--in-ram", "on_disk", envvar="FUNNEL_ON_DISK", show_envvar=True, default=None,
@@ -106,23 +137,29 @@ json_option = click.option(
 @click.pass_context
 def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: str | None, dims: str | None,
           chunk_size: int | None, chunk_overlap: int | None, batch_size: int, text_field: str, id_field: str | None,
-          title_field: str, metadata_fields: tuple[str, ...], skip_bad: bool, quantization: str | None,
-          on_disk: bool | None, device: str | None, as_json: bool, no_progress: bool) -> None:
-    """Chunk and embed PATHS (BEIR dir, JSONL, CSV, Parquet, .txt/.md dirs) into a collection.
+          title_field: str, metadata_fields: tuple[str, ...], skip_bad: bool, fmt: str | None,
+          quantization: str | None, on_disk: bool | None, device: str | None, as_json: bool,
+          no_progress: bool) -> None:
+    """Chunk and embed PATHS (BEIR dir, JSONL, CSV, TSV, Parquet, .txt/.md dirs; - for stdin) into a collection.
 
     Re-running with the same corpus updates in place. Indexing into an existing collection uses
-    its model, dims and chunking unless others are given (then they must match).
+    its model, dims and chunking unless others are given (then they must match). The corpus and
+    the options are checked before the model loads.
     """
     from dataclasses import asdict
 
+    from retriever.chunking import check_chunking
     from retriever.corpus import Fields
     from retriever.display import IndexProgressBar, print_index_summary, print_json
     from retriever.embedder import DEFAULT_MODEL, Embedder
-    from retriever.indexer import index_corpus
+    from retriever.indexer import check_batch_size, index_corpus
+    from retriever.intake import open_corpus
     from retriever.paths import validate_collection_name
     from retriever.store import Layout
 
     validate_collection_name(collection)
+    check_batch_size(batch_size)
+    check_chunking(chunk_size, chunk_overlap)
     catalog = _catalog(ctx)
     existing = catalog.read_spec(collection) if catalog.exists(collection) else None
     if existing is not None:
@@ -134,17 +171,18 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
         on_disk = existing.on_disk if on_disk is None else on_disk
     layout = Layout(quantization=quantization or "none", on_disk=bool(on_disk),
                     hnsw_all_dims=existing is not None and existing.hnsw_dims == existing.dims and len(existing.dims) > 1)
-    embedder = Embedder(model or DEFAULT_MODEL, device=device)
-    bar = IndexProgressBar(enabled=not no_progress)
-    try:
-        result = index_corpus(
-            catalog, collection, paths, embedder, dims=dims, chunk_size=chunk_size,
-            chunk_overlap=chunk_overlap, batch_size=batch_size,
-            fields=Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields),
-            skip_bad=skip_bad, progress=bar, layout=layout,
-        )
-    finally:
-        bar.stop()
+    catalog.check_writable(collection, len(dims.split(",")) if dims else 4)
+    fields = Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields)
+    with open_corpus(paths, fields, skip_bad, fmt, spool_dir=ctx.obj["data_dir"]) as corpus:
+        embedder = Embedder(model or DEFAULT_MODEL, device=device)
+        bar = IndexProgressBar(enabled=not no_progress)
+        try:
+            result = index_corpus(
+                catalog, collection, corpus, embedder, dims=dims, chunk_size=chunk_size,
+                chunk_overlap=chunk_overlap, batch_size=batch_size, progress=bar, layout=layout,
+            )
+        finally:
+            bar.stop()
     print_index_summary(result)
     if as_json:
         print_json(asdict(result) | {"skipped": result.skipped})
@@ -466,14 +504,21 @@ def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: st
 @click.pass_context
 def collections(ctx: click.Context, as_json: bool) -> None:
     """List the collections in the data directory."""
-    from retriever.display import print_collections, print_json, spec_dict
+    from retriever.display import err, print_collections, print_json, spec_dict
 
     catalog = _catalog(ctx)
-    specs = [catalog.read_spec(name) for name in catalog.names()]
+    specs, unreadable = [], {}
+    for name in catalog.names():
+        try:
+            specs.append(catalog.read_spec(name))
+        except FunnelError as exc:  # one broken collection must not hide the others
+            unreadable[name] = str(exc)
+            err.print(f"warning: {exc}", highlight=False, markup=False, soft_wrap=True)
     if as_json:
-        print_json([spec_dict(s) for s in specs])
+        listed = [spec_dict(s) for s in specs] + [{"name": n, "error": e} for n, e in unreadable.items()]
+        print_json(sorted(listed, key=lambda item: item["name"]))
     else:
-        print_collections(specs)
+        print_collections(specs, sorted(unreadable))
 
 
 @main.command()
@@ -504,7 +549,8 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
 def drop(ctx: click.Context, name: str, yes: bool) -> None:
     """Delete a collection and its data."""
     catalog = _catalog(ctx)
-    catalog.read_spec(name)  # a clear error for an unknown name before asking
+    if not catalog.exists(name):
+        catalog.read_spec(name)  # a clear error for an unknown name before asking
     if not yes and not click.confirm(f"Delete collection {name!r} and all its points?", err=True):
         raise click.Abort()
     catalog.drop(name)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,8 @@ from .errors import BadInputError
 # Fixed namespace so that a chunk id depends only on (document id, chunk index).
 CHUNK_NAMESPACE = uuid.UUID("6f1c3a52-9d0e-4c41-9b7e-2f5d8f0c1a77")
 MIN_CHUNK_TOKENS = 8
+SLICE_CHARS = 32_768  # characters tokenized at a time (a slice ends before an ASCII whitespace)
+_CUT = re.compile(r"[ \t\n\r]")  # whitespace every tokenizer splits words on
 
 
 def chunk_id(doc_id: str, index: int) -> str:
@@ -41,6 +45,15 @@ class Chunk:
         }
 
 
+def check_chunking(size: int | None, overlap: int | None) -> None:
+    """The checks of chunk size and overlap that need no model (the model's window is checked later)."""
+    if size is not None and size < MIN_CHUNK_TOKENS:
+        raise BadInputError(f"invalid chunk size {size}: use at least {MIN_CHUNK_TOKENS} tokens")
+    if overlap is not None and (overlap < 0 or (size is not None and overlap >= size)):
+        limit = f"0..{size - 1}" if size is not None else "0 or more"
+        raise BadInputError(f"invalid chunk overlap {overlap}: use {limit} tokens")
+
+
 class TokenChunker:
     """Split documents into windows of at most ``size`` tokens that overlap by ``overlap`` tokens.
 
@@ -68,28 +81,35 @@ class TokenChunker:
 
     def split(self, doc: Document) -> list[Chunk]:
         """The chunks of one document, in order; windows start and end on word boundaries."""
-        encoding = self.tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        offsets = encoding["offset_mapping"]
-        if len(offsets) <= self.size:
-            return [self._chunk(doc, 0, doc.text)]
-        words = encoding.word_ids()
+        return list(self.chunks(doc))
+
+    def chunks(self, doc: Document, slice_chars: int = SLICE_CHARS) -> Iterator[Chunk]:
+        """The chunks of one document, lazily: the text is tokenized ``slice_chars`` at a time (cut
+        on whitespace, so the tokens are those of the whole text), and tokens behind the current
+        window are dropped, so a huge document needs memory for its text and one slice only."""
+        tokens = _TokenStream(self.tokenizer, doc.text, slice_chars)
+        if not tokens.has(self.size):
+            yield self._chunk(doc, 0, doc.text)
+            return
 
         def word_start(pos: int, floor: int) -> int:
             # The first token of the word that token ``pos`` belongs to, if that is after ``floor``;
             # a word longer than the whole window is cut where the window ends.
             snapped = pos
-            while snapped > floor and words[snapped] is not None and words[snapped] == words[snapped - 1]:
+            while snapped > floor and tokens.word(snapped) is not None and tokens.word(snapped) == tokens.word(snapped - 1):
                 snapped -= 1
             return snapped if snapped > floor else pos
 
-        chunks: list[Chunk] = []
-        start, n = 0, len(offsets)
+        start, index = 0, 0
         while True:
-            end = n if start + self.size >= n else word_start(start + self.size, start)
-            chunks.append(self._chunk(doc, len(chunks), doc.text[offsets[start][0] : offsets[end - 1][1]]))
-            if end == n:
-                return chunks
+            last = not tokens.has(start + self.size)
+            end = tokens.count() if last else word_start(start + self.size, start)
+            yield self._chunk(doc, index, doc.text[tokens.start(start) : tokens.end(end - 1)])
+            if last:
+                return
+            index += 1
             start = word_start(max(end - self.overlap, start + 1), start)
+            tokens.forget_before(start)
 
     @staticmethod
     def _chunk(doc: Document, index: int, text: str) -> Chunk:
@@ -101,3 +121,64 @@ class TokenChunker:
             title=doc.title,
             metadata=doc.metadata,
         )
+
+
+class _TokenStream:
+    """A document's tokens (character offsets and word ids), tokenized slice by slice on demand."""
+
+    def __init__(self, tokenizer: Any, text: str, slice_chars: int) -> None:
+        self.tokenizer = tokenizer
+        self.text = text
+        self.slice_chars = max(1, slice_chars)
+        self.pos = 0  # characters tokenized so far
+        self.base = 0  # index of the first token kept
+        self.words_seen = 0  # word ids of earlier slices are offset by this
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.words: list[int | None] = []
+
+    def _load(self) -> None:
+        text, cut = self.text, min(len(self.text), self.pos + self.slice_chars)
+        if cut < len(text):
+            # End before the next whitespace; with none in the next slice_chars characters, cut
+            # there (inside a run of non-space characters: the only place the tokens may differ).
+            limit = min(len(text), cut + self.slice_chars)
+            space = _CUT.search(text, cut, limit)
+            cut = space.start() if space else limit
+        encoding = self.tokenizer(text[self.pos : cut], add_special_tokens=False, return_offsets_mapping=True,
+                                  verbose=False)
+        words = encoding.word_ids()
+        for (a, b), word in zip(encoding["offset_mapping"], words):
+            self.starts.append(a + self.pos)
+            self.ends.append(b + self.pos)
+            self.words.append(None if word is None else word + self.words_seen)
+        self.words_seen += max((w for w in words if w is not None), default=-1) + 1
+        self.pos = cut
+
+    def has(self, i: int) -> bool:
+        """Whether the text has a token ``i`` (tokenizing as far as needed to know)."""
+        while i >= self.base + len(self.starts) and self.pos < len(self.text):
+            self._load()
+        return i < self.base + len(self.starts)
+
+    def count(self) -> int:
+        """The number of tokens of the whole text (tokenizes the rest)."""
+        while self.pos < len(self.text):
+            self._load()
+        return self.base + len(self.starts)
+
+    def start(self, i: int) -> int:
+        return self.starts[i - self.base]
+
+    def end(self, i: int) -> int:
+        return self.ends[i - self.base]
+
+    def word(self, i: int) -> int | None:
+        return self.words[i - self.base]
+
+    def forget_before(self, i: int) -> None:
+        """Drop the tokens before ``i`` (in batches, so dropping stays cheap)."""
+        drop = i - self.base
+        if drop >= 4096:
+            del self.starts[:drop], self.ends[:drop], self.words[:drop]
+            self.base = i

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
@@ -49,10 +51,21 @@ class _ChunkRate(ProgressColumn):
         return Text(f"{chunks:,} chunks · {rate:,.0f} chunks/s", style="cyan")
 
 
-class IndexProgressBar:
-    """A rich progress bar over documents that also shows chunks and chunks/s (on stderr)."""
+PLAIN_PROGRESS_SECONDS = 10.0  # without a terminal: a progress line at most this often
 
-    def __init__(self, enabled: bool = True) -> None:
+
+class IndexProgressBar:
+    """A rich progress bar over documents that also shows chunks and chunks/s (on stderr).
+
+    When stderr is not a terminal (a log file, CI, a pipe) the bar would print nothing until the
+    end, so plain lines are printed instead, at most every ``every`` seconds.
+    """
+
+    def __init__(self, enabled: bool = True, plain: bool | None = None, every: float = PLAIN_PROGRESS_SECONDS) -> None:
+        self.plain = enabled and (not err.is_terminal if plain is None else plain)
+        self.every = every
+        self.total = self.done = 0
+        self.started = self.last = 0.0
         self.progress = Progress(
             TextColumn("[bold]indexing"),
             BarColumn(),
@@ -62,18 +75,28 @@ class IndexProgressBar:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err,
-            disable=not enabled,
+            disable=not enabled or self.plain,
         )
         self.task: Any = None
         self.chunks = 0
 
     def start(self, documents: int) -> None:
+        self.total, self.started = documents, time.monotonic()
+        self.last = self.started
         self.progress.start()
         self.task = self.progress.add_task("index", total=documents, chunks=0)
 
     def advance(self, documents: int, chunks: int) -> None:
         self.chunks += chunks
+        self.done += documents
         self.progress.update(self.task, advance=documents, chunks=self.chunks)
+        now = time.monotonic()
+        if self.plain and now - self.last >= self.every:
+            self.last = now
+            elapsed = now - self.started
+            rate = self.chunks / elapsed if elapsed else 0.0
+            err.print(f"indexing: {self.done:,}/{self.total:,} documents, {self.chunks:,} chunks, "
+                      f"{rate:,.0f} chunks/s, {elapsed:,.0f} s", highlight=False, markup=False, soft_wrap=True)
 
     def stop(self) -> None:
         self.progress.stop()
@@ -157,15 +180,18 @@ def spec_dict(spec: CollectionSpec) -> dict[str, Any]:
     }
 
 
-def print_collections(specs: list[CollectionSpec]) -> None:
-    if not specs:
+def print_collections(specs: list[CollectionSpec], unreadable: Sequence[str] = ()) -> None:
+    """The collections as a table; ``unreadable`` ones (broken ``collection.json``) are listed as such."""
+    if not specs and not unreadable:
         err.print("no collections yet: create one with [bold]funnel index PATH -c NAME[/]")
         return
     table = Table(title="collections", title_justify="left")
     for col in ("name", "model", "dims", "chunking"):
         table.add_column(col)
-    for s in specs:
-        table.add_row(s.name, Text(s.model), ",".join(map(str, s.dims)), f"{s.chunk_size}/{s.chunk_overlap}")
+    rows = [(s.name, Text(s.model), ",".join(map(str, s.dims)), f"{s.chunk_size}/{s.chunk_overlap}") for s in specs]
+    rows += [(name, Text("(unreadable collection.json)"), "", "") for name in unreadable]
+    for row in sorted(rows, key=lambda r: r[0]):
+        table.add_row(*row)
     out.print(table)
 
 

@@ -33,10 +33,10 @@ from qdrant_edge import (
     PayloadSchemaType,
     Point,
     Prefetch,
+    QuantizationSearchParams,
     Query,
     QueryBatchRequest,
     QueryRequest,
-    QuantizationSearchParams,
     RangeFloat,
     ScalarQuantizationConfig,
     ScalarType,
@@ -49,8 +49,11 @@ from .errors import CollectionLockedError, CollectionNotFoundError, FunnelError,
 from .filters import Match, PayloadFilter, Range
 from .filters import MatchAny as AnyOf
 from .ladder import vector_name
+from .limits import ENGINE_FILE_BYTES, NEW_SHARD_FILES, POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
+from .locks import creation_lock
 from .paths import validate_collection_name
-from .store import Catalog, Collection, CollectionSpec, Hit, PointBatch, QuerySpec
+from .space import check_writable, dir_bytes, require_free_space, sparse_bytes
+from .store import Catalog, Collection, CollectionExistsError, CollectionSpec, Hit, PointBatch, QuerySpec
 
 SPEC_FILE = "collection.json"
 CALIBRATION_FILE = "calibration.json"
@@ -131,17 +134,6 @@ def release_freed_memory() -> None:
         pass
 
 
-def _dir_bytes(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.stat(os.path.join(root, f)).st_blocks * 512
-            except OSError:
-                pass
-    return total
-
-
 class EdgeCollection(Collection):
     """An open Edge shard with the collection's spec."""
 
@@ -156,7 +148,14 @@ class EdgeCollection(Collection):
             raise StoreError(f"collection {self.spec.name!r} is closed")
         return self._shard
 
+    def _require_space(self, points: int, payload_bytes: int, what: str) -> None:
+        per_point = sum(self.spec.dims) * 4 + POINT_OVERHEAD_BYTES
+        needed = (points * per_point + payload_bytes) * WRITE_AMPLIFICATION + sparse_bytes(self.path)
+        require_free_space(self.path, needed, f"{what} in collection {self.spec.name!r}")
+
     def upsert(self, batch: PointBatch) -> None:
+        payload_bytes = sum(len(json.dumps(p, ensure_ascii=False)) for p in batch.payloads)
+        self._require_space(len(batch.ids), payload_bytes, f"{len(batch.ids):,} points")
         names = {dim: vector_name(dim) for dim in self.spec.dims}
         # float64 rows: their elements are Python floats, which the binding reads fastest (float32
         # elements cost a conversion each; measured 0.39 s vs 0.27 s per 5,000 points of 1,216 dims)
@@ -292,7 +291,7 @@ class EdgeCollection(Collection):
         return int(self.shard.info().points_count)
 
     def disk_bytes(self) -> int:
-        return _dir_bytes(self.path)
+        return dir_bytes(self.path)
 
     def vector_disk_bytes(self) -> dict[int, int]:
         """Sums, over the shard's segments, the directories named ``*-dim<N>`` (storage and index)."""
@@ -302,13 +301,16 @@ class EdgeCollection(Collection):
             for part in segment.glob("*"):
                 for suffix, dim in by_suffix.items():
                     if part.name.endswith(suffix):
-                        totals[dim] += _dir_bytes(part) if part.is_dir() else part.stat().st_blocks * 512
+                        totals[dim] += dir_bytes(part) if part.is_dir() else part.stat().st_blocks * 512
         return totals
 
     def flush(self) -> None:
         self.shard.flush()
 
     def finish_indexing(self) -> None:
+        # optimizing may rewrite the appended segment: room for one more copy of the vectors
+        needed = self.count() * sum(self.spec.dims) * 4 + sparse_bytes(self.path)
+        require_free_space(self.path, needed, f"optimizing collection {self.spec.name!r}")
         try:
             self.shard.flush()
             self.shard.optimize()
@@ -362,28 +364,38 @@ class EdgeCatalog(Catalog):
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise StoreError(f"collection {name!r}: unreadable {path / SPEC_FILE} ({exc})") from None
 
+    def check_writable(self, name: str | None = None, dims: int = 1) -> None:
+        """Raise :class:`StoreError` unless collection ``name`` (or a new one with ``dims`` named
+        vectors) can be written here (see :func:`~retriever.space.check_writable`)."""
+        path = self._path(name) if name is not None else None
+        check_writable(self.root, path, (NEW_SHARD_FILES + dims) * ENGINE_FILE_BYTES)
+
     def create(self, spec: CollectionSpec) -> EdgeCollection:
         final = self._path(spec.name)
         if final.exists():
-            raise StoreError(f"collection {spec.name!r} already exists")
-        self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob(f".tmp~{spec.name}~*"):  # '~' is never part of a name
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = self.root / f".tmp~{spec.name}~{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            (tmp / SPEC_FILE).write_text(spec.to_json())
-            shard = EdgeShard.create(str(tmp / SHARD_DIR), edge_config(spec))
-            for field_name, schema in INDEXED_FIELDS.items():
-                shard.update(UpdateOperation.create_field_index(field_name, schema))
-            shard.close()
-            os.rename(tmp, final)
-        except Exception as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(exc, FunnelError):
-                raise
-            raise StoreError(f"cannot create collection {spec.name!r}: {exc}") from exc
-        return self.open(spec.name)
+            raise CollectionExistsError(f"collection {spec.name!r} already exists")
+        self.check_writable(spec.name, len(spec.dims))
+        with creation_lock(self.root, spec.name):
+            if final.exists():  # made by another process while this one waited for the lock
+                raise CollectionExistsError(f"collection {spec.name!r} already exists")
+            for stale in self.root.glob(f".tmp~{spec.name}~*"):  # '~' is never part of a name
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = self.root / f".tmp~{spec.name}~{uuid.uuid4().hex[:8]}"
+            try:
+                tmp.mkdir()
+                (tmp / SPEC_FILE).write_text(spec.to_json())
+                shard = EdgeShard.create(str(tmp / SHARD_DIR), edge_config(spec))
+                for field_name, schema in INDEXED_FIELDS.items():
+                    shard.update(UpdateOperation.create_field_index(field_name, schema))
+                shard.close()
+                os.rename(tmp, final)
+            except Exception as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if isinstance(exc, FunnelError):
+                    raise
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+                raise StoreError(f"cannot create collection {spec.name!r} in {self.root}: {reason}") from exc
+            return self.open(spec.name)
 
     def open(self, name: str) -> EdgeCollection:
         spec = self.read_spec(name)
@@ -391,13 +403,25 @@ class EdgeCatalog(Catalog):
         try:
             shard = EdgeShard.load(str(path / SHARD_DIR))
         except Exception as exc:  # noqa: BLE001
-            raise _engine_error(exc, name) from exc
+            error = _engine_error(exc, name)
+            if isinstance(error, CollectionLockedError):
+                raise error from exc
+            raise StoreError(f"{error} (the collection cannot be opened; 'funnel drop {name}' deletes it)") from exc
         release_freed_memory()
         return EdgeCollection(path, spec, shard)
 
     def drop(self, name: str) -> None:
-        self.open(name).close()  # refuses a missing or locked collection
+        """Delete a collection; refuses a missing or locked one, but drops one whose spec or
+        write-ahead log cannot be read (nothing else can recover it)."""
         path = self._path(name)
+        if not path.is_dir():
+            self.read_spec(name)  # CollectionNotFoundError with the known names
+        try:
+            self.open(name).close()
+        except CollectionLockedError:
+            raise
+        except StoreError:
+            pass
         trash = self.root / f".drop~{name}~{uuid.uuid4().hex[:8]}"
         os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)

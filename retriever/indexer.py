@@ -1,29 +1,33 @@
 """Index a corpus: read → chunk → encode once at the full dim → truncate per dim → upsert.
 
 Everything that can be wrong with the input is found before the collection is touched: the
-corpus is read once to validate and count it, then read again to index it. Chunk ids are stable,
-so a re-run (after a crash, or with the same corpus) replaces points instead of adding them.
+corpus is read once to validate and count it (see :mod:`retriever.intake`), then read again to
+index it. Documents are chunked lazily and written in groups of about ``group_size`` chunks, a
+huge document over several groups, so memory stays bounded. Chunk ids are stable, so a re-run
+(after a crash, or with the same corpus) replaces points instead of adding them.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from .chunking import Chunk, TokenChunker, chunk_id
-from .corpus import Fields, ReadReport, read_corpus
+from .corpus import Document, Fields
 from .embedder import Embedder
-from .errors import BadInputError, CorpusError
+from .errors import BadInputError
+from .intake import CorpusPath, ValidCorpus, open_corpus
 from .ladder import parse_ladder
 from .store import Catalog, Collection, CollectionSpec, Layout, PointBatch
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_CHUNK_OVERLAP = 32
-DEFAULT_GROUP_SIZE = 2048  # chunks per encode call + upsert; large groups sort well by length
+DEFAULT_GROUP_SIZE = 2048  # chunks looked up together (stored payloads, stale chunks)
+ENCODE_SLICE = 512  # chunks per encode call + upsert; large slices sort well by length
 
 
 class IndexProgress(Protocol):
@@ -90,20 +94,6 @@ def build_spec(
     )
 
 
-def validate_corpus(paths: Sequence[str | os.PathLike[str]], fields: Fields, skip_bad: bool) -> ReadReport:
-    """Read the whole corpus once, raising on the first bad record (unless skip_bad) or if empty."""
-    report = ReadReport()
-    for _ in read_corpus(paths, fields, skip_bad, report):
-        pass
-    if report.documents == 0:
-        where = ", ".join(str(p) for p in paths)
-        raise CorpusError(
-            f"empty corpus: no document with text in {where} "
-            f"({report.skipped_empty} empty, {report.skipped_bad} bad records skipped)"
-        )
-    return report
-
-
 @dataclass(frozen=True)
 class ChunkCounts:
     """Chunks seen, and how many of them were already stored unchanged (not re-encoded)."""
@@ -115,22 +105,34 @@ class ChunkCounts:
         return ChunkCounts(self.chunks + other.chunks, self.unchanged + other.unchanged)
 
 
-def write_group(collection: Collection, embedder: Embedder, chunks: list[Chunk], batch_size: int) -> ChunkCounts:
+def write_group(
+    collection: Collection, embedder: Embedder, chunks: list[Chunk], batch_size: int,
+    finished: dict[str, int] | None = None, on_written: Callable[[int], None] | None = None,
+) -> ChunkCounts:
     """Upsert the chunks whose stored payload differs (or is missing); drop chunks a document lost.
 
     A document's chunks are numbered 0..n-1, so it has stale chunks exactly when a point for its
     chunk n exists: one look-up per document finds them, and only those documents are cleaned.
+    ``finished`` maps the documents whose last chunk is in this group to their chunk count (only
+    those are probed: a huge document spans several groups); default: every document in the group.
+    Changed chunks are encoded and upserted :data:`ENCODE_SLICE` at a time, each slice reported
+    to ``on_written`` (so progress moves while a group is encoded).
     """
-    chunks_per_doc: dict[str, int] = {}
-    for c in chunks:
-        chunks_per_doc[c.doc_id] = max(chunks_per_doc.get(c.doc_id, 0), c.index + 1)
+    if finished is None:
+        finished = {}
+        for c in chunks:
+            finished[c.doc_id] = max(finished.get(c.doc_id, 0), c.index + 1)
+    chunks_per_doc = finished
     probes = {chunk_id(doc, n): doc for doc, n in chunks_per_doc.items()}
     payloads = {c.id: c.payload() for c in chunks}
     stored = collection.payloads(list(payloads) + list(probes))
     changed = [c for c in chunks if stored.get(c.id) != payloads[c.id]]
-    if changed:
-        vectors = embedder.encode([c.text for c in changed], collection.spec.dims, batch_size=batch_size)
-        collection.upsert(PointBatch(ids=[c.id for c in changed], vectors=vectors, payloads=[payloads[c.id] for c in changed]))
+    for start in range(0, len(changed), ENCODE_SLICE):
+        part = changed[start : start + ENCODE_SLICE]
+        vectors = embedder.encode([c.text for c in part], collection.spec.dims, batch_size=batch_size)
+        collection.upsert(PointBatch(ids=[c.id for c in part], vectors=vectors, payloads=[payloads[c.id] for c in part]))
+        if on_written:
+            on_written(len(part))
     shrunk = {doc: chunks_per_doc[doc] for probe, doc in probes.items() if probe in stored}
     collection.delete_chunks_from(shrunk)
     return ChunkCounts(chunks=len(chunks), unchanged=len(chunks) - len(changed))
@@ -140,29 +142,43 @@ def index_chunks(
     collection: Collection,
     embedder: Embedder,
     chunker: TokenChunker,
-    documents: Iterable,
+    documents: Iterable[Document],
     batch_size: int = DEFAULT_BATCH_SIZE,
     group_size: int = DEFAULT_GROUP_SIZE,
     progress: IndexProgress | None = None,
 ) -> ChunkCounts:
-    """Chunk, encode and upsert documents in groups of about ``group_size`` chunks.
+    """Chunk, encode and upsert documents in groups of at most ``group_size`` chunks.
 
-    A document's chunks always land in one group, so stale chunks are found per group.
+    Chunks are made lazily, so a huge document is written over several groups with bounded
+    memory; its stale chunks are looked for with the group that holds its last chunk.
     """
     pending: list[Chunk] = []
-    pending_docs = 0
+    finished: dict[str, int] = {}
     counts = ChunkCounts()
 
     def flush() -> None:
-        nonlocal counts, pending, pending_docs
-        counts += write_group(collection, embedder, pending, batch_size)
+        nonlocal counts, pending, finished
+        reported = 0
+
+        def written(n: int) -> None:
+            nonlocal reported
+            reported += n
+            if progress:
+                progress.advance(0, n)
+
+        counts += write_group(collection, embedder, pending, batch_size, finished, written)
         if progress:
-            progress.advance(pending_docs, len(pending))
-        pending, pending_docs = [], 0
+            progress.advance(len(finished), len(pending) - reported)
+        pending, finished = [], {}
 
     for doc in documents:
-        pending.extend(chunker.split(doc))
-        pending_docs += 1
+        n = 0
+        for chunk in chunker.chunks(doc):
+            if len(pending) >= group_size:
+                flush()
+            pending.append(chunk)
+            n += 1
+        finished[doc.id] = n
         if len(pending) >= group_size:
             flush()
     if pending:
@@ -174,7 +190,7 @@ def index_chunks(
 def index_corpus(
     catalog: Catalog,
     name: str,
-    paths: Sequence[str | os.PathLike[str]],
+    paths: Sequence[CorpusPath] | ValidCorpus,
     embedder: Embedder,
     dims: str | Sequence[int] | None = None,
     chunk_size: int | None = None,
@@ -184,23 +200,39 @@ def index_corpus(
     skip_bad: bool = False,
     progress: IndexProgress | None = None,
     layout: Layout = Layout(),
+    fmt: str | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
 ) -> IndexResult:
-    """Validate everything, then index ``paths`` into collection ``name`` (created if missing)."""
+    """Validate everything, then index ``paths`` into collection ``name`` (created if missing).
+
+    ``paths`` may be a :class:`~retriever.intake.ValidCorpus` already validated (the CLI validates
+    before it loads the model); otherwise it is spooled (``-``, FIFOs) and validated here.
+    """
     started = time.perf_counter()
+    check_batch_size(batch_size)
+    spec = build_spec(name, embedder, dims, chunk_size, chunk_overlap, layout)
+    if isinstance(paths, ValidCorpus):
+        return _index_valid(catalog, spec, paths, embedder, batch_size, progress, started)
+    with open_corpus(paths, fields, skip_bad, fmt, spool_dir) as corpus:
+        return _index_valid(catalog, spec, corpus, embedder, batch_size, progress, started)
+
+
+def check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         raise BadInputError(f"invalid batch size {batch_size}: use 1 or more")
-    spec = build_spec(name, embedder, dims, chunk_size, chunk_overlap, layout)
-    report = validate_corpus(paths, fields, skip_bad)
+
+
+def _index_valid(catalog: Catalog, spec: CollectionSpec, corpus: ValidCorpus, embedder: Embedder, batch_size: int,
+                 progress: IndexProgress | None, started: float) -> IndexResult:
+    report = corpus.report
     chunker = TokenChunker(embedder.tokenizer, spec.chunk_size, spec.chunk_overlap, embedder.max_tokens)
     with catalog.open_or_create(spec) as collection:
         if progress:
             progress.start(report.documents)
-        counts = index_chunks(
-            collection, embedder, chunker, read_corpus(paths, fields, skip_bad), batch_size, progress=progress
-        )
+        counts = index_chunks(collection, embedder, chunker, corpus.documents(), batch_size, progress=progress)
         points = collection.count()
     return IndexResult(
-        collection=name,
+        collection=spec.name,
         documents=report.documents,
         chunks=counts.chunks,
         unchanged=counts.unchanged,

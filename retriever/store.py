@@ -14,12 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidDimsError, ModelMismatchError
+from .errors import InvalidDimsError, ModelMismatchError, StoreError
 from .filters import PayloadFilter
 from .plan import FunnelPlan
 
 SPEC_VERSION = 1
 QUANTIZATIONS = ("none", "int8")
+
+
+class CollectionExistsError(StoreError):
+    """Creating a collection that exists (perhaps made by another process a moment ago)."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +273,10 @@ class Catalog(ABC):
     def create(self, spec: CollectionSpec) -> Collection:
         """Create an empty collection for ``spec`` and open it."""
 
+    def check_writable(self, name: str | None = None, dims: int = 1) -> None:
+        """Raise :class:`~retriever.errors.StoreError` unless collection ``name`` (or a new one with
+        ``dims`` named vectors) can take new points (cheap: it runs before a model is loaded)."""
+
     @abstractmethod
     def open(self, name: str) -> Collection:
         """Open an existing collection."""
@@ -280,7 +288,10 @@ class Catalog(ABC):
     def open_or_create(self, spec: CollectionSpec) -> Collection:
         """Open ``spec.name`` if it exists (refusing another model/ladder/chunking), else create it."""
         if not self.exists(spec.name):
-            return self.create(spec)
+            try:
+                return self.create(spec)
+            except CollectionExistsError:
+                pass  # another process created it meanwhile: open it (or learn that it is in use)
         collection = self.open(spec.name)
         try:
             collection.spec.check_compatible(spec)

@@ -171,3 +171,49 @@ def test_word_longer_than_the_chunk_size(tokenizer):
     chunks = TokenChunker(tokenizer, 8, 2, MAX_TOKENS).split(Document("w", text))
     # Windows of 8 tokens advancing by 6 need about ceil(19 / 6) = 4 chunks; one-token windows need 12.
     assert len(chunks) <= math.ceil(total / (8 - 2)) + 1, [c.text for c in chunks]
+
+
+# --- streaming: a huge document is tokenized slice by slice, with the same chunks -------------------
+
+ODD_WORDS = ["alpha", "beta,", "gamma.", "naïve", "東京", "🚀", "pneumonoultramicroscopicsilicovolcanoconiosis", "x",
+             "(paren)", "a\tb", "line\n", "don't", "3.14", "été", "  ", "\x00", "ⅷ", "\r\n"]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_slices_give_the_chunks_of_the_whole_text(tokenizer, seed):
+    """Tokenizing slices cut before whitespace gives the tokens (so the chunks, so the chunk ids) of
+    tokenizing the whole text at once: re-indexing an existing collection re-encodes nothing."""
+    import random
+
+    rnd = random.Random(seed)
+    text = " ".join(rnd.choice(ODD_WORDS) for _ in range(rnd.randint(200, 1500)))
+    size = rnd.choice([8, 16, 40, 254])
+    chunker = TokenChunker(tokenizer, size, rnd.randint(0, size // 2), MAX_TOKENS)
+    doc = Document("d", text)
+    whole = list(chunker.chunks(doc, slice_chars=len(text) + 1))
+    assert len(whole) > 1
+    for slice_chars in (60, 100, 1000):
+        assert list(chunker.chunks(doc, slice_chars=slice_chars)) == whole, slice_chars
+
+
+def test_chunks_are_made_lazily_with_bounded_memory(tokenizer):
+    """A 1 MB document: the first chunk comes before the whole text is tokenized, and the Python
+    memory for tokens stays bounded (the whole text's token lists would take tens of MB)."""
+    import tracemalloc
+
+    text = huge_text(120_000)  # ~1 MB, ~420k tokens
+    chunker = TokenChunker(tokenizer, 254, 32, MAX_TOKENS)
+    chunks = chunker.chunks(Document("huge", text))
+    first = next(chunks)
+    assert first.index == 0 and text.startswith(first.text)
+    tracemalloc.start()
+    try:
+        count, last = 1, first
+        for last in chunks:
+            count += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert last.index == count - 1 and text.endswith(last.text)
+    assert count > 1500
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB of Python memory while chunking"

@@ -214,10 +214,8 @@ def test_errors_before_loading_the_model(built, args, fragments):
 
 
 def test_missing_required_option_is_a_usage_error(tmp_path):
-    result = invoke(tmp_path, "index", "corpus.jsonl")
-    assert result.exit_code == 2
-    assert "Missing option '-c' / '--collection'" in result.stderr
-    assert "Traceback" not in result.output
+    assert_error(invoke(tmp_path, "index", "corpus.jsonl"), "Missing option '-c' / '--collection'",
+                 "(see 'funnel index --help')")
 
 
 def test_debug_shows_the_exception(built):
@@ -337,7 +335,7 @@ def test_corrupt_collection_spec_is_a_clear_error(tmp_path):
     data = tmp_path / "data"
     synthetic_collection(data, "broken")
     (data / "collections" / "broken" / "collection.json").write_text('{"name": "broken"')
-    assert_error(invoke(data, "collections"))
+    assert_error(invoke(data, "info", "broken"), "collection 'broken': unreadable")
 
 
 def test_queries_file_larger_than_one_batch(built, tmp_path, monkeypatch):
@@ -423,3 +421,23 @@ def test_killed_index_run_is_finished_by_a_rerun(tmp_path):
                 break
     assert len(keys) == n_docs
     assert set(keys) == {(f"d{i}", 0) for i in range(n_docs)}, "every chunk exactly once"
+
+
+def test_progress_lines_without_a_terminal(capsys):
+    """Without a terminal the bar would print nothing until the end: plain lines come instead."""
+    from retriever.display import IndexProgressBar
+
+    bar = IndexProgressBar(enabled=True, plain=True, every=0.0)
+    bar.start(10)
+    bar.advance(0, 512)
+    bar.advance(4, 100)
+    bar.stop()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("indexing: 0/10 documents, 512 chunks, ")
+    assert lines[1].startswith("indexing: 4/10 documents, 612 chunks, ")
+    quiet = IndexProgressBar(enabled=False, plain=True, every=0.0)
+    quiet.start(1)
+    quiet.advance(1, 1)
+    quiet.stop()
+    assert capsys.readouterr().err == ""

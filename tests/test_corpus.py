@@ -329,3 +329,101 @@ def test_shared_financial_qa_corpus(shared_finqa):
     # 7,000 query lines, two of them with an empty text.
     assert (len(queries), qreport.skipped_empty) == (6998, 2)
     assert queries[0].id == "q0"
+
+
+# --- limits: nothing the engine cannot store or replay gets through ------------------------------
+
+
+def _line(tmp_path, text: str, name: str = "c.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text(text + "\n", encoding="utf-8", errors="surrogatepass")
+    return path
+
+
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ('{"_id": "d", "text": "t", "metadata": ' + _nested(33) + "}", "metadata nests more than 32 levels deep"),
+        ('{"_id": "d", "text": "t", "metadata": ' + _nested(100_000) + "}", "JSON nested too deeply to read"),
+        ('{"_id": "d", "text": "t", "metadata": {"n": 1' + "0" * 5000 + "}}", "unreadable JSON"),
+        ('{"_id": "d", "text": "t", "metadata": {"n": 9223372036854775808}}', "outside the signed 64-bit range"),
+        ('{"_id": "d", "text": "t", "metadata": {"n": -9223372036854775809}}', "outside the signed 64-bit range"),
+        ('{"_id": "d", "text": "t", "metadata": {"x": Infinity}}', "metadata cannot be stored"),
+        ('{"_id": "d", "text": "t", "metadata": {"s": "' + "x" * 70_000 + '"}}', "(at most 65,536)"),
+        ('{"_id": "' + "i" * 513 + '", "text": "t"}', "the document id is 513 characters long (at most 512)"),
+        ('{"_id": "d", "title": "' + "t" * 4097 + '", "text": "t"}', "the title is 4,097 characters long"),
+        ('{"_id": "d", "text": "bad \\ud800 text"}', "the text holds a lone surrogate (U+D800)"),
+        ('{"_id": "\\udc00", "text": "t"}', "the document id holds a lone surrogate"),
+        ('{"_id": "d", "text": "t", "metadata": {"\\ud83d": 1}}', "metadata holds a lone surrogate"),
+        ('{"_id": {"a": 1}, "text": "t"}', "the document id must be a string or a number"),
+    ],
+)
+def test_records_over_a_limit_are_bad_records(tmp_path, line, fragment):
+    path = _line(tmp_path, line)
+    with pytest.raises(CorpusError) as info:
+        read(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:1: ") and fragment in message, message
+    assert "\n" not in message
+    docs, report = read(path, skip_bad=True)
+    assert docs == [] and report.skipped_bad == 1
+
+
+def test_records_at_the_limits_are_kept(tmp_path):
+    meta = _nested(31)  # the metadata object plus 31 levels: 32
+    path = _line(tmp_path, '{"_id": "' + "i" * 512 + '", "text": "nul \\u0000 kept", "metadata": {"deep": ' + meta
+                 + ', "big": 9223372036854775807, "small": -9223372036854775808}}')
+    (doc,), _ = read(path)
+    assert len(doc.id) == 512 and doc.text == "nul \x00 kept"
+    assert doc.metadata["big"] == 2**63 - 1
+
+
+def test_tsv_stray_quote_is_kept_verbatim_not_merged(tmp_path):
+    path = tmp_path / "c.tsv"
+    path.write_text('id\ttext\n1\ta "quoted start\n2\tsecond row\n3\tend quote" here\n', encoding="utf-8")
+    docs, _ = read(path)
+    assert [(d.id, d.text) for d in docs] == [("1", 'a "quoted start'), ("2", "second row"), ("3", 'end quote" here')]
+
+
+def test_csv_unterminated_quote_is_a_bad_record_naming_its_line(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text('id,text\n1,fine\n2,"never closed\n3,lost\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=rf"{path}:3: malformed CSV record \(unexpected end of data\)"):
+        read(path)
+    docs, report = read(path, skip_bad=True)
+    assert [d.id for d in docs] == ["1"] and report.skipped_bad == 1
+
+
+def test_csv_fewer_values_than_columns_is_a_bad_record(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("id,text,lang\n1,ok,en\n2,short\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=rf"{path}:3: fewer values than columns \(2 for 3\)"):
+        read(path)
+
+
+def test_csv_record_spanning_too_many_lines_is_a_bad_record(tmp_path):
+    from retriever.limits import MAX_CSV_RECORD_LINES
+
+    body = "\n".join(["line"] * (MAX_CSV_RECORD_LINES + 1))
+    path = tmp_path / "c.csv"
+    path.write_text(f'id,text\n1,"{body}"\n2,after\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=rf"{path}:2: a quoted field spans lines 2-"):
+        read(path)
+    docs, _ = read(path, skip_bad=True)
+    assert [d.id for d in docs] == ["2"]
+
+
+def test_format_overrides_the_suffix(tmp_path):
+    path = tmp_path / "data.txt"
+    path.write_text('{"_id": "j", "text": "json in a .txt file"}\n')
+    (doc,), _ = read(path)
+    assert doc.id == str(path)  # a text file by its suffix
+    report = ReadReport()
+    (doc,) = list(read_corpus([path], report=report, fmt="jsonl"))
+    assert (doc.id, doc.text) == ("j", "json in a .txt file")
+    with pytest.raises(CorpusError, match="unknown format 'xml'"):
+        list(read_corpus([path], fmt="xml"))
