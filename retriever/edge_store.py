@@ -239,7 +239,10 @@ class EdgeCollection(Collection):
         return [[_to_hit(p, text) for p in points] for points, text in zip(results, with_text)]
 
     def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
-        requests = [self._request(queries, row, spec) for row, spec in enumerate(specs)]
+        try:  # the binding checks values (e.g. filter integers) when a request is built
+            requests = [self._request(queries, row, spec) for row, spec in enumerate(specs)]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _engine_error(exc, self.spec.name) from exc
         return self._run(requests, [spec.with_text for spec in specs])
 
     def search_at(
