@@ -223,8 +223,8 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
     """Funnel-search QUERY (or every query of --queries) in a collection."""
     from retriever.display import print_hits, print_json
     from retriever.errors import InvalidPlanError
-    from retriever.queries import read_queries
     from retriever.plan import validate_k
+    from retriever.queries import read_queries
     from retriever.retriever import Retriever, validate_query
 
     if (query is None) == (queries_file is None):

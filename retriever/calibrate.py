@@ -21,10 +21,10 @@ from itertools import product
 
 import numpy as np
 
+from .bench.timing import time_each
 from .edge_store import MIN_HNSW_EF
 from .errors import BadInputError
 from .plan import MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
-from .bench.timing import time_each
 from .store import Collection, Hit
 
 TOP_FACTORS = (2, 3, 5, 10, 20, 40)

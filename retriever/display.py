@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .bench.runner import BenchProgress
 from .indexer import IndexResult
 from .store import CollectionInfo, CollectionSpec, Hit
 
@@ -102,7 +103,7 @@ class IndexProgressBar:
         self.progress.stop()
 
 
-class BenchProgressBar:
+class BenchProgressBar(BenchProgress):
     """Rich progress on stderr for ``funnel bench``: the index bar, then one bar per measured step."""
 
     def __init__(self, enabled: bool = True) -> None:

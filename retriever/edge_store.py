@@ -15,7 +15,7 @@ import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from qdrant_edge import (
@@ -74,7 +74,7 @@ def edge_config(spec: CollectionSpec) -> EdgeConfig:
     """One cosine named vector per dim, laid out as the spec says (see :class:`CollectionSpec`)."""
     vectors = {}
     for dim in spec.dims:
-        graph = dim in spec.hnsw_dims
+        graph = dim in (spec.hnsw_dims or ())
         quantized = dim in spec.quantized_dims
         vectors[vector_name(dim)] = EdgeVectorParams(
             size=dim,
@@ -99,12 +99,13 @@ def edge_filter(payload_filter: PayloadFilter | None) -> Filter | None:
     """The engine-neutral filter as a Qdrant Edge ``Filter`` (every condition must hold)."""
     if not payload_filter:
         return None
-    must = []
+    must: list[Any] = []
     for key, cond in payload_filter.conditions:
         if isinstance(cond, Match):
             must.append(FieldCondition(key, match=MatchValue(cond.value)))
         elif isinstance(cond, AnyOf):
-            must.append(FieldCondition(key, match=MatchAny(list(cond.values))))
+            values: list[str] | list[int] = list(cond.values)  # type: ignore[assignment] # all str or all int
+            must.append(FieldCondition(key, match=MatchAny(values)))
         elif isinstance(cond, Range):
             must.append(FieldCondition(key, range=RangeFloat(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt)))
         else:  # pragma: no cover - PayloadFilter only holds the three kinds
@@ -221,11 +222,11 @@ class EdgeCollection(Collection):
         for i, stage in enumerate(coarse):
             # The filter applies to the shortlist (the first stage); later stages only re-score it.
             first = i == 0
-            params = self._stage_params(stage.dim, stage.limit, False, spec.hnsw_ef, refined=True) if first else None
-            prefetch = [Prefetch(limit=stage.limit, query=nearest(stage.dim), prefetches=prefetch, params=params,
+            shortlist = self._stage_params(stage.dim, stage.limit, False, spec.hnsw_ef, refined=True) if first else None
+            prefetch = [Prefetch(limit=stage.limit, query=nearest(stage.dim), prefetches=prefetch, params=shortlist,
                                  filter=where if first else None)]
-        params = None if coarse else self._stage_params(last.dim, last.limit, False, spec.hnsw_ef, refined=False)
-        return QueryRequest(limit=last.limit, query=nearest(last.dim), prefetches=prefetch, params=params,
+        alone = None if coarse else self._stage_params(last.dim, last.limit, False, spec.hnsw_ef, refined=False)
+        return QueryRequest(limit=last.limit, query=nearest(last.dim), prefetches=prefetch, params=alone,
                             with_payload=payload, filter=where if not coarse else None)
 
     def _run(self, requests: list[QueryRequest], with_text: Sequence[bool]) -> list[list[Hit]]:
@@ -269,7 +270,8 @@ class EdgeCollection(Collection):
                 raise _engine_error(exc, self.spec.name) from exc
             if records:
                 vectors = {
-                    dim: np.asarray([r.vector[name] for r in records], dtype=np.float32) for dim, name in names.items()
+                    dim: np.asarray([cast(dict, r.vector)[name] for r in records], dtype=np.float32)
+                    for dim, name in names.items()
                 }
                 yield PointBatch([str(r.id) for r in records], vectors, [r.payload or {} for r in records])
             if offset is None:

@@ -115,7 +115,10 @@ class Embedder:
     @property
     def max_tokens(self) -> int:
         """Tokens per input the model reads, special tokens included."""
-        return int(self.model.max_seq_length)
+        length = self.model.max_seq_length
+        if length is None:
+            raise ModelLoadError(f"model {self.name!r} declares no maximum sequence length")
+        return int(length)
 
     @cached_property
     def fingerprint(self) -> str:

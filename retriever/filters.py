@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from .errors import InvalidFilterError
 
@@ -36,7 +36,7 @@ INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 _INT_FIELDS = ("chunk",)
 
-Scalar = Union[str, int]
+Scalar = str | int
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Range:
     lte: float | None = None
 
 
-Condition = Union[Match, MatchAny, Range]
+Condition = Match | MatchAny | Range
 
 
 @dataclass(frozen=True)

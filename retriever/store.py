@@ -61,12 +61,12 @@ class CollectionSpec:
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
-        if self.hnsw_dims is None:  # the default, and specs written before the layout options
-            object.__setattr__(self, "hnsw_dims", self.dims[:1])
+        graph_dims = self.dims[:1] if self.hnsw_dims is None else self.hnsw_dims
+        object.__setattr__(self, "hnsw_dims", graph_dims)  # None: the default, and specs older than layouts
         if self.quantization not in QUANTIZATIONS:
             raise InvalidDimsError(f"unknown quantization {self.quantization!r} (choose from {', '.join(QUANTIZATIONS)})")
-        if not set(self.hnsw_dims) <= set(self.dims):
-            raise InvalidDimsError(f"HNSW dims {list(self.hnsw_dims)} are not all in the ladder {list(self.dims)}")
+        if not set(graph_dims) <= set(self.dims):
+            raise InvalidDimsError(f"HNSW dims {list(graph_dims)} are not all in the ladder {list(self.dims)}")
 
     @property
     def top_dim(self) -> int:
@@ -273,7 +273,7 @@ class Catalog(ABC):
     def create(self, spec: CollectionSpec) -> Collection:
         """Create an empty collection for ``spec`` and open it."""
 
-    def check_writable(self, name: str | None = None, dims: int = 1) -> None:
+    def check_writable(self, name: str | None = None, dims: int = 1) -> None:  # noqa: B027 - optional hook
         """Raise :class:`~retriever.errors.StoreError` unless collection ``name`` (or a new one with
         ``dims`` named vectors) can take new points (cheap: it runs before a model is loaded)."""
 

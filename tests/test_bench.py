@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import make_beir
 
 from cli import main
-from conftest import make_beir
 from retriever.beir import check_layout, load_split
 from retriever.bench.timing import Latency, time_each
 from retriever.calibrate import calibrate, calibrated_plan, candidate_plans, plan_cost

@@ -12,10 +12,19 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import (
+    BAD_CORPORA,
+    REPO_ROOT,
+    TOPIC_DOCS,
+    TOPIC_QUERIES,
+    bad_corpora,
+    plain_huge_text,
+    topic_records,
+    write_jsonl,
+)
 from qdrant_edge import ScrollRequest
 
 from cli import main
-from conftest import BAD_CORPORA, REPO_ROOT, bad_corpora, TOPIC_DOCS, TOPIC_QUERIES, plain_huge_text, topic_records, write_jsonl
 from retriever.chunking import TokenChunker
 from retriever.corpus import Document
 from retriever.edge_store import EdgeCatalog
@@ -124,7 +133,7 @@ def test_search_batch_queries(built, tmp_path):
     result = ok(invoke(data, "search", "--queries", queries, "-c", "docs", "-k", "2", "--json"))
     records = json_lines(result)
     assert [r["query_id"] for r in records] == [qid for qid, _, _ in TOPIC_QUERIES]
-    for record, (qid, text, expected) in zip(records, TOPIC_QUERIES):
+    for record, (_, text, expected) in zip(records, TOPIC_QUERIES):
         assert record["query"] == text
         assert len(record["hits"]) == 2
         assert record["hits"][0]["doc_id"] == expected

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import write_jsonl
+
 from retriever.corpus import Document, Fields, ReadReport, read_corpus
 from retriever.errors import BadInputError, CorpusError
 

@@ -299,6 +299,5 @@ def test_name_with_trailing_newline_is_refused():
 def test_unstorable_payload_is_a_funnel_error(catalog):
     batch, _ = make_batch(2)
     bad = [p | {"metadata": {"score": float("nan")}} for p in batch.payloads]
-    with catalog.create(make_spec("nan")) as coll:
-        with pytest.raises(FunnelError):
-            coll.upsert(PointBatch(ids=batch.ids, vectors=batch.vectors, payloads=bad))
+    with catalog.create(make_spec("nan")) as coll, pytest.raises(FunnelError):
+        coll.upsert(PointBatch(ids=batch.ids, vectors=batch.vectors, payloads=bad))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 import retriever.edge_store as edge_store
 from retriever.calibrate import recall_against
@@ -22,8 +23,6 @@ from retriever.edge_store import EdgeCatalog
 from retriever.ladder import vector_name
 from retriever.plan import parse_plan
 from retriever.store import CollectionSpec, PointBatch
-
-from conftest import REPO_ROOT
 
 LADDER = (64, 128, 256, 384)
 N_POINTS = 6_000

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from conftest import BAD_CORPORA, TOPIC_DOCS, TOPIC_QUERIES, bad_corpora, topic_records, write_jsonl
 from qdrant_edge import ScrollRequest
 
-from conftest import BAD_CORPORA, bad_corpora, TOPIC_DOCS, TOPIC_QUERIES, topic_records, write_jsonl
 from retriever import Retriever
 from retriever.chunking import TokenChunker, chunk_id
 from retriever.corpus import Document, Fields

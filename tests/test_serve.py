@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-
 from conftest import REPO_ROOT, TOPIC_DOCS, TOPIC_QUERIES, write_jsonl
+
 from retriever import Retriever
 from retriever.edge_store import EdgeCatalog
 from retriever.errors import ModelLoadError

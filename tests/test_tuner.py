@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import make_beir, write_jsonl
+
 from retriever.edge_store import EdgeCatalog
 from retriever.embedder import Embedder
 from retriever.errors import TuneError
@@ -17,6 +17,7 @@ from retriever.retriever import Retriever
 from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
 from tuner.pairs import PairColumns, load_pairs
 from tuner.training import CHECKPOINTS, REPORT_FILE, TuneConfig, tune
+
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator, SentenceEvaluator
+from sentence_transformers.sentence_transformer.evaluation import (
+    InformationRetrievalEvaluator,
+    SentenceEvaluator,
+)
 
-from retriever.corpus import read_corpus
 from retriever.beir import check_layout, load_split
+from retriever.corpus import read_corpus
 from retriever.errors import CorpusError, TuneError
 
 MIN_EVAL_QUERIES = 50

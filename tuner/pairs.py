@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from retriever.corpus import read_corpus
 from retriever.beir import read_qrels
+from retriever.corpus import read_corpus
 from retriever.errors import CorpusError, TuneError
 
 from .evaluation import beir_passages

@@ -99,9 +99,8 @@ def _check_output(config: TuneConfig) -> None:
         return
     if out.exists() and not out.is_dir():
         raise TuneError(f"{out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()):
-        if not config.overwrite:
-            raise TuneError(f"{out} exists and is not empty: give --overwrite to replace it (or --resume)")
+    if out.exists() and any(out.iterdir()) and not config.overwrite:
+        raise TuneError(f"{out} exists and is not empty: give --overwrite to replace it (or --resume)")
 
 
 def _check_config(config: TuneConfig) -> None:

@@ -27,6 +27,7 @@ from ..retriever import default_plan_for, validate_query
 from ..store import Hit
 from .errors import error_response, install_error_handlers
 from .models import (
+    BatchingInfo,
     CollectionResponse,
     ErrorResponse,
     FeedbackRequest,
@@ -182,9 +183,9 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
         body = HealthResponse(
             status=service.status, collection=service.name, model=service.collection.spec.model,
             message=str(service.error) if service.error is not None else None,
-            batching={"max_batch": batcher.max_batch, "max_wait_ms": batcher.max_wait * 1000,
-                      "batches": batcher.stats.batches, "queries": batcher.stats.queries,
-                      "largest_batch": batcher.stats.largest},
+            batching=BatchingInfo(max_batch=batcher.max_batch, max_wait_ms=batcher.max_wait * 1000,
+                                  batches=batcher.stats.batches, queries=batcher.stats.queries,
+                                  largest_batch=batcher.stats.largest),
         )
         if service.status != "ready":
             return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..embedder import Embedder
 from ..errors import FunnelError, NotReadyError
@@ -53,7 +54,7 @@ class ServiceState:
         return self.collection.spec.name
 
     @property
-    def status(self) -> str:
+    def status(self) -> Literal["ready", "loading", "failed"]:
         if self.retriever is not None:
             return "ready"
         return "failed" if self.error is not None else "loading"
