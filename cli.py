@@ -206,6 +206,9 @@ def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retrie
               help="funnel plan DIM:LIMIT,… e.g. 64:400,128:200,256:100 [default: see README]")
 @click.option("--exact", is_flag=True, envvar="FUNNEL_EXACT", show_envvar=True,
               help="exact search at the top dim (the reference), no funnel")
+@click.option("--adaptive/--fixed", "adaptive", envvar="FUNNEL_ADAPTIVE", show_envvar=True, default=None,
+              help="adaptive: a cheap first pass, the full plan only for queries whose top k is not settled; "
+              "fixed: the plan for every query [default: adaptive if funnel calibrate measured it faster]")
 @click.option("--queries", "queries_file", envvar="FUNNEL_QUERIES", show_envvar=True,
               type=click.Path(path_type=Path), default=None,
               help="BEIR queries.jsonl: search every query (one JSON line each with --json)")
@@ -218,7 +221,7 @@ def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retrie
 @json_option
 @click.pass_context
 def search(ctx: click.Context, query: str | None, collection: str, k: int, plan: str | None, exact: bool,
-           queries_file: Path | None, skip_bad: bool, no_text: bool, model: str | None, device: str | None,
+           adaptive: bool | None, queries_file: Path | None, skip_bad: bool, no_text: bool, model: str | None, device: str | None,
            as_json: bool) -> None:
     """Funnel-search QUERY (or every query of --queries) in a collection."""
     from retriever.display import print_hits, print_json
@@ -231,6 +234,8 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
         raise BadInputError("give either a QUERY or --queries FILE.jsonl")
     if exact and plan is not None and plan.strip():
         raise InvalidPlanError("give --plan or --exact, not both: an exact search has no funnel plan")
+    if adaptive and (exact or (plan is not None and plan.strip())):
+        raise InvalidPlanError("give --adaptive or --plan / --exact, not both: adaptive search chooses its own depth")
     validate_k(k)
     if query is not None:
         validate_query(query)
@@ -242,18 +247,26 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
         _report_skipped_queries(found, queries_file)
         ids, texts = list(found.ids), found.texts
     with Retriever.open(collection, ctx.obj["data_dir"], model=model, device=device) as retriever:
-        funnel = None if exact else retriever.plan(plan, k)
-        label = f"exact {retriever.collection.spec.top_dim}-dim search" if funnel is None else f"plan {funnel}"
+        spec = retriever.query_spec(k, plan, exact, not no_text, None, adaptive)
+        funnel = spec.plan
+        rule = getattr(spec, "rule", None)
+        if funnel is None:
+            label = f"exact {retriever.collection.spec.top_dim}-dim search"
+        elif rule is not None:
+            label = f"adaptive: plan {rule.first}, widened to {funnel} when unsettled"
+        else:
+            label = f"plan {funnel}"
         for start in range(0, len(texts), QUERY_BATCH):
             batch = texts[start : start + QUERY_BATCH]
-            results = retriever.search_batch(batch, k=k, plan=funnel, exact=exact, with_text=not no_text)
+            results = retriever.search_each(batch, [spec] * len(batch))
             for qid, text, hits in zip(ids[start:], batch, results):
                 if as_json:
                     record = {"query": text, "plan": "exact" if funnel is None else str(funnel),
+                              "adaptive": rule is not None, "depth": hits.depth.to_dict(),
                               "hits": [h.to_dict() for h in hits]}
                     print_json(record if qid is None else {"query_id": qid} | record)
                 else:
-                    print_hits(text, hits, label)
+                    print_hits(text, hits, label, hits.depth)
 
 
 @main.command()
@@ -423,6 +436,7 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
     chunks used as queries; the cheapest passing plan of each stage structure is timed here and the
     fastest is saved with the collection: later searches without --plan use it (scaled to their k).
     """
+    from retriever.adaptive_calibrate import calibrate_adaptive
     from retriever.calibrate import calibrate as run_calibration
     from retriever.display import err, print_json
     from retriever.plan import validate_k
@@ -445,15 +459,22 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
                 raise BadInputError(f"collection {name!r} is empty: index something first")
             vectors = batch.vectors
             source = f"{len(batch.ids)} stored chunks used as queries"
-        result = run_calibration(r.collection, vectors, k, target, timed=True)
-        record = result.record(source)
+        reference = r.collection.search(vectors, None, k, with_text=False)
+        result = run_calibration(r.collection, vectors, k, target, reference=reference, timed=True)
+        adaptive = calibrate_adaptive(r.collection, vectors, result.plan, reference, target)
+        record = result.record(source) | {"adaptive": adaptive.record()}
         r.collection.save_calibration(record)
     if as_json:
-        print_json(record | {"tried": result.tried})
+        print_json(record | {"tried": result.tried, "adaptive_tried": adaptive.tried})
         return
     verdict = "reaches" if result.met else "does NOT reach (no candidate did; this is the best one)"
     err.print(f"calibrated {name} on {source}: plan [bold]{result.plan}[/] {verdict} recall@{k} "
               f"{result.recall:.3f} against exact (target {target}); saved as the collection's default plan")
+    a = adaptive
+    err.print(f"adaptive: first plan {a.rule.first} (ef {a.rule.first_ef or 'default'}), widen when "
+              f"{a.rule.signal} < {a.rule.threshold:.4f} ({a.widened_share:.0%} widened); recall@{k} {a.recall:.3f}, "
+              f"mean {a.adaptive.mean:.2f} ms vs fixed {a.fixed.mean:.2f} ms: "
+              + ("[bold]the default[/]" if a.pays else "not the default (not faster at the target)"))
 
 
 @main.command()
@@ -528,18 +549,31 @@ def collections(ctx: click.Context, as_json: bool) -> None:
 def info(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a collection: points, dims, model, default plan, bytes on disk."""
     from retriever.display import print_info, print_json, spec_dict
-    from retriever.retriever import default_plan_for
+    from retriever.retriever import adaptive_by_default, adaptive_rule_for, default_plan_for
 
     with _catalog(ctx).open(name) as coll:
         details = coll.info()
-        calibrated = coll.calibration() is not None
+        record = coll.calibration()
         plan = str(default_plan_for(coll, 10))
+        rule = adaptive_rule_for(coll, 10)
+        adaptive_default = adaptive_by_default(coll)
         path = str(getattr(coll, "path", ""))
+    section = (record or {}).get("adaptive") if rule is not None else None
     if as_json:
         print_json(spec_dict(details.spec) | {"points": details.points, "disk_bytes": details.disk_bytes,
-                                               "default_plan_k10": plan, "plan_calibrated": calibrated, "path": path})
+                                               "default_plan_k10": plan, "plan_calibrated": record is not None,
+                                               "adaptive_default": adaptive_default, "adaptive": section,
+                                               "path": path})
+        return
+    if rule is None or not isinstance(section, dict):
+        adaptive = "not calibrated (run funnel calibrate)"
     else:
-        print_info(details, plan + (" (calibrated)" if calibrated else " (rule; run funnel calibrate)"), path)
+        adaptive = (f"{'the default' if adaptive_default else 'not the default (--adaptive to use it)'}: "
+                    f"first plan {rule.first}, widen when {rule.signal} < {rule.threshold:.4f} "
+                    f"({section.get('widened_share', 0):.0%} widened, mean {section.get('mean_ms_adaptive', 0):.2f} ms "
+                    f"vs fixed {section.get('mean_ms_fixed', 0):.2f} ms)")
+    print_info(details, plan + (" (calibrated)" if record is not None else " (rule; run funnel calibrate)"), path,
+               adaptive)
 
 
 @main.command()

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .adaptive import Depth
 from .bench.runner import BenchProgress
 from .indexer import IndexResult
 from .store import CollectionInfo, CollectionSpec, Hit
@@ -153,7 +154,10 @@ def _snippet(text: str | None, width: int = 100) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def print_hits(query: str, hits: list[Hit], plan: str) -> None:
+def print_hits(query: str, hits: list[Hit], plan: str, depth: Depth | None = None) -> None:
+    if depth is not None:
+        plan += (f" · depth: {depth.passes} pass{'es' if depth.passes > 1 else ''}, {depth.stages} stages, "
+                 f"{depth.candidates:,} candidates")
     table = Table(title=Text(query), caption=Text(plan), title_justify="left", expand=False)
     table.add_column("rank", justify="right")
     table.add_column("score", justify="right")
@@ -196,7 +200,7 @@ def print_collections(specs: list[CollectionSpec], unreadable: Sequence[str] = (
     out.print(table)
 
 
-def print_info(info: CollectionInfo, default_plan: str, path: str) -> None:
+def print_info(info: CollectionInfo, default_plan: str, path: str, adaptive: str = "not calibrated") -> None:
     table = Table(show_header=False, title=info.spec.name, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
@@ -212,6 +216,7 @@ def print_info(info: CollectionInfo, default_plan: str, path: str) -> None:
         "storage": f"HNSW on {', '.join(map(str, info.spec.hnsw_dims or ())) or 'no dim'}; quantization "
         f"{info.spec.quantization}; {'rerank vectors on disk' if info.spec.on_disk else 'vectors in RAM'}",
         "default plan (k=10)": default_plan,
+        "adaptive search": adaptive,
         "on disk": f"{human_bytes(info.disk_bytes)} ({info.disk_bytes:,} bytes)",
     }
     for k, v in rows.items():

@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .adaptive import AdaptiveRule, AdaptiveSpec, SearchResult, scale_rule
+from .adaptive import search_each as adaptive_search_each
 from .calibrate import calibrated_plan
 from .edge_store import EdgeCatalog
 from .embedder import Embedder
@@ -19,7 +21,7 @@ from .errors import BadInputError, InvalidPlanError, ModelMismatchError
 from .filters import PayloadFilter, parse_filter
 from .paths import default_data_dir, validate_collection_name
 from .plan import FunnelPlan, default_plan, parse_plan, validate_k
-from .store import Collection, Hit, QuerySpec
+from .store import Collection, QuerySpec
 
 FilterSpec = PayloadFilter | Mapping[str, Any] | None
 
@@ -94,6 +96,24 @@ def default_plan_for(collection: Collection, k: int) -> FunnelPlan:
     return calibrated_plan(record, collection.spec.dims, k)
 
 
+def adaptive_rule_for(collection: Collection, k: int) -> AdaptiveRule | None:
+    """The collection's calibrated adaptive rule scaled to ``k``, or ``None`` (never calibrated for it)."""
+    record = collection.calibration() or {}
+    section = record.get("adaptive")
+    if not isinstance(section, dict):
+        return None
+    try:
+        return scale_rule(section, collection.spec.dims, k)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def adaptive_by_default(collection: Collection) -> bool:
+    """Whether searches without a plan run adaptively: the calibration measured adaptive faster."""
+    section = (collection.calibration() or {}).get("adaptive")
+    return isinstance(section, dict) and section.get("adaptive_pays") is True and adaptive_rule_for(collection, 10) is not None
+
+
 class Retriever:
     """A collection and the model that built it, ready to search."""
 
@@ -156,18 +176,35 @@ class Retriever:
         exact: bool = False,
         with_text: bool = True,
         filter: FilterSpec = None,
+        adaptive: bool | None = None,
     ) -> QuerySpec:
         """Check k, plan and filter for this collection and bundle them (raises :class:`BadInputError`).
 
         ``plan`` and ``exact=True`` together are refused (:class:`InvalidPlanError`): an exact search
-        has no funnel, so the plan would be silently ignored.
+        has no funnel, so the plan would be silently ignored; so is ``adaptive=True`` with either.
+        ``adaptive=None`` searches adaptively when neither is given and the collection's calibration
+        measured adaptive search faster (:func:`adaptive_by_default`); the result is then an
+        :class:`~retriever.adaptive.AdaptiveSpec`.
         """
         k = validate_k(_int_option("k", k))
         exact = _bool_option("exact", exact)
         with_text = _bool_option("with_text", with_text)
+        if adaptive is not None:
+            adaptive = _bool_option("adaptive", adaptive)
         if exact and _plan_given(plan):
             raise InvalidPlanError("give a plan or exact=True, not both: an exact search has no funnel plan")
+        if adaptive and (exact or _plan_given(plan)):
+            raise InvalidPlanError("give adaptive=True or a plan / exact=True, not both: adaptive search "
+                                   "chooses its own depth")
         where = parse_filter(filter)  # a mapping or a hand-built PayloadFilter, checked the same way
+        if adaptive is None:
+            adaptive = not exact and not _plan_given(plan) and adaptive_by_default(self.collection)
+        if adaptive:
+            rule = adaptive_rule_for(self.collection, k)
+            if rule is None:
+                raise InvalidPlanError(f"collection {self.name!r} has no adaptive calibration: run "
+                                       "funnel calibrate first")
+            return AdaptiveSpec(self.plan(None, k), k, with_text, where, rule=rule)
         return QuerySpec(None if exact else self.plan(plan, k), k, with_text, where)
 
     def search(
@@ -178,13 +215,17 @@ class Retriever:
         exact: bool = False,
         with_text: bool = True,
         filter: FilterSpec = None,
-    ) -> list[Hit]:
+        adaptive: bool | None = None,
+    ) -> SearchResult:
         """Funnel-search one query; ``exact=True`` runs the exact top-dim search instead.
 
         ``filter`` restricts the hits by payload, e.g. ``{"metadata.year": {"gte": 2020}}``
-        (see :mod:`retriever.filters`).
+        (see :mod:`retriever.filters`). ``adaptive`` (see :meth:`query_spec`): ``True`` spends
+        depth only where the ranking is not settled. The result is a list of hits whose
+        ``.depth`` says how deep the search went.
         """
-        return self.search_batch([query], k=k, plan=plan, exact=exact, with_text=with_text, filter=filter)[0]
+        return self.search_batch([query], k=k, plan=plan, exact=exact, with_text=with_text, filter=filter,
+                                 adaptive=adaptive)[0]
 
     def search_batch(
         self,
@@ -195,14 +236,16 @@ class Retriever:
         with_text: bool = True,
         batch_size: int = 64,
         filter: FilterSpec = None,
-    ) -> list[list[Hit]]:
-        """Search many queries the same way: one encode call, one engine batch."""
+        adaptive: bool | None = None,
+    ) -> list[SearchResult]:
+        """Search many queries the same way: one encode call, one engine batch (two when adaptive)."""
         texts = validate_queries(queries)
-        spec = self.query_spec(k, plan, exact, with_text, filter)
+        spec = self.query_spec(k, plan, exact, with_text, filter, adaptive)
         return self.search_each(texts, [spec] * len(texts), batch_size=batch_size)
 
-    def search_each(self, queries: Sequence[str], specs: Sequence[QuerySpec], batch_size: int = 64) -> list[list[Hit]]:
-        """Search many queries, each its own way (see :meth:`query_spec`): one encode, one engine batch."""
+    def search_each(self, queries: Sequence[str], specs: Sequence[QuerySpec], batch_size: int = 64) -> list[SearchResult]:
+        """Search many queries, each its own way (see :meth:`query_spec`): one encode, one engine batch
+        (and a second one for the adaptive queries that widen). Each result carries its ``.depth``."""
         texts = validate_queries(queries)
         batch_size = _int_option("batch_size", batch_size)
         if batch_size < 1:
@@ -212,7 +255,7 @@ class Retriever:
         if not all(isinstance(spec, QuerySpec) for spec in specs):
             raise BadInputError("specs are QuerySpec objects (from query_spec())")
         vectors = self.embedder.encode(texts, self.collection.spec.dims, batch_size=batch_size)
-        return self.collection.search_each(vectors, specs)
+        return adaptive_search_each(self.collection, vectors, specs)
 
     def close(self) -> None:
         self.collection.close()

@@ -19,11 +19,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..adaptive import AdaptiveSpec, Depth
 from ..batcher import MicroBatcher
 from ..chunking import chunk_id
 from ..errors import ChunkNotFoundError, CollectionNotFoundError, FunnelError, error_type
 from ..feedback import FeedbackLog
-from ..retriever import default_plan_for, validate_query
+from ..retriever import adaptive_by_default, default_plan_for, validate_query
 from ..store import Hit
 from .errors import error_response, install_error_handlers
 from .models import (
@@ -83,6 +84,11 @@ def _batcher(request: Request) -> MicroBatcher:
 def _hit_dict(hit: Hit) -> dict[str, Any]:
     return {"id": hit.id, "doc_id": hit.doc_id, "chunk": hit.chunk, "score": hit.score, "text": hit.text,
             "title": hit.title, "metadata": hit.metadata}
+
+
+def _depth(hits: list[Hit]) -> dict[str, int]:
+    depth = getattr(hits, "depth", None)  # every Retriever result has one
+    return depth.to_dict() if isinstance(depth, Depth) else {"passes": 1, "stages": 0, "candidates": 0}
 
 
 def _check_collection(state: ServiceState, name: str | None) -> None:
@@ -145,15 +151,17 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
         texts = body.texts
         for text in texts:
             validate_query(text)
-        spec = retriever.query_spec(body.k, body.plan, body.exact, body.with_text, body.filter)
+        spec = retriever.query_spec(body.k, body.plan, body.exact, body.with_text, body.filter, body.adaptive)
         results = await _batcher(request).search(texts, [spec] * len(texts))
         # Built as plain dicts and returned as a JSONResponse: the hot path skips re-validating the
         # response model (its shape is the documented SearchResponse, checked by the tests).
         return JSONResponse({
             "collection": service.name,
             "plan": "exact" if spec.plan is None else str(spec.plan),
+            "adaptive": isinstance(spec, AdaptiveSpec),
             "k": body.k,
-            "results": [{"query": q, "hits": [_hit_dict(h) for h in hits]} for q, hits in zip(texts, results)],
+            "results": [{"query": q, "hits": [_hit_dict(h) for h in hits], "depth": _depth(hits)}
+                        for q, hits in zip(texts, results)],
             "took_ms": round((time.perf_counter() - start) * 1000, 3),
         })
 
@@ -163,16 +171,17 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
         """Points, dims, model and default plan of the served collection."""
         service = _service(request)
         _check_collection(service, name)
-        info, plan = await asyncio.get_running_loop().run_in_executor(
+        info, plan, adaptive = await asyncio.get_running_loop().run_in_executor(
             _batcher(request).executor,
-            lambda: (service.collection.info(), default_plan_for(service.collection, 10)),
+            lambda: (service.collection.info(), default_plan_for(service.collection, 10),
+                     adaptive_by_default(service.collection)),
         )
         spec = info.spec
         return {
             "name": spec.name, "points": info.points, "dims": list(spec.dims), "model": spec.model,
             "model_fingerprint": spec.model_fingerprint, "model_dim": spec.model_dim,
             "chunk_size": spec.chunk_size, "chunk_overlap": spec.chunk_overlap, "engine": spec.engine,
-            "default_plan": str(plan), "disk_bytes": info.disk_bytes,
+            "default_plan": str(plan), "adaptive_default": adaptive, "disk_bytes": info.disk_bytes,
         }
 
     @app.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})

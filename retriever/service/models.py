@@ -79,6 +79,12 @@ class SearchRequest(BaseModel):
     )
     exact: bool = Field(default=False, strict=True, description="exact search at the top dim instead of the funnel "
                                                    "(not with `plan`: both together are refused, 400)")
+    adaptive: bool | None = Field(
+        default=None, strict=True,
+        description="true: a cheap first pass, the full plan only for queries whose top k is not settled; false: "
+        "the plan for every query (default: adaptive when the collection's calibration measured it faster; "
+        "true with `plan` or `exact` is refused, 400)",
+    )
     filter: FilterSpec | None = Field(default=None, description="payload filter (see the schema)")
     with_text: bool = Field(default=True, strict=True, description="return each chunk's text")
     collection: str | None = Field(
@@ -109,16 +115,27 @@ class HitModel(BaseModel):
     metadata: dict[str, Any]
 
 
+class DepthModel(BaseModel):
+    """How deep one query went."""
+
+    passes: int = Field(description="1, or 2 when adaptive search widened the query to the full plan")
+    stages: int = Field(description="funnel stages run, over all passes")
+    candidates: int = Field(description="points scored, over all stages: each stage's shortlist (the whole "
+                                        "collection for an exact search)")
+
+
 class QueryResult(BaseModel):
     query: str
     hits: list[HitModel]
+    depth: DepthModel
 
 
 class SearchResponse(BaseModel):
     """One result per query, in request order."""
 
     collection: str
-    plan: str = Field(description="the funnel plan that ran, or 'exact'")
+    plan: str = Field(description="the funnel plan that ran (adaptive: the plan of widened queries), or 'exact'")
+    adaptive: bool = Field(description="whether the search ran adaptively")
     k: int
     results: list[QueryResult]
     took_ms: float = Field(description="server time for the request, queueing included")
@@ -135,6 +152,8 @@ class CollectionResponse(BaseModel):
     chunk_overlap: int
     engine: str
     default_plan: str = Field(description="the default funnel plan for k=10 (calibrated if funnel calibrate ran)")
+    adaptive_default: bool = Field(description="whether searches run adaptively by default (calibration measured "
+                                               "adaptive search faster at the recall target)")
     disk_bytes: int
 
 

@@ -1,0 +1,174 @@
+"""Adaptive search: the settle signal and threshold rule, the calibration record, and adaptive search on
+a real HNSW-walked collection (calibrated on some queries, held to its recall on others)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import retriever.adaptive_calibrate as adaptive_calibrate
+import retriever.edge_store as edge_store
+from retriever.adaptive import (
+    AdaptiveRule,
+    AdaptiveSpec,
+    Depth,
+    SearchResult,
+    first_plan,
+    plan_depth,
+    scale_rule,
+    search_each,
+    settle_signal,
+)
+from retriever.adaptive_calibrate import ALWAYS, NEVER, calibrate_adaptive, choose_threshold, recall_each
+from retriever.calibrate import calibrate
+from retriever.edge_store import EdgeCatalog
+from retriever.plan import parse_plan
+from retriever.retriever import adaptive_by_default, adaptive_rule_for
+from retriever.store import CollectionSpec, PointBatch, QuerySpec
+
+LADDER = (64, 128, 256, 384)
+K = 10
+
+
+# -- the signal and the threshold rule -------------------------------------------------------------
+
+def test_settle_signals():
+    scores = [1.0 - 0.01 * i for i in range(20)]
+    scores[10] = 0.80  # a gap right after rank 10
+    assert settle_signal(scores, 10, 10, "gap") == pytest.approx(scores[9] - 0.80)
+    assert settle_signal(scores, 10, 10, "margin") == pytest.approx(scores[9] - scores[19])
+    assert settle_signal(scores + [0.1], 10, 10, "margin") == pytest.approx(scores[9] - scores[19])  # probe only
+    assert settle_signal(scores[:15], 10, 10, "margin") == -math.inf  # too few hits to judge: widen
+
+
+def test_choose_threshold_widens_the_lowest_signals_until_the_target():
+    signals = np.array([0.5, 0.1, 0.3, 0.2, 0.4])
+    shallow = np.array([1.0, 0.0, 1.0, 0.5, 1.0])
+    deep = np.ones(5)
+    threshold, widened, recall = choose_threshold(signals, shallow, deep, target=0.85)
+    assert (widened, recall) == (1, 0.9)  # widening 0.1 (the miss) is enough
+    assert 0.1 < threshold <= 0.2 and int(np.sum(signals < threshold)) == 1
+    threshold, widened, recall = choose_threshold(signals, shallow, deep, target=1.0)
+    assert widened == 2 and recall == 1.0 and int(np.sum(signals < threshold)) == 2
+    assert choose_threshold(signals, shallow, deep, target=0.5)[:2] == (NEVER, 0)
+    assert choose_threshold(signals, shallow, deep * 0.5, target=0.99)[:2] == (ALWAYS, 5)  # unreachable: widen all
+
+
+def test_choose_threshold_widens_unjudgeable_and_tied_queries_together():
+    signals = np.array([-math.inf, 0.2, 0.2, 0.6])
+    threshold, widened, _ = choose_threshold(signals, np.array([1.0, 0.0, 1.0, 1.0]), np.ones(4), target=0.8)
+    assert widened == 3 and int(np.sum(signals < threshold)) == 3  # the -inf one, and both ties
+    threshold, widened, _ = choose_threshold(signals, np.ones(4), np.ones(4), target=1.0)
+    assert widened == 1 and int(np.sum(signals < threshold)) == 1  # -inf is always widened
+
+
+def test_rule_scales_with_k_and_depth_counts_candidates():
+    rule = scale_rule({"k": 10, "first_plan": "64:40,384:20", "probe": 10, "signal": "gap", "threshold": 0.01,
+                       "first_ef": 40}, LADDER, 20)
+    assert str(rule.first) == "64:80,384:40" and rule.probe == 20 and rule.first_ef == 80 and rule.signal == "gap"
+    assert str(first_plan([(64, 5), (128, 3)], 384, 10, 10)) == "64:20,128:20,384:20"  # kept ≥ k + probe
+    assert plan_depth(parse_plan("64:400,128:200", LADDER, 10), 0) == Depth(1, 3, 400 + 400 + 200)
+    assert plan_depth(None, 1234) == Depth(1, 1, 1234)
+    assert Depth(1, 2, 60) + Depth(1, 3, 600) == Depth(2, 5, 660)
+    hits = SearchResult([], Depth(1, 2, 3))
+    assert hits == [] and isinstance(hits, list) and hits.depth.to_dict() == {"passes": 1, "stages": 2, "candidates": 3}
+
+
+# -- a real collection whose graph is walked -----------------------------------------------------
+
+def _prefixes(full: np.ndarray) -> dict[int, np.ndarray]:
+    return {d: full[:, :d] / np.linalg.norm(full[:, :d], axis=1, keepdims=True) for d in LADDER}
+
+
+@pytest.fixture(scope="module")
+def walked(tmp_path_factory):
+    """4,000 Matryoshka-like points (variance decays along the dims) in a collection whose 64-dim graph
+    is walked, and 160 queries near stored points: 80 to calibrate on, 80 held out."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(edge_store, "INDEXING_THRESHOLD_KB", 1)
+    mp.setattr(edge_store, "FULL_SCAN_THRESHOLD_KB", 1)
+    rng = np.random.default_rng(11)
+    scale = np.exp(-np.arange(384, dtype=np.float32) / 100)
+    full = rng.standard_normal((4_000, 384)).astype(np.float32) * scale
+    spec = CollectionSpec(name="walked", model="synthetic", model_fingerprint="0", model_dim=384, dims=LADDER,
+                          chunk_size=16, chunk_overlap=0)
+    catalog = EdgeCatalog(tmp_path_factory.mktemp("adaptive") / "data")
+    ids = [f"00000000-0000-0000-0000-{i:012x}" for i in range(len(full))]
+    with catalog.create(spec) as coll:
+        coll.upsert(PointBatch(ids, _prefixes(full), [{"doc_id": i, "chunk": 0} for i in ids]))
+        coll.finish_indexing()
+    # Queries near a stored point, more or less: some rankings are settled, others crowded.
+    near = full[rng.integers(0, len(full), 160)]
+    noise = rng.uniform(0.3, 1.5, (160, 1)).astype(np.float32)
+    queries = _prefixes(near + noise * rng.standard_normal((160, 384)).astype(np.float32) * scale)
+    coll = catalog.open("walked")
+    yield coll, queries
+    coll.close()
+    mp.undo()
+
+
+def _half(queries: dict[int, np.ndarray], part: slice) -> dict[int, np.ndarray]:
+    return {d: m[part] for d, m in queries.items()}
+
+
+def test_adaptive_search_widens_only_unsettled_queries_and_keeps_its_recall(walked, monkeypatch):
+    coll, queries = walked
+    cal, held = _half(queries, slice(0, 80)), _half(queries, slice(80, 160))
+    reference = coll.search(cal, None, K, with_text=False)
+    fixed = calibrate(coll, cal, K, target=0.97, reference=reference).plan
+    # Only narrow first passes, so that the rule must widen some queries to reach the target.
+    monkeypatch.setattr(adaptive_calibrate, "FIRST_FACTORS", (2,))
+    monkeypatch.setattr(adaptive_calibrate, "FIRST_SCALES", ())
+    result = calibrate_adaptive(coll, cal, fixed, reference, target=0.97)
+    assert result.recall >= 0.97 and 0 < result.widened_share < 1, result.record()
+    assert {t["signal"] for t in result.tried} == {"margin", "gap"}
+
+    spec = AdaptiveSpec(fixed, K, with_text=False, rule=result.rule)
+    found = search_each(coll, held, [spec] * 80)
+    exact = coll.search(held, None, K, with_text=False)
+    widened = [r.depth.passes == 2 for r in found]
+    assert 0 < sum(widened) < 80  # (a) some widened, some not
+    assert recall_each(found, exact, K).mean() >= 0.97 - 0.04  # (b) the calibrated recall, held out
+    shallow, deep = plan_depth(result.rule.first, 0), plan_depth(fixed, 0)
+    for r, wide in zip(found, widened):  # (c) depth
+        assert len(r) == K
+        assert r.depth == (shallow + deep if wide else shallow)
+    # A settled query's hits are the first pass's top k; a widened one's are the fixed plan's.
+    first = coll.search_each(held, [QuerySpec(result.rule.first, result.rule.first.k, False, None,
+                                              result.rule.first_ef)] * 80)
+    plain = coll.search(held, fixed, K, with_text=False)
+    for r, wide, f, p in zip(found, widened, first, plain):
+        assert [h.id for h in r] == [h.id for h in (p if wide else f[:K])]
+
+
+def test_calibration_record_round_trips_and_old_records_load(walked):
+    coll, queries = walked
+    cal = _half(queries, slice(0, 40))
+    reference = coll.search(cal, None, K, with_text=False)
+    fixed = calibrate(coll, cal, K, target=0.9, reference=reference)
+    result = calibrate_adaptive(coll, cal, fixed.plan, reference, target=0.9)
+    record = fixed.record("test") | {"adaptive": result.record()}
+    try:
+        coll.save_calibration(fixed.record("test"))  # a record from before adaptive search
+        assert adaptive_rule_for(coll, K) is None and not adaptive_by_default(coll)
+        coll.save_calibration(record)
+        assert adaptive_rule_for(coll, K) == result.rule
+        assert adaptive_by_default(coll) is result.pays
+        saved = coll.calibration()["adaptive"]
+        for key in ("mean_ms_fixed", "mean_ms_adaptive", "widened_share", "adaptive_pays", "threshold", "signal"):
+            assert key in saved
+        assert saved["mean_ms_fixed"] > 0 and saved["mean_ms_adaptive"] > 0
+        coll.save_calibration(record | {"adaptive": record["adaptive"] | {"adaptive_pays": True}})
+        assert adaptive_by_default(coll)
+    finally:
+        (coll.path / edge_store.CALIBRATION_FILE).unlink()
+
+
+def test_threshold_always_widens_every_query(walked):
+    coll, queries = walked
+    rule = AdaptiveRule(first_plan([(64, 20)], 384, K, K), K, "margin", ALWAYS)
+    fixed = parse_plan("64:100,256:40", LADDER, K)
+    found = search_each(coll, _half(queries, slice(0, 5)), [AdaptiveSpec(fixed, K, False, rule=rule)] * 5)
+    assert all(r.depth.passes == 2 for r in found)  # ALWAYS widens everything
