@@ -155,9 +155,6 @@ def _snippet(text: str | None, width: int = 100) -> str:
 
 
 def print_hits(query: str, hits: list[Hit], plan: str, depth: Depth | None = None) -> None:
-    if depth is not None:
-        plan += (f" · depth: {depth.passes} pass{'es' if depth.passes > 1 else ''}, {depth.stages} stages, "
-                 f"{depth.candidates:,} candidates")
     table = Table(title=Text(query), caption=Text(plan), title_justify="left", expand=False)
     table.add_column("rank", justify="right")
     table.add_column("score", justify="right")
@@ -167,6 +164,9 @@ def print_hits(query: str, hits: list[Hit], plan: str, depth: Depth | None = Non
     for rank, hit in enumerate(hits, 1):
         table.add_row(str(rank), f"{hit.score:.4f}", Text(hit.doc_id), str(hit.chunk), Text(_snippet(hit.text)))
     out.print(table)
+    if depth is not None:
+        out.print(f"depth: {depth.passes} pass{'es' if depth.passes > 1 else ''}, {depth.stages} stages, "
+                  f"{depth.candidates:,} candidates", highlight=False, soft_wrap=True)
 
 
 def spec_dict(spec: CollectionSpec) -> dict[str, Any]:

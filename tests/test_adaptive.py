@@ -24,6 +24,7 @@ from retriever.adaptive import (
 from retriever.adaptive_calibrate import ALWAYS, NEVER, calibrate_adaptive, choose_threshold, recall_each
 from retriever.calibrate import calibrate
 from retriever.edge_store import EdgeCatalog
+from retriever.errors import InvalidPlanError
 from retriever.plan import parse_plan
 from retriever.retriever import adaptive_by_default, adaptive_rule_for
 from retriever.store import CollectionSpec, PointBatch, QuerySpec
@@ -172,3 +173,109 @@ def test_threshold_always_widens_every_query(walked):
     fixed = parse_plan("64:100,256:40", LADDER, K)
     found = search_each(coll, _half(queries, slice(0, 5)), [AdaptiveSpec(fixed, K, False, rule=rule)] * 5)
     assert all(r.depth.passes == 2 for r in found)  # ALWAYS widens everything
+
+
+# -- the flags: Python API, CLI, HTTP (real model, a small real collection) ---------------------------
+
+def _rule_record(threshold: float, pays: bool) -> dict:
+    """A calibration record with an adaptive section (k=3: first pass 64:6 → 384:6, probe 3)."""
+    return {"plan": "64:12,384:3", "k": 3, "recall_vs_exact": 1.0, "target": 0.98, "met": True, "queries": 10,
+            "source": "test", "adaptive": {"k": 3, "first_plan": "64:6,384:6", "probe": 3, "signal": "margin",
+                                           "threshold": threshold, "first_ef": None, "adaptive_pays": pays,
+                                           "widened_share": 0.5, "mean_ms_fixed": 1.0, "mean_ms_adaptive": 0.5}}
+
+
+@pytest.fixture(scope="module")
+def topics(tmp_path_factory, embedder):
+    from conftest import topic_records, write_jsonl
+
+    from retriever.indexer import index_corpus
+
+    root = tmp_path_factory.mktemp("adaptive-topics")
+    corpus = write_jsonl(root / "corpus.jsonl", topic_records())
+    catalog = EdgeCatalog(root / "data")
+    index_corpus(catalog, "topics", [corpus], embedder)
+    return catalog
+
+
+def _calibrate_by_hand(catalog: EdgeCatalog, record: dict | None) -> None:
+    with catalog.open("topics") as coll:
+        if record is None:
+            (coll.path / edge_store.CALIBRATION_FILE).unlink(missing_ok=True)
+        else:
+            coll.save_calibration(record)
+
+
+def test_python_api_adaptive_flag(topics, embedder):
+    from retriever import Retriever
+
+    _calibrate_by_hand(topics, None)
+    with Retriever(topics.open("topics"), embedder) as r:
+        with pytest.raises(InvalidPlanError, match="no adaptive calibration"):
+            r.search("volcano lava", k=3, adaptive=True)
+        fixed = r.search("volcano lava", k=3)  # an old (or no) calibration: fixed, with a depth too
+        assert fixed.depth == Depth(1, 4, 120 + 120 + 60 + 30)  # the default rule 64:120,128:60,256:30
+        r.collection.save_calibration(_rule_record(ALWAYS, pays=False))
+        assert r.search("volcano lava", k=3).depth.passes == 1  # adaptive not the default: fixed
+        wide = r.search("volcano lava", k=3, adaptive=True)
+        assert wide.depth == Depth(2, 4, 6 + 6 + 12 + 12) and [h.id for h in wide] == [h.id for h in fixed]
+        r.collection.save_calibration(_rule_record(NEVER, pays=True))
+        settled = r.search("volcano lava", k=3)  # now the default
+        assert settled.depth == Depth(1, 2, 12) and len(settled) == 3 and settled[0].doc_id == "volcano"
+        assert r.search("volcano lava", k=3, adaptive=False).depth.passes == 1
+        assert r.search("volcano lava", k=3, plan="64:9").depth == Depth(1, 2, 18)  # a plan: fixed
+        for bad in ({"plan": "64:9"}, {"exact": True}):
+            with pytest.raises(InvalidPlanError, match="not both"):
+                r.search("volcano lava", k=3, adaptive=True, **bad)
+        with pytest.raises(Exception, match="True or False"):
+            r.search("volcano lava", k=3, adaptive="yes")  # type: ignore[arg-type]
+
+
+def test_cli_adaptive_flags(topics):
+    import json
+
+    from click.testing import CliRunner
+
+    from cli import main
+
+    def run(*args: str):
+        return CliRunner().invoke(main, ["--data-dir", str(topics.root.parent), *args])
+
+    _calibrate_by_hand(topics, _rule_record(ALWAYS, pays=True))
+    out = run("search", "bread yeast", "-c", "topics", "-k", "3", "--json")
+    assert out.exit_code == 0, out.output
+    record = json.loads(out.stdout)
+    assert record["adaptive"] is True and record["depth"] == {"passes": 2, "stages": 4, "candidates": 36}
+    record = json.loads(run("search", "bread yeast", "-c", "topics", "-k", "3", "--json", "--fixed").stdout)
+    assert record["adaptive"] is False and record["depth"] == {"passes": 1, "stages": 2, "candidates": 24}
+    table = run("search", "bread yeast", "-c", "topics", "-k", "3", "--adaptive")
+    assert table.exit_code == 0 and "2 passes" in table.stdout
+    for bad in (("--plan", "64:9"), ("--exact",)):
+        refused = run("search", "bread yeast", "-c", "topics", "--adaptive", *bad)
+        assert refused.exit_code != 0 and "not both" in refused.output and len(refused.output.strip().splitlines()) == 1
+    info = json.loads(run("info", "topics", "--json").stdout)
+    assert info["adaptive_default"] is True and info["adaptive"]["first_plan"] == "64:6,384:6"
+    assert "the default" in run("info", "topics").stdout
+
+
+def test_http_adaptive_flag_and_depth(topics, embedder):
+    import httpx
+
+    from retriever.service import BackgroundServer
+
+    _calibrate_by_hand(topics, _rule_record(ALWAYS, pays=False))
+    collection = topics.open("topics")
+    try:
+        with BackgroundServer(collection, lambda: embedder) as server, httpx.Client(base_url=server.url) as c:
+            body = c.post("/search", json={"queries": ["bread", "lava"], "k": 3}).json()
+            assert body["adaptive"] is False and [r["depth"]["passes"] for r in body["results"]] == [1, 1]
+            body = c.post("/search", json={"queries": ["bread", "lava"], "k": 3, "adaptive": True}).json()
+            assert body["adaptive"] is True
+            assert [r["depth"] for r in body["results"]] == [{"passes": 2, "stages": 4, "candidates": 36}] * 2
+            for bad in ({"plan": "64:9"}, {"exact": True}):
+                refused = c.post("/search", json={"query": "bread", "adaptive": True} | bad)
+                assert refused.status_code == 400 and "not both" in refused.json()["error"]["message"]
+            assert c.post("/search", json={"query": "bread", "adaptive": "yes"}).status_code == 422
+            assert c.get("/collections/topics").json()["adaptive_default"] is False
+    finally:
+        collection.close()
