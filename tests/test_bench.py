@@ -310,6 +310,11 @@ def test_calibrated_plan_scales_to_any_k():
     assert calibrated_plan({"plan": "32:10"}, ladder, 10) == default_plan(ladder, 10)  # unusable → the rule
 
 
+def info_adaptive(data) -> bool:
+    info = CliRunner().invoke(main, ["--data-dir", str(data), "info", "t", "--json"])
+    return json.loads(info.stdout)["adaptive_default"]
+
+
 def test_calibrate_command_saves_the_default_plan(topic_corpus, tmp_path):
     data = tmp_path / "data"
     run = CliRunner()
@@ -323,6 +328,9 @@ def test_calibrate_command_saves_the_default_plan(topic_corpus, tmp_path):
     record = json.loads(result.stdout)
     assert record["met"] and record["recall_vs_exact"] >= 0.9 and record["k"] == 3
     assert "stored chunks" in record["source"] and record["tried"]
+    adaptive = record["adaptive"]  # 12 chunks: any first pass already finds the exact top 3, none widens
+    assert adaptive["widened_share"] == 0.0 and adaptive["recall_vs_exact"] == 1.0 and record["adaptive_tried"]
+    assert isinstance(adaptive["adaptive_pays"], bool) and info_adaptive(data) is adaptive["adaptive_pays"]
 
     info = json.loads(run.invoke(main, ["--data-dir", str(data), "info", "t", "--json"]).stdout)
     assert info["plan_calibrated"] is True
