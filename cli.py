@@ -348,8 +348,8 @@ def tune(train: str, output: Path, base_model: str | None, dims: str | None, eva
 @click.option("--dims", envvar="FUNNEL_DIMS", show_envvar=True, default=None,
               help="dim ladder [default: 64,128,256 and the model's dim]")
 @click.option("--plans", "plans", envvar="FUNNEL_BENCH_PLANS", show_envvar=True, multiple=True,
-              help="funnel plan to measure, repeatable: DIM:LIMIT,… or 'default' or 'auto' (calibrated) "
-              "[default: default and auto]")
+              help="funnel plan to measure, repeatable: DIM:LIMIT,…, 'default', 'auto' (calibrated) or 'adaptive' "
+              "(calibrated adaptive search) [default: default, auto and adaptive]")
 @click.option("-k", "--k", "k", envvar="FUNNEL_K", show_envvar=True, type=int, default=10, help="results per query")
 @click.option("--quantization", envvar="FUNNEL_BENCH_QUANTIZATION", show_envvar=True, default="none",
               help="comma-separated storage variants to measure: none, int8")
@@ -390,7 +390,7 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
         raise BadInputError(f"--out {out} is a file, not a directory")
     config = BenchConfig(
         data=check_layout(data, split), models=models or (DEFAULT_MODEL,), dims=dims,
-        plans=tuple(p.strip() for p in plans) or ("default", "auto"), k=k,
+        plans=tuple(p.strip() for p in plans) or ("default", "auto", "adaptive"), k=k,
         quantizations=tuple(q.strip() for q in quantization.split(",") if q.strip()), split=split,
         max_queries=max_queries, target=target, device=device, memory=not no_memory,
     )

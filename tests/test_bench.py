@@ -174,7 +174,8 @@ def bench_run(tmp_path_factory):
     beir = make_beir(root / "beir", n_test=N_QUERIES, n_train=14)
     home, out = root / "home", root / "out"
     args = ["--data-dir", str(home), "bench", "--data", str(beir), "--out", str(out), "--quantization", "none,int8",
-            "--plans", "default", "--plans", "auto", "--plans", "64:60,384:10", "--no-progress", "--json"]
+            "--plans", "default", "--plans", "auto", "--plans", "64:60,384:10", "--plans", "adaptive", "--no-progress",
+            "--json"]
     first = CliRunner().invoke(main, args)
     second = CliRunner().invoke(main, args)
     return beir, home, out, first, second
@@ -187,6 +188,7 @@ def test_bench_writes_results_plots_and_json(bench_run):
     assert json.loads((out / "results.json").read_text()) == json.loads(second.stdout.strip().splitlines()[-1])
     for name in ("results.md", "ndcg_vs_bytes.png", "ndcg_vs_latency.png"):
         assert (out / name).stat().st_size > 0
+    assert "Adaptive search depth" in (out / "results.md").read_text()
     assert results["queries"] == N_QUERIES and results["machine"]["cpu_count"] >= 1
     (model,) = results["models"]
     assert model["dims"] == [64, 128, 256, 384] and model["points"] == N_QUERIES + 14
@@ -200,9 +202,14 @@ def test_bench_writes_results_plots_and_json(bench_run):
             lat = row["latency_ms"]
             assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
         assert variant["dims"][-1]["exact"]["recall_vs_exact@10"] == 1.0
-        assert [p["label"] for p in variant["plans"]] == ["default", "auto", "given"]
+        assert [p["label"] for p in variant["plans"]] == ["default", "auto", "given", "adaptive"]
         assert variant["plans"][2]["plan"] == "64:60,384:10"
         assert variant["plans"][1]["calibration"]["target"] == 0.98
+        auto, adaptive = variant["plans"][1], variant["plans"][3]
+        assert adaptive["plan"] == auto["plan"] and adaptive["calibration"] == auto["calibration"]
+        depth = adaptive["depth"]
+        assert 0 <= depth["widened_share"] <= 1 and 0 < depth["candidates_p50"] <= depth["mean_candidates"] * 2
+        assert adaptive["adaptive"]["mean_ms_fixed"] > 0 and isinstance(adaptive["adaptive"]["adaptive_pays"], bool)
         assert variant["memory"]["collection_rss"] > 0
         assert variant["disk_bytes"] > 0
     none, int8 = model["variants"]

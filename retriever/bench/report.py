@@ -22,6 +22,9 @@ def rows(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
                     yield base | {"search": f"{mode} {entry['dim']}", "kind": "dim"} | entry[mode]
             for plan in variant["plans"]:
                 label = f"funnel {plan['plan']}" + (f" ({plan['label']})" if plan["label"] != "given" else "")
+                if "depth" in plan:
+                    label = (f"funnel adaptive {plan['adaptive']['first_plan']} → {plan['plan']} "
+                             f"({plan['depth']['widened_share']:.0%} widened)")
                 yield base | {"search": label, "kind": "plan", "plan": plan["plan"]} | {
                     key: plan[key] for key in plan if key not in ("plan", "label")} | {"plan_label": plan["label"]}
 
@@ -84,6 +87,18 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {r['model']} | {r['quantization']} | {r['search']} | {r[f'ndcg@{k}']:.4f} | "
                      f"{r[f'recall@{k}']:.4f} | {r[f'mrr@{k}']:.4f} | {r[f'recall_vs_exact@{k}']:.3f} | "
                      f"{lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | {r['qps']:,.0f} | {r['bytes_per_vector']:,} |")
+    adaptive = [r for r in rows(results) if "depth" in r]
+    if adaptive:
+        lines += ["", "Adaptive search depth (share of queries widened to the full plan, candidates scored per "
+                  "query) and its calibration (mean latency measured on the calibration queries):", "",
+                  "| model | quant | first pass → full plan | widened | candidates mean / p50 / p90 | mean stages "
+                  "| calibrated: adaptive vs fixed mean ms | adaptive pays |", "|---|---|---|---|---|---|---|---|"]
+        for r in adaptive:
+            d, a = r["depth"], r["adaptive"]
+            lines.append(f"| {r['model']} | {r['quantization']} | {a['first_plan']} → {r['plan']} | "
+                         f"{d['widened_share']:.1%} | {d['mean_candidates']:,.0f} / {d['candidates_p50']:,.0f} / "
+                         f"{d['candidates_p90']:,.0f} | {d['mean_stages']:.2f} | {a['mean_ms_adaptive']:.3f} vs "
+                         f"{a['mean_ms_fixed']:.3f} | {'yes' if a['adaptive_pays'] else 'no'} |")
     lines += ["", "Storage per collection (resident memory: a fresh process, after opening the collection, and "
               "after running the queries with the default plan):", "",
               "| model | quant | points | on disk | per dim on disk | RSS at open | RSS after queries (anon + file-backed) |",

@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from ..adaptive import AdaptiveSpec, Depth, SearchResult
+from ..adaptive import search_each as adaptive_search_each
+from ..adaptive_calibrate import calibrate_adaptive
 from ..beir import BeirSplit, corpus_ids, load_split
 from ..calibrate import DEFAULT_SAMPLE, DEFAULT_TARGET, calibrate, recall_against
 from ..edge_store import FULL_SCAN_THRESHOLD_KB, EdgeCatalog
@@ -26,12 +29,13 @@ from ..embedder import DEFAULT_MODEL, Embedder
 from ..errors import BadInputError
 from ..indexer import IndexProgress, build_spec, index_corpus
 from ..plan import FunnelPlan, default_plan, parse_plan, validate_k
-from ..store import QUANTIZATIONS, Catalog, Collection, CollectionSpec, Hit, Layout
+from ..store import QUANTIZATIONS, Catalog, Collection, CollectionSpec, Hit, Layout, QuerySpec
 from .memory import measure_collection_memory, save_queries
 from .timing import DEFAULT_WARMUP, Latency, time_each
 
 SCHEMA_VERSION = 1
 AUTO = "auto"
+ADAPTIVE = "adaptive"
 DEFAULT = "default"
 ENCODE_SAMPLE = 200
 
@@ -43,7 +47,7 @@ class BenchConfig:
     data: Path
     models: tuple[str, ...] = (DEFAULT_MODEL,)
     dims: str | None = None
-    plans: tuple[str, ...] = (DEFAULT, AUTO)
+    plans: tuple[str, ...] = (DEFAULT, AUTO, ADAPTIVE)
     k: int = 10
     quantizations: tuple[str, ...] = ("none",)
     split: str = "test"
@@ -147,7 +151,7 @@ def stored_bytes_per_vector(spec: CollectionSpec, dim: int) -> int:
 
 def _measure(
     rows: list[dict[int, np.ndarray]],
-    search: Callable[[dict[int, np.ndarray]], list[list[Hit]]],
+    search: Callable[[dict[int, np.ndarray]], Sequence[list[Hit]]],
     config: BenchConfig,
     progress: BenchProgress,
     label: str,
@@ -157,12 +161,22 @@ def _measure(
     return results, latency  # type: ignore[return-value]
 
 
+def depth_distribution(depths: Sequence[Depth]) -> dict[str, Any]:
+    """How deep adaptive search went: share widened, candidates scored (mean and percentiles), passes."""
+    candidates = np.asarray([d.candidates for d in depths], dtype=np.float64)
+    p50, p90, p99 = np.percentile(candidates, [50, 90, 99]) if len(depths) else (0.0, 0.0, 0.0)
+    return {"widened_share": sum(d.passes == 2 for d in depths) / max(1, len(depths)),
+            "mean_candidates": float(candidates.mean()) if len(depths) else 0.0,
+            "candidates_p50": float(p50), "candidates_p90": float(p90), "candidates_p99": float(p99),
+            "mean_stages": float(np.mean([d.stages for d in depths])) if depths else 0.0}
+
+
 def _plans(config: BenchConfig, spec: CollectionSpec) -> list[tuple[str, FunnelPlan | None]]:
     """Parse the plan options for this ladder (``auto`` is resolved later, per collection)."""
     plans: list[tuple[str, FunnelPlan | None]] = []
     for spec_text in config.plans:
-        if spec_text == AUTO:
-            plans.append((AUTO, None))
+        if spec_text in (AUTO, ADAPTIVE):
+            plans.append((spec_text, None))
         elif spec_text == DEFAULT:
             plans.append((DEFAULT, default_plan(spec.dims, config.k)))
         else:
@@ -203,21 +217,33 @@ def bench_variant(
                 judge, hits, latency, exact, k)
         per_dim.append(entry)
     per_plan = []
-    for label, plan in plans:
+    sample = {dim: m[:DEFAULT_SAMPLE] for dim, m in queries.items()}
+    calibrated: dict[str, Any] = {}
+    for label, given in plans:
         extra: dict[str, Any] = {}
-        if plan is None:  # auto: calibrate on a sample of the queries
-            sample = {dim: m[:DEFAULT_SAMPLE] for dim, m in queries.items()}
+        if given is None and not calibrated:  # auto and adaptive: calibrate on a sample of the queries
             cal = calibrate(collection, sample, k, config.target, reference=exact[:DEFAULT_SAMPLE], timed=True)
-            plan = cal.plan
-            extra = {"calibration": {"target": cal.target, "met": cal.met, "queries": cal.queries,
-                                     "recall_vs_exact": cal.recall, "plans_tried": len(cal.tried)}}
+            calibrated = {"plan": cal.plan, "calibration": {
+                "target": cal.target, "met": cal.met, "queries": cal.queries, "recall_vs_exact": cal.recall,
+                "plans_tried": len(cal.tried)}}
             if not cal.met:
                 progress.note(f"auto: no candidate plan reached recall {cal.target} on {spec.name}; "
-                              f"the best one ({plan}) reached {cal.recall:.3f}")
-        def search_plan(q: dict[int, np.ndarray], plan: FunnelPlan = plan) -> list[list[Hit]]:
-            return collection.search(q, plan, k, with_text=False)
+                              f"the best one ({cal.plan}) reached {cal.recall:.3f}")
+        plan: FunnelPlan = given or calibrated["plan"]
+        query_spec = QuerySpec(plan, k, with_text=False)
+        if given is None:
+            extra = {"calibration": calibrated["calibration"]}
+        if label == ADAPTIVE:
+            adaptive = calibrate_adaptive(collection, sample, plan, exact[:DEFAULT_SAMPLE], config.target)
+            query_spec = AdaptiveSpec(plan, k, with_text=False, rule=adaptive.rule)
+            extra["adaptive"] = adaptive.record()
 
-        hits, latency = _measure(rows, search_plan, config, progress, f"{spec.name}: plan {plan}")
+        def search_plan(q: dict[int, np.ndarray], spec: QuerySpec = query_spec) -> list[SearchResult]:
+            return adaptive_search_each(collection, q, [spec])
+
+        hits, latency = _measure(rows, search_plan, config, progress, f"{spec.name}: {label} {plan}")
+        if label == ADAPTIVE:
+            extra["depth"] = depth_distribution([h.depth for h in hits])  # type: ignore[attr-defined]
         per_plan.append({"plan": str(plan), "label": label,
                          "bytes_per_vector": bytes_per_vector(spec, [s.dim for s in plan.stages])}
                         | _row(judge, hits, latency, exact, k) | extra)
