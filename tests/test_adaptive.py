@@ -40,6 +40,7 @@ def test_settle_signals():
     scores[10] = 0.80  # a gap right after rank 10
     assert settle_signal(scores, 10, 10, "gap") == pytest.approx(scores[9] - 0.80)
     assert settle_signal(scores, 10, 10, "margin") == pytest.approx(scores[9] - scores[19])
+    assert settle_signal(scores, 10, 10, "score") == pytest.approx(scores[9])
     assert settle_signal(scores + [0.1], 10, 10, "margin") == pytest.approx(scores[9] - scores[19])  # probe only
     assert settle_signal(scores[:15], 10, 10, "margin") == -math.inf  # too few hits to judge: widen
 
@@ -124,7 +125,7 @@ def test_adaptive_search_widens_only_unsettled_queries_and_keeps_its_recall(walk
     monkeypatch.setattr(adaptive_calibrate, "FIRST_SCALES", ())
     result = calibrate_adaptive(coll, cal, fixed, reference, target=0.97)
     assert result.recall >= 0.97 and 0 < result.widened_share < 1, result.record()
-    assert {t["signal"] for t in result.tried} == {"margin", "gap"}
+    assert {t["signal"] for t in result.tried} == {"margin", "gap", "score"}
 
     spec = AdaptiveSpec(fixed, K, with_text=False, rule=result.rule)
     found = search_each(coll, held, [spec] * 80)
