@@ -165,6 +165,20 @@ def test_calibrate_reaches_its_target(data_dir):
         assert all(t["recall_vs_exact"] < 0.95 for t in cal.tried[:-1])  # every cheaper plan missed it
 
 
+def test_a_small_collection_may_calibrate_to_a_top_dim_scan(data_dir, monkeypatch):
+    import retriever.calibrate as calibration
+
+    with EdgeCatalog(data_dir).create(_spec(name="c")) as collection:
+        full = _fill(collection, n=2000)
+        queries = {d: truncate_normalize(full[:20] + 0.05, d) for d in (8, 16, 32)}
+        cal = calibrate(collection, queries, k=5, target=1.0, timed=True)
+        scan = next(t for t in cal.tried if t["plan"] == "32:5")  # a scan of every point's top-dim vector
+        assert scan["cost"] == 2000 * 32 and scan["recall_vs_exact"] == 1.0 and "p50_ms" in scan
+        monkeypatch.setattr(calibration, "SCAN_CANDIDATE_MAX_POINTS", 1999)
+        bigger = calibrate(collection, queries, k=5, target=1.0, timed=True)
+        assert all(len(t["plan"].split(",")) > 1 for t in bigger.tried)  # too many points: no scan candidate
+
+
 # --- the command, end to end on the real model ------------------------------------------------
 
 
