@@ -14,6 +14,7 @@ after a warm-up pass, it times:
 - (d) the same on an in-RAM twin of the collection (rerank vectors not ``Memory.Cold``);
 - (e) the product path ``Collection.search`` split into building the request (``_request``), the
   engine call with the payload selector the product sends, and converting results (``_to_hit``);
+- the same funnel-int8 layout with integer point ids instead of UUID strings (built directly);
 - the numpy re-score of the same shortlist at the top dim from a memory-mapped float32 file.
 
 Writes ``results/funnel_profile.json`` (the numbers; the prose is in ``funnel_profile.md``).
@@ -85,7 +86,7 @@ def plans(ladder: tuple[int, ...], s: int) -> dict[str, FunnelPlan]:
     }
 
 
-def profile(run: Run, fb: FunnelBench, s: int, repeats: int, console: Console) -> dict:
+def profile(run: Run, fb: FunnelBench | IntIds, s: int, repeats: int, console: Console) -> dict:
     queries = ladder_queries(run.meas_q, run.ladder)
     n = len(run.meas_q)
     top = run.ladder[-1]
@@ -142,6 +143,55 @@ def profile(run: Run, fb: FunnelBench, s: int, repeats: int, console: Console) -
     return out
 
 
+class IntIds:
+    """funnel-int8's layout (``edge_config`` of the same spec, same payloads), but integer point ids
+    instead of UUID strings: built directly with qdrant_edge, to time the id tracker's share."""
+
+    def __init__(self, run: Run) -> None:
+        self.twin = FunnelBench(run, "int8", on_disk=True)
+        self.run = run
+        self.name = "funnel-int8-intids"
+        self.path = run.cache / self.name
+
+    def build(self) -> dict:
+        import shutil
+
+        from qdrant_edge import EdgeConfig, EdgeShard, Point, UpdateOperation
+
+        from retriever.edge_store import INDEXED_FIELDS, edge_config
+
+        shutil.rmtree(self.path, ignore_errors=True)
+        base = edge_config(self.twin.spec)
+        shard = EdgeShard.create(str(self.path), EdgeConfig(vectors=base.vectors, max_search_threads=1))
+        for field, schema in INDEXED_FIELDS.items():
+            shard.update(UpdateOperation.create_field_index(field, schema))
+        corpus, ladder = self.run.corpus, self.run.ladder
+        upsert = 0.0
+        for start in range(0, len(corpus), 5000):
+            vectors = {d: np.asarray(m, dtype=np.float64)
+                       for d, m in ladder_queries(np.asarray(corpus[start : start + 5000]), ladder).items()}
+            points = [Point(start + i, {vector_name(d): vectors[d][i] for d in ladder}, {"doc_id": str(start + i),
+                                                                                           "chunk": 0})
+                      for i in range(len(vectors[ladder[0]]))]
+            t0 = time.perf_counter()
+            shard.update(UpdateOperation.upsert_points(points))
+            upsert += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        shard.flush()
+        shard.optimize()
+        shard.flush()
+        optimize = time.perf_counter() - t0
+        shard.close()
+        return {"upsert_s": upsert, "optimize_s": optimize, "build_s": upsert + optimize}
+
+    def open(self):  # noqa: ANN201 - an EdgeCollection over the int-id shard
+        from qdrant_edge import EdgeShard
+
+        from retriever.edge_store import EdgeCollection
+
+        return EdgeCollection(self.path, self.twin.spec, EdgeShard.load(str(self.path)))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--vectors", type=Path)
@@ -166,8 +216,7 @@ def main() -> None:
     load_before = os.getloadavg()
     out: dict = {"machine": machine(), "vectors": run.source, "shortlist": s, "load_before": load_before,
                  "collections": {}}
-    for on_disk in (True, False):
-        fb = FunnelBench(run, "int8", on_disk=on_disk)
+    for fb in (FunnelBench(run, "int8", on_disk=True), FunnelBench(run, "int8", on_disk=False), IntIds(run)):
         build = run.built(fb.name, fb.build)
         out["collections"][fb.name] = {"build": build, "times_ms": profile(run, fb, s, args.repeats, console)}
     out["load_after"] = os.getloadavg()
