@@ -58,7 +58,7 @@ def markdown(result: dict) -> str:
         f"{'/'.join(map(str, result['ladder']))}. {result['tune_queries']} tuning queries (every setting below was "
         f"chosen on them) and {result['measured_queries']} other, measured queries; recall@10 against the exact "
         f"top-10 (numpy); target {result['target']}. Latency: one query at a time after a warm-up pass over the "
-        f"measured queries (so on-disk vectors are in the page cache); QPS = sequential queries per second. "
+        f"measured queries (so on-disk vectors are in the page cache), {result.get('repeats', 1)} timed passes pooled; QPS = sequential queries per second. "
         f"RSS: a fresh process opens the index (at open) and runs the measured queries (after). Total run "
         f"{result['seconds'] / 60:.1f} min.", "",
         "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
