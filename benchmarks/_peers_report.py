@@ -90,9 +90,16 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 6))
     for name, e in result["configs"].items():
         pts = sorted(e.get("tuning") or [], key=lambda p: p["p50_ms"])
-        if pts:
-            line = ax.plot([p["p50_ms"] for p in pts], [p["recall"] for p in pts], marker=".", alpha=0.6, label=name)
+        if pts:  # every tuning point as a dot; the line is their frontier (best recall so far by latency)
+            frontier, best = [], -1.0
+            for p in pts:
+                if p["recall"] > best:
+                    frontier.append(p)
+                    best = p["recall"]
+            line = ax.plot([p["p50_ms"] for p in frontier], [p["recall"] for p in frontier], marker=".", alpha=0.8,
+                           label=name)
             color = line[0].get_color()
+            ax.scatter([p["p50_ms"] for p in pts], [p["recall"] for p in pts], s=8, color=color, alpha=0.35)
         else:
             color = None
         if "recall" in e:
@@ -102,7 +109,8 @@ def plot(result: dict, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency, ms (one query, one thread; log)")
     ax.set_ylabel("recall@10 vs exact")
-    ax.set_title(f"{result['points']:,} × {result['dim']}: tuning points (lines), measured choice (stars)")
+    ax.set_title(f"{result['points']:,} × {result['dim']}: tuning points (dots, frontier as a line; tuning queries), "
+                 "measured choice (stars)", fontsize=10)
     ax.set_ylim(max(0.5, ax.get_ylim()[0]), 1.005)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

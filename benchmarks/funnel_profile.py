@@ -192,6 +192,22 @@ class IntIds:
         return EdgeCollection(self.path, self.twin.spec, EdgeShard.load(str(self.path)))
 
 
+def loop(run: Run, plan_text: str, seconds: float, intids: bool, console: Console) -> None:
+    """``py-spy record --native -- python benchmarks/funnel_profile.py --loop 64:320,384:10``"""
+    from retriever.plan import parse_plan
+
+    fb = IntIds(run) if intids else FunnelBench(run, "int8", on_disk=True)
+    queries = ladder_queries(run.meas_q, run.ladder)
+    rows = [{d: m[i : i + 1] for d, m in queries.items()} for i in range(len(run.meas_q))]
+    with fb.open() as collection:
+        plan = parse_plan(plan_text, run.ladder, K)
+        n, end = 0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            collection.search(rows[n % len(rows)], plan, K, with_text=False)
+            n += 1
+    console.print(f"{fb.name}: {n:,} searches of {plan} in {seconds:.0f} s ({1000 * seconds / n:.3f} ms each)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--vectors", type=Path)
@@ -205,9 +221,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cache", type=Path, default=Path("/work/bench-cache/peers"))
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--loop", metavar="PLAN", help="only run Collection.search with PLAN in a loop (for py-spy)")
+    p.add_argument("--seconds", type=float, default=15.0, help="--loop duration")
+    p.add_argument("--intids", action="store_true", help="--loop on the integer-id twin")
     args = p.parse_args()
     console = Console(width=200)
     run = Run(args, console)
+    if args.loop:
+        loop(run, args.loop, args.seconds, args.intids, console)
+        return
     s = args.shortlist
     if s is None:
         peers = json.loads((args.out / "peers.json").read_text())
