@@ -106,13 +106,34 @@ class FunnelBench:
                 "rss_anon_after": m["collection_rss_anon"], "rss_file_after": m["collection_rss_file"]}
 
     def adaptive_searcher(self, collection: EdgeCollection,
-                          setting: dict) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
+                          setting: dict) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str, dict | None]:
+        """funnel's adaptive mode (branch i10-adaptive: ``retriever.adaptive`` and
+        ``retriever.adaptive_calibrate``): its rule calibrated on the tuning queries for the
+        calibrated fixed plan, then ``adaptive.search_each`` one query at a time."""
         if importlib.util.find_spec("retriever.adaptive") is None:
             return None, ("skipped: retriever.adaptive does not exist in this checkout (adaptive search is being "
-                          "built on branch i10-adaptive, not merged)")
-        run = self.searcher(collection, setting, adaptive=True)
+                          "built on branch i10-adaptive, not merged)"), None
         try:
+            from retriever.adaptive_calibrate import calibrate_adaptive
+
+            from retriever import adaptive
+
+            plan = parse_plan(setting["plan"], self.ladder, 10)
+            queries = ladder_queries(self.run.tune_q, self.ladder)
+            reference = [[Hit(id=point_id(int(i)), doc_id="", chunk=0, score=0.0, text=None) for i in row]
+                         for row in self.run.tune_truth]
+            cal = calibrate_adaptive(collection, queries, plan, reference, self.run.args.target)
+            spec = adaptive.AdaptiveSpec(plan, 10, with_text=False, rule=cal.rule)
+            ladder = self.ladder
+
+            def run(q: np.ndarray) -> np.ndarray:
+                one = {d: (q[:d] / np.linalg.norm(q[:d]))[None, :] for d in ladder}
+                hits = adaptive.search_each(collection, one, [spec])[0]
+                return np.fromiter((uuid.UUID(h.id).int - 1 for h in hits), dtype=np.int64, count=len(hits))
+
             run(self.run.tune_q[0])
-        except TypeError as exc:
-            return None, f"skipped: Collection.search(..., adaptive=True) failed: {exc}"
-        return run, "adaptive=True on the calibrated plan"
+        except (ImportError, AttributeError, TypeError, KeyError) as exc:
+            return None, f"skipped: the adaptive API in this checkout is not the one this script knows ({exc!r})", None
+        return run, "adaptive (retriever.adaptive.search_each, rule from calibrate_adaptive on the tuning queries)", {
+            "plan": setting["plan"], **cal.rule.to_dict(), "tuning_recall": cal.recall,
+            "tuning_widened_share": cal.widened_share}

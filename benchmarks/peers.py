@@ -485,8 +485,8 @@ class Run:
         label = name.removeprefix("funnel").lstrip("-") or "float"
         with fb.open() as collection:
             setting, points = fb.calibrate(collection)
-            adaptive, reason = fb.adaptive_searcher(collection, setting)
-            self.record(f"funnel {label} adaptive", settings=setting if adaptive else None,
+            adaptive, reason, adaptive_setting = fb.adaptive_searcher(collection, setting)
+            self.record(f"funnel {label} adaptive", settings=adaptive_setting,
                         threads=fb.threads, build=build, points=[], run=adaptive, memory=None, note=reason)
             self.record(f"funnel {label} fixed", settings=setting, threads=fb.threads,
                         build=build, points=points, run=fb.searcher(collection, setting),
