@@ -59,7 +59,7 @@ FAISS_M, FAISS_EF_CONSTRUCTION = 16, 100  # the same graph parameters as Edge's 
 EFS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 INT8_OVERSAMPLING = (1.0, 1.5, 2.0, 4.0)
 BINARY_OVERSAMPLING = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
-SHORTLISTS = (20, 30, 50, 100, 150, 200, 300, 400)
+SHORTLISTS = (20, 30, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 3200, 6400)
 RESULTS = Path(__file__).parent / "results"
 VECTOR = "v"
 
