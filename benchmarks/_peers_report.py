@@ -88,7 +88,9 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 6))
-    for name, e in result["configs"].items():
+    drawn = [(name, e) for name, e in result["configs"].items() if "recall" in e or e.get("tuning")]
+    for idx, (name, e) in enumerate(drawn):
+        color = plt.get_cmap("tab10" if len(drawn) <= 10 else "tab20")(idx)
         pts = sorted(e.get("tuning") or [], key=lambda p: p["p50_ms"])
         if pts:  # every tuning point as a dot; the line is their frontier (best recall so far by latency)
             frontier, best = [], -1.0
@@ -96,12 +98,9 @@ def plot(result: dict, path: Path) -> None:
                 if p["recall"] > best:
                     frontier.append(p)
                     best = p["recall"]
-            line = ax.plot([p["p50_ms"] for p in frontier], [p["recall"] for p in frontier], marker=".", alpha=0.8,
-                           label=name)
-            color = line[0].get_color()
+            ax.plot([p["p50_ms"] for p in frontier], [p["recall"] for p in frontier], marker=".", alpha=0.8,
+                    label=name, color=color)
             ax.scatter([p["p50_ms"] for p in pts], [p["recall"] for p in pts], s=8, color=color, alpha=0.35)
-        else:
-            color = None
         if "recall" in e:
             ax.scatter([e["latency_ms"]["p50"]], [e["recall"]], marker="*", s=160, color=color, edgecolor="k",
                        zorder=5, label=None if pts else name)
