@@ -1,0 +1,139 @@
+"""funnel's own collections for ``peers.py``: built by funnel's store as ``scale.py`` does, the plan
+from ``retriever.calibrate`` (timed) on the tuning queries, adaptive search when the product has it."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retriever.bench.memory import measure_collection_memory, save_queries
+from retriever.calibrate import calibrate
+from retriever.edge_store import SHARD_DIR, EdgeCatalog, EdgeCollection, edge_config
+from retriever.embedder import truncate_normalize
+from retriever.plan import parse_plan
+from retriever.store import CollectionSpec, Hit, PointBatch
+
+BATCH = 5000
+THREADS = ("search 1: funnel's store creates the shard with max_search_threads unset (= all cores); this "
+           "benchmark re-opens it once with EdgeConfig(max_search_threads=1), which the shard persists; "
+           "build: all cores")
+
+
+def point_id(i: int) -> str:
+    return str(uuid.UUID(int=i + 1))
+
+
+def ladder_queries(q: np.ndarray, ladder: tuple[int, ...]) -> dict[int, np.ndarray]:
+    return {d: truncate_normalize(q, d) for d in ladder}
+
+
+class FunnelBench:
+    def __init__(self, run: Any, quantization: str, on_disk: bool = True) -> None:
+        self.run = run
+        self.ladder: tuple[int, ...] = run.ladder
+        self.quantization = quantization
+        self.name = "funnel" + ("-int8" if quantization == "int8" else "") + ("" if on_disk else "-ram")
+        self.data_dir: Path = run.cache / "funnel"
+        self.catalog = EdgeCatalog(self.data_dir)
+        self.spec = CollectionSpec(
+            name=self.name, model=f"peers-{run.tag}", model_fingerprint="peers", model_dim=run.dim,
+            dims=self.ladder, chunk_size=0, chunk_overlap=0, hnsw_dims=(self.ladder[0],),
+            quantization=quantization, on_disk=on_disk)
+        self.threads = THREADS
+        self.queries_file = run.cache / f"{self.name}-measure.npz"
+
+    def build(self) -> dict:
+        if self.catalog.exists(self.name):  # a build that did not finish
+            shutil.rmtree(self.catalog.root / self.name)
+        collection = self.catalog.create(self.spec)
+        corpus = self.run.corpus
+        upsert = 0.0
+        for start in range(0, len(corpus), BATCH):
+            stop = min(len(corpus), start + BATCH)
+            vectors = ladder_queries(np.asarray(corpus[start:stop]), self.ladder)
+            ids = [point_id(i) for i in range(start, stop)]
+            payloads = [{"doc_id": str(i), "chunk": 0} for i in range(start, stop)]
+            t0 = time.perf_counter()
+            collection.upsert(PointBatch(ids, vectors, payloads))
+            upsert += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        collection.finish_indexing()
+        optimize = time.perf_counter() - t0
+        collection.close()
+        self.open().close()  # persist max_search_threads=1
+        return {"upsert_s": upsert, "optimize_s": optimize, "build_s": upsert + optimize}
+
+    def open(self) -> EdgeCollection:
+        from qdrant_edge import EdgeConfig, EdgeShard
+
+        path = self.catalog.root / self.name
+        base = edge_config(self.spec)
+        config = EdgeConfig(vectors=base.vectors, optimizers=base.optimizers, max_search_threads=1)
+        shard = EdgeShard.load(str(path / SHARD_DIR), config)
+        return EdgeCollection(path, self.catalog.read_spec(self.name), shard)
+
+    def calibrate(self, collection: EdgeCollection) -> tuple[dict, list[dict]]:
+        queries = ladder_queries(self.run.tune_q, self.ladder)
+        reference = [[Hit(id=point_id(int(i)), doc_id="", chunk=0, score=0.0, text=None) for i in row]
+                     for row in self.run.tune_truth]
+        cal = calibrate(collection, queries, 10, self.run.args.target, reference=reference, timed=True)
+        points = [{"setting": {"plan": t["plan"]}, "recall": t["recall_vs_exact"], "p50_ms": t["p50_ms"]}
+                  for t in cal.tried if "p50_ms" in t]
+        return {"plan": str(cal.plan), "calibration_met": cal.met, "plans_tried": len(cal.tried)}, points
+
+    def searcher(self, collection: EdgeCollection, setting: dict, **extra: Any) -> Callable[[np.ndarray], np.ndarray]:
+        plan = parse_plan(setting["plan"], self.ladder, 10)
+        ladder = self.ladder
+
+        def run(q: np.ndarray) -> np.ndarray:
+            one = {d: (q[:d] / np.linalg.norm(q[:d]))[None, :] for d in ladder}
+            hits = collection.search(one, plan, 10, with_text=False, **extra)[0]
+            return np.fromiter((uuid.UUID(h.id).int - 1 for h in hits), dtype=np.int64, count=len(hits))
+
+        return run
+
+    def memory(self, setting: dict) -> dict:
+        save_queries(self.queries_file, ladder_queries(self.run.meas_q, self.ladder))
+        m = measure_collection_memory(self.data_dir, self.name, self.queries_file, f"plan:{setting['plan']}:auto")
+        return {"rss_open": m["collection_rss_open"], "rss_after": m["collection_rss"],
+                "rss_anon_after": m["collection_rss_anon"], "rss_file_after": m["collection_rss_file"]}
+
+    def adaptive_searcher(self, collection: EdgeCollection,
+                          setting: dict) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str, dict | None]:
+        """funnel's adaptive mode (branch i10-adaptive: ``retriever.adaptive`` and
+        ``retriever.adaptive_calibrate``): its rule calibrated on the tuning queries for the
+        calibrated fixed plan, then ``adaptive.search_each`` one query at a time."""
+        if importlib.util.find_spec("retriever.adaptive") is None:
+            return None, ("skipped: retriever.adaptive does not exist in this checkout (adaptive search is being "
+                          "built on branch i10-adaptive, not merged)"), None
+        try:
+            from retriever.adaptive_calibrate import calibrate_adaptive
+
+            from retriever import adaptive
+
+            plan = parse_plan(setting["plan"], self.ladder, 10)
+            queries = ladder_queries(self.run.tune_q, self.ladder)
+            reference = [[Hit(id=point_id(int(i)), doc_id="", chunk=0, score=0.0, text=None) for i in row]
+                         for row in self.run.tune_truth]
+            cal = calibrate_adaptive(collection, queries, plan, reference, self.run.args.target)
+            spec = adaptive.AdaptiveSpec(plan, 10, with_text=False, rule=cal.rule)
+            ladder = self.ladder
+
+            def run(q: np.ndarray) -> np.ndarray:
+                one = {d: (q[:d] / np.linalg.norm(q[:d]))[None, :] for d in ladder}
+                hits = adaptive.search_each(collection, one, [spec])[0]
+                return np.fromiter((uuid.UUID(h.id).int - 1 for h in hits), dtype=np.int64, count=len(hits))
+
+            run(self.run.tune_q[0])
+        except (ImportError, AttributeError, TypeError, KeyError) as exc:
+            return None, f"skipped: the adaptive API in this checkout is not the one this script knows ({exc!r})", None
+        return run, "adaptive (retriever.adaptive.search_each, rule from calibrate_adaptive on the tuning queries)", {
+            "plan": setting["plan"], **cal.rule.to_dict(), "tuning_recall": cal.recall,
+            "tuning_widened_share": cal.widened_share}
