@@ -114,9 +114,8 @@ class FunnelBench:
             return None, ("skipped: retriever.adaptive does not exist in this checkout (adaptive search is being "
                           "built on branch i10-adaptive, not merged)"), None
         try:
-            from retriever.adaptive_calibrate import calibrate_adaptive
-
             from retriever import adaptive
+            from retriever.adaptive_calibrate import calibrate_adaptive
 
             plan = parse_plan(setting["plan"], self.ladder, 10)
             queries = ladder_queries(self.run.tune_q, self.ladder)
