@@ -375,38 +375,60 @@ def model_fingerprint(model) -> str:  # noqa: ANN001 - a SentenceTransformer
     return digest.hexdigest()[:16]
 
 
-def encode_sorted(model, texts: list[str], out_dir: Path, name: str, shard: int, batch: int,  # noqa: ANN001
-                  log: dict) -> np.ndarray:
-    """Encode in length order, shard by shard (saved as they finish); rows returned in input order."""
-    order = np.argsort([len(t) for t in texts], kind="stable")
+def shard_rows(n: int, shard: int, lengths: list[int], shuffle: bool) -> list[np.ndarray]:
+    """Row indices of each shard: a fixed random split of the rows (seed 0) when ``shuffle`` (so the
+    shards done so far are a uniform sample of the corpus), each shard sorted by text length."""
+    base = np.random.default_rng(0).permutation(n) if shuffle else np.arange(n)
+    out = []
+    for start in range(0, n, shard):
+        rows = base[start : start + shard]
+        out.append(rows[np.argsort([lengths[i] for i in rows], kind="stable")])
+    return out
+
+
+def encode_shards(model, texts: list[str], out_dir: Path, name: str, shard: int, batch: int,  # noqa: ANN001
+                  log: dict, shuffle: bool, bf16: bool) -> np.ndarray:
+    """Encode shard by shard (each saved as it finishes, with its row indices); rows in input order."""
+    import torch
+
     shards = out_dir / "shards"
     shards.mkdir(parents=True, exist_ok=True)
-    parts = []
+    out: np.ndarray | None = None
     spent = 0.0
     encoded = 0
-    for k, start in enumerate(range(0, len(texts), shard)):
+    for k, rows in enumerate(shard_rows(len(texts), shard, [len(t) for t in texts], shuffle)):
         path = shards / f"{name}-{k:05d}.npy"
-        rows = order[start : start + shard]
         if path.exists() and np.load(path, mmap_mode="r").shape[0] == len(rows):
-            parts.append(np.load(path))
-            continue
-        t0 = time.perf_counter()
-        vecs = model.encode([texts[i] for i in rows], batch_size=batch, convert_to_numpy=True,
-                            normalize_embeddings=True, show_progress_bar=False).astype(np.float32)
-        dt = time.perf_counter() - t0
-        spent += dt
-        encoded += len(rows)
-        np.save(path.with_suffix(".tmp.npy"), vecs)
-        path.with_suffix(".tmp.npy").rename(path)
-        parts.append(vecs)
-        print(f"  {name} shard {k}: {len(rows):,} rows in {dt:.1f} s ({len(rows) / dt:,.0f}/s), "
-              f"{min(start + shard, len(texts)):,}/{len(texts):,}", flush=True)
-    sorted_vecs = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-    out = np.empty_like(sorted_vecs)
-    out[order] = sorted_vecs
+            vecs = np.load(path)
+        else:
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                vecs = model.encode([texts[i] for i in rows], batch_size=batch, convert_to_numpy=True,
+                                    normalize_embeddings=True, show_progress_bar=False).astype(np.float32)
+            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+            dt = time.perf_counter() - t0
+            spent += dt
+            encoded += len(rows)
+            np.save(shards / f"{name}-{k:05d}.rows.npy", rows)
+            np.save(path.with_suffix(".tmp.npy"), vecs)
+            path.with_suffix(".tmp.npy").rename(path)
+            print(f"  {name} shard {k}: {len(rows):,} rows in {dt:.1f} s ({len(rows) / dt:,.0f}/s)", flush=True)
+        if out is None:
+            out = np.empty((len(texts), vecs.shape[1]), np.float32)
+        out[rows] = vecs
     log[name] = {"rows": len(texts), "encoded_this_run": encoded, "seconds_this_run": round(spent, 1),
-                 "rows_per_s_this_run": round(encoded / spent, 1) if spent else None}
+                 "rows_per_s_this_run": round(encoded / spent, 1) if spent else None, "bf16_autocast": bf16}
+    assert out is not None
     return out
+
+
+def load_partial(cache: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """(corpus row indices, their vectors) of the corpus shards finished so far, for use before the
+    whole corpus is encoded: the shards are a uniform random split, so any prefix is a fair sample."""
+    shards = sorted((cache / tag / "shards").glob("corpus-?????.npy"))
+    rows = [np.load(p.with_name(p.stem + ".rows.npy")) for p in shards]
+    vecs = [np.load(p) for p in shards]
+    return np.concatenate(rows), np.concatenate(vecs)
 
 
 def embed(args: argparse.Namespace) -> int:
@@ -430,7 +452,8 @@ def embed(args: argparse.Namespace) -> int:
         sample: list[str] = random.Random(0).sample(texts, min(args.probe, len(texts)))
         model.encode(sample[:64], batch_size=args.batch_size)
         t0 = time.perf_counter()
-        model.encode(sorted(sample, key=len), batch_size=args.batch_size, normalize_embeddings=True)
+        by_length: list[str] = sorted(sample, key=len)
+        model.encode(by_length, batch_size=args.batch_size, normalize_embeddings=True)
         dt = time.perf_counter() - t0
         rate = len(sample) / dt
         log["probe"] = {"rows": len(sample), "seconds": round(dt, 1), "rows_per_s": round(rate, 1),
@@ -438,8 +461,9 @@ def embed(args: argparse.Namespace) -> int:
         print(f"probe: {len(sample):,} random passages in {dt:.1f} s = {rate:,.0f}/s; "
               f"whole corpus ≈ {len(texts) / rate / 60:.1f} min", flush=True)
     t0 = time.perf_counter()
-    qv = encode_sorted(model, [q["text"] for q in queries], out, "queries", args.shard, args.batch_size, log)
-    cv = encode_sorted(model, texts, out, "corpus", args.shard, args.batch_size, log)
+    qv = encode_shards(model, [q["text"] for q in queries], out, "queries", args.shard, args.batch_size, log,
+                       shuffle=False, bf16=args.bf16)
+    cv = encode_shards(model, texts, out, "corpus", args.shard, args.batch_size, log, shuffle=True, bf16=args.bf16)
     total = time.perf_counter() - t0
     np.save(out / "corpus.npy", cv)
     np.save(out / "queries.npy", qv)
@@ -469,7 +493,8 @@ def main() -> int:
     e.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
     e.add_argument("--tag", required=True, help="subdirectory of the cache for this model's vectors")
     e.add_argument("--batch-size", type=int, default=128)
-    e.add_argument("--shard", type=int, default=20000)
+    e.add_argument("--shard", type=int, default=10000)
+    e.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU (about 1.4x faster here)")
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--probe", type=int, default=0, help="time this many random passages first")
     args = ap.parse_args()
