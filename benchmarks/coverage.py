@@ -162,8 +162,8 @@ def plot(result: dict, path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=CACHE)
-    ap.add_argument("--sets", default="real:minilm-base,real:minilm-fin-mrl,synthetic:legacy,"
-                    "synthetic:minilm-base,synthetic:minilm-fin-mrl")
+    ap.add_argument("--sets", default="real:minilm-base,real:minilm-fin-mrl,synthetic:legacy,synthetic:minilm-base,"
+                    "synthetic:minilm-fin-mrl", help="real:<tag> and synthetic:<preset>; missing ones are skipped")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--n", type=int, default=0, help="points for synthetic sets [default: the real corpus's N]")
     ap.add_argument("--partial", action="store_true", help="use the corpus shards encoded so far")
@@ -196,6 +196,9 @@ def main() -> int:
             c, q, info = real_set(args.cache, tag, args.queries, args.partial)
             real_n[tag] = len(c)
         else:
+            if tag not in PRESETS:
+                print(f"skip {name}: no such preset in synthetic.py")
+                continue
             n = args.n or real_n.get(tag) or next(iter(real_n.values()), 227_502)
             c, q, info = synthetic_set(PRESETS[tag], n, args.queries)
         values = coverage(c, q)
