@@ -63,8 +63,8 @@ PRESETS: dict[str, Params] = {
     # benchmarks/scale.py before issue 10
     "legacy": Params(dim=768, latent=32, decay=0.6, noise=0.5, query_noise=0.5, legacy=True),
     # fitted with benchmarks/coverage.py --fit on the dictionary corpus (see results/coverage.md)
-    # best of a small grid against real:minilm-base (190k of the 227,502 passages encoded): max gap 0.036
-    # at S=10 -- NOT within 0.02 yet (results/coverage.md)
+    # best of a small grid against real:minilm-base (fitted on 190k of the 227,502 rows; at all 227,502: max gap 0.046
+    # at S=10) -- NOT within 0.02 yet (results/coverage.md)
     "minilm-base": Params(dim=384, latent=384, alpha=0.3, decay=0.0, noise=0.3, query_noise=1.0,
                           point_beta=(0.0, 12.0), query_beta=(0.0, 8.0)),
 }
