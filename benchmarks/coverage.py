@@ -1,0 +1,226 @@
+"""Coverage curve: how much of the exact full-dim top-10 the exact 64-dim top-S holds, S = 10 ... 800.
+
+For each query: the exact top-10 by cosine on the full (L2-normalised) vectors, the exact ranking by
+cosine on the 64-dim prefix (re-normalised), and, per S, the share of those 10 found in the 64-dim
+top-S; averaged over the queries. Computed exactly with numpy, queries in blocks (the rank of each
+full-dim hit in the 64-dim ranking = the number of points scoring strictly higher at 64 dims).
+
+Sets (each at the real corpus's size N unless ``--n`` says otherwise):
+
+- ``real:<tag>``: the embeddings written by ``benchmarks/realdata.py embed --tag <tag>`` (corpus rows
+  finished so far if the corpus is not fully encoded: see ``--partial``);
+- ``synthetic:legacy``: the generator ``benchmarks/scale.py`` used before issue 10 (768 dims);
+- ``synthetic:<preset>``: a fitted preset of ``benchmarks/synthetic.py``.
+
+Run::
+
+    python benchmarks/coverage.py                                # real base + tuned, legacy, fitted presets
+    python benchmarks/coverage.py --fit minilm-base              # fit a preset's parameters to real:minilm-base
+    python benchmarks/coverage.py --sets real:minilm-base,synthetic:legacy --queries 1000
+
+Writes ``results/coverage.json``, ``coverage.md`` (table, machine, command) and ``coverage.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from _machine import machine
+from realdata import CACHE, load_partial
+from synthetic import PRESETS, Params, Synthetic
+
+S_LIST = (10, 20, 50, 100, 200, 400, 800)
+K = 10
+PREFIX = 64
+TOLERANCE = 0.02
+RESULTS = Path(__file__).parent / "results"
+
+
+def normalize(x: np.ndarray, dim: int | None = None) -> np.ndarray:
+    x = np.ascontiguousarray(x[:, :dim] if dim else x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def coverage(corpus: np.ndarray, queries: np.ndarray, prefix: int = PREFIX, k: int = K,
+             s_list: tuple[int, ...] = S_LIST, block: int = 64) -> np.ndarray:
+    """Per query and per S, the share of the exact full-dim top-k found in the exact prefix top-S."""
+    full_c, full_q = normalize(corpus), normalize(queries)
+    pre_c, pre_q = normalize(corpus, prefix), normalize(queries, prefix)
+    out = np.empty((len(queries), len(s_list)), np.float32)
+    s_arr = np.asarray(s_list)
+    for start in range(0, len(queries), block):
+        stop = min(len(queries), start + block)
+        full = full_q[start:stop] @ full_c.T
+        top = np.argpartition(-full, k, axis=1)[:, :k]
+        del full
+        pre = pre_q[start:stop] @ pre_c.T
+        hit_scores = np.take_along_axis(pre, top, axis=1)  # (b, k)
+        ranks = np.stack([(pre > hit_scores[:, j : j + 1]).sum(axis=1) for j in range(k)], axis=1)
+        out[start:stop] = (ranks[:, :, None] < s_arr[None, None, :]).mean(axis=1)
+    return out
+
+
+def real_set(cache: Path, tag: str, queries: int, partial: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    base = cache / tag
+    meta = json.loads((base / "meta.json").read_text()) if (base / "meta.json").exists() else {}
+    if (base / "corpus.npy").exists():
+        corpus = np.load(base / "corpus.npy")
+        note = "full corpus"
+    elif partial:
+        _, corpus = load_partial(cache, tag)
+        note = "corpus shards finished so far (a uniform random sample of the corpus)"
+    else:
+        raise SystemExit(f"{base}/corpus.npy is missing (encode first, or pass --partial)")
+    if (base / "queries.npy").exists():
+        q = np.load(base / "queries.npy")
+    else:
+        rows = np.load(base / "shards" / "queries-00000.rows.npy")
+        q = np.empty_like(np.load(base / "shards" / "queries-00000.npy"))
+        q[rows] = np.load(base / "shards" / "queries-00000.npy")
+    info = {"kind": "real", "tag": tag, "model": meta.get("model", tag), "corpus": note, "dim": int(corpus.shape[1])}
+    return corpus, q[:queries], info
+
+
+def synthetic_set(params: Params, n: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    data = Synthetic(n, params, seed=seed)
+    corpus = np.concatenate([normalize(data.batch(s, min(n, s + 20000))) for s in range(0, n, 20000)])
+    return corpus, data.queries(queries), {"kind": "synthetic", "params": params.to_dict(), "dim": params.dim}
+
+
+def curve(values: np.ndarray) -> list[float]:
+    return [round(float(v), 4) for v in values.mean(axis=0)]
+
+
+def fit(target: list[float], n: int, queries: int, base: Params, grid: dict[str, list]) -> tuple[Params, list]:
+    """Grid search: the parameters whose curve is closest (max abs difference) to the target."""
+    tried = []
+    best: tuple[float, Params, list[float]] | None = None
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        p = replace(base, **dict(zip(keys, values, strict=True)))  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        c, q, _ = synthetic_set(p, n, queries)
+        cur = curve(coverage(c, q))
+        gap = max(abs(a - b) for a, b in zip(cur, target, strict=True))
+        tried.append({"params": dict(zip(keys, values, strict=True)), "curve": cur, "max_gap": round(gap, 4)})
+        print(f"  {dict(zip(keys, values, strict=True))}: {cur} max gap {gap:.3f} ({time.perf_counter() - t0:.0f} s)",
+              flush=True)
+        if best is None or gap < best[0]:
+            best = (gap, p, cur)
+    assert best is not None
+    return best[1], tried
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    head = "| set | N | dim | queries | " + " | ".join(f"S={s}" for s in S_LIST) + " | max gap to target |"
+    lines = [f"# Coverage: full-dim top-{K} inside the exact {PREFIX}-dim top-S ({m['date']})", "",
+             f"`{m['command']}`", "",
+             f"Machine: {m['cpu']} ({m['cpu_count']} cores), {m['platform']}. Exact search with numpy; "
+             f"per query, the share of the exact full-dim top-{K} (cosine, L2-normalised vectors) found in the "
+             f"exact {PREFIX}-dim top-S ({PREFIX}-dim prefix re-normalised), averaged over the queries. A synthetic "
+             f"set matches when its curve is within {TOLERANCE} of its target at every S.", "",
+             head, "|---|---|---|---|" + "---|" * len(S_LIST) + "---|"]
+    for name, s in result["sets"].items():
+        gap = f"{s['max_gap']:.3f} vs {s['target']} ({'match' if s['matches'] else 'NO match'})" if "target" in s else ""
+        lines.append(f"| {name} | {s['n']:,} | {s['info']['dim']} | {s['queries']:,} | "
+                     + " | ".join(f"{v:.3f}" for v in s["curve"]) + f" | {gap} |")
+    lines += ["", "Sets:", ""]
+    for name, s in result["sets"].items():
+        lines.append(f"- `{name}`: " + json.dumps(s["info"]))
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, s in result["sets"].items():
+        style = "-" if name.startswith("real") else "--"
+        ax.plot(S_LIST, s["curve"], style, marker="o", label=f"{name} (N={s['n']:,})")
+    ax.set_xscale("log")
+    ax.set_xticks(S_LIST, [str(s) for s in S_LIST])
+    ax.set_xlabel(f"S (exact {PREFIX}-dim shortlist size)")
+    ax.set_ylabel(f"share of the full-dim top-{K} in the shortlist")
+    ax.set_title(f"Coverage of the full-dim top-{K} by the {PREFIX}-dim top-S", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", type=Path, default=CACHE)
+    ap.add_argument("--sets", default="real:minilm-base,real:minilm-fin-mrl,synthetic:legacy,synthetic:minilm-base,"
+                    "synthetic:minilm-fin-mrl", help="real:<tag> and synthetic:<preset>; missing ones are skipped")
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--n", type=int, default=0, help="points for synthetic sets [default: the real corpus's N]")
+    ap.add_argument("--partial", action="store_true", help="use the corpus shards encoded so far")
+    ap.add_argument("--fit", default="", help="fit this preset to real:<same tag> (grid search), print it")
+    ap.add_argument("--fit-queries", type=int, default=300)
+    ap.add_argument("--grid", default='{"alpha": [0.5, 1.0, 1.5], "query_noise": [0.5, 1.0, 1.5]}',
+                    help="JSON: parameter -> values for --fit")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+
+    result: dict = {"k": K, "prefix": PREFIX, "s": list(S_LIST), "tolerance": TOLERANCE, "sets": {}}
+    if args.fit:
+        c, q, info = real_set(args.cache, args.fit, args.fit_queries, args.partial)
+        n = args.n or len(c)
+        target = curve(coverage(c, q))
+        print(f"target real:{args.fit} (N={len(c):,}, {len(q)} queries): {target}", flush=True)
+        del c
+        best, tried = fit(target, n, args.fit_queries, PRESETS[args.fit], json.loads(args.grid))
+        print(json.dumps({"best": best.to_dict(), "target": target, "tried": tried}))
+        return 0
+
+    real_n: dict[str, int] = {}
+    for name in (s.strip() for s in args.sets.split(",")):
+        kind, tag = name.split(":", 1)
+        t0 = time.perf_counter()
+        if kind == "real":
+            if not (args.cache / tag).exists():
+                print(f"skip {name}: no vectors in {args.cache / tag}")
+                continue
+            c, q, info = real_set(args.cache, tag, args.queries, args.partial)
+            real_n[tag] = len(c)
+        else:
+            if tag not in PRESETS:
+                print(f"skip {name}: no such preset in synthetic.py")
+                continue
+            n = args.n or real_n.get(tag) or next(iter(real_n.values()), 227_502)
+            c, q, info = synthetic_set(PRESETS[tag], n, args.queries)
+        values = coverage(c, q)
+        entry: dict = {"n": len(c), "queries": len(q), "curve": curve(values), "info": info,
+                 "seconds": round(time.perf_counter() - t0, 1)}
+        if kind == "synthetic" and f"real:{tag}" in result["sets"]:
+            target = result["sets"][f"real:{tag}"]["curve"]
+            gap = max(abs(a - b) for a, b in zip(entry["curve"], target, strict=True))
+            entry |= {"target": f"real:{tag}", "max_gap": round(gap, 4), "matches": gap <= TOLERANCE}
+        result["sets"][name] = entry
+        print(f"{name:<26} N={len(c):>9,} q={len(q):>5} " + " ".join(f"{v:.3f}" for v in entry["curve"])
+              + (f"  max gap {entry['max_gap']:.3f}" if "max_gap" in entry else "") + f"  ({entry['seconds']} s)",
+              flush=True)
+        del c, q
+    result["machine"] = machine()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "coverage.json").write_text(json.dumps(result, indent=2))
+    (args.out / "coverage.md").write_text(markdown(result))
+    plot(result, args.out / "coverage.png")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
