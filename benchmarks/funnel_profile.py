@@ -37,7 +37,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from _machine import machine  # noqa: E402
 from _peers_funnel import FunnelBench, ladder_queries  # noqa: E402
-from peers import RESULTS, Run  # noqa: E402
+from peers import RESULTS, Run, finish_edge_build  # noqa: E402
 from qdrant_edge import Query, QueryRequest  # noqa: E402
 from rich.console import Console  # noqa: E402
 
@@ -176,13 +176,7 @@ class IntIds:
             t0 = time.perf_counter()
             shard.update(UpdateOperation.upsert_points(points))
             upsert += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        shard.flush()
-        shard.optimize()
-        shard.flush()
-        optimize = time.perf_counter() - t0
-        shard.close()
-        return {"upsert_s": upsert, "optimize_s": optimize, "build_s": upsert + optimize}
+        return finish_edge_build(shard, upsert)
 
     def open(self):  # noqa: ANN201 - an EdgeCollection over the int-id shard
         from qdrant_edge import EdgeShard

@@ -159,13 +159,18 @@ def edge_build(path: Path, kind: str, corpus: np.ndarray) -> dict:
         t0 = time.perf_counter()
         shard.update(UpdateOperation.upsert_points([Point(start + i, {VECTOR: r}) for i, r in enumerate(rows)]))
         upsert += time.perf_counter() - t0
+    return finish_edge_build(shard, upsert)
+
+
+def finish_edge_build(shard: Any, upsert_s: float) -> dict:
+    """Flush, optimize (build the graphs), flush and close a bulk-loaded Edge shard; the build times."""
     t0 = time.perf_counter()
     shard.flush()
     shard.optimize()
     shard.flush()
     optimize = time.perf_counter() - t0
     shard.close()
-    return {"upsert_s": upsert, "optimize_s": optimize, "build_s": upsert + optimize}
+    return {"upsert_s": upsert_s, "optimize_s": optimize, "build_s": upsert_s + optimize}
 
 
 def oversampled_efs(oversampling: float) -> list[int]:

@@ -130,6 +130,20 @@ def bad_corpora(root: Path) -> dict[str, tuple[Path, list[str]]]:
     }
 
 
+def assert_cli_error(result, *fragments: str) -> str:  # noqa: ANN001 - click.testing.Result
+    """A CLI failure: exit code 1, no traceback, and one line ``Error: ...`` on stderr holding every fragment."""
+    assert result.exit_code == 1, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("Error: "), line
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    return line
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """No test may see the user's data dir or FUNNEL_* settings from the environment."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from conftest import REPO_ROOT, TOPIC_DOCS, topic_records, write_jsonl
+from conftest import assert_cli_error as one_error_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,18 +56,6 @@ def ok(result: Result) -> Result:
     assert result.exit_code == 0, f"exit {result.exit_code}\nstderr:\n{result.stderr}"
     assert "Traceback" not in result.output
     return result
-
-
-def one_error_line(result: Result, *fragments: str) -> str:
-    assert result.exit_code == 1, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def state(data_dir: Path, name: str, embedder) -> tuple[int, list[tuple[str, float]]]:

@@ -22,6 +22,7 @@ from conftest import (
     topic_records,
     write_jsonl,
 )
+from conftest import assert_cli_error as assert_error
 from qdrant_edge import ScrollRequest
 
 from cli import main
@@ -46,20 +47,6 @@ def ok(result: Result) -> Result:
 
 def json_lines(result: Result) -> list:
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
-
-
-def assert_error(result: Result, *fragments: str) -> str:
-    """A failure: exit code 1, no traceback, and one line ``Error: ...`` on stderr."""
-    assert result.exit_code == 1, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    line = lines[0]
-    assert line.startswith("Error: "), line
-    for fragment in fragments:
-        assert fragment in line, f"{fragment!r} not in {line!r}"
-    return line
 
 
 def synthetic_collection(data_dir: Path, name: str) -> None:

@@ -81,7 +81,7 @@ class BodySizeLimit:
                     await self._reject(send)
                     return
         seen = 0
-        started = False
+        sent = _StartTracker(send)
         body_done = False
         loop = asyncio.get_running_loop()
         deadline = None if self.read_timeout is None else loop.time() + self.read_timeout
@@ -104,23 +104,31 @@ class BodySizeLimit:
                 body_done = True
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, sent)
         except _TooLarge:
-            if not started:
+            if not sent.started:
                 await self._reject(send)
         except _ReadTimeout as exc:
-            if not started:
+            if not sent.started:
                 await _send_json(send, 408, "request_timeout", str(exc.detail), close=True)
 
     async def _reject(self, send: Send) -> None:
         await _send_json(send, 413, "payload_too_large", f"request body above {self.max_bytes:,} bytes", close=True)
+
+
+class _StartTracker:
+    """An ASGI ``send`` that passes every message on and remembers whether a response has started
+    (after which a middleware can no longer answer with its own error response)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
 
 
 async def _send_json(send: Send, status: int, type_: str, message: str, close: bool = False) -> None:
@@ -149,18 +157,11 @@ class InternalErrors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        sent = _StartTracker(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, sent)
         except Exception as exc:
             log.error("unexpected error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
-            if started:  # half a response is out: only closing the connection (uvicorn does) can end it
+            if sent.started:  # half a response is out: only closing the connection (uvicorn does) can end it
                 raise
             await _send_json(send, 500, "internal", "internal error: the server log has the details")
