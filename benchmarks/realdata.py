@@ -444,7 +444,7 @@ def embed(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = resolve_model(args.model)
     t0 = time.perf_counter()
-    model = SentenceTransformer(path, device="cpu")
+    model = SentenceTransformer(path, device=args.device)
     load_s = time.perf_counter() - t0
     texts = [p["text"] for p in corpus]
     log: dict = {}
@@ -473,7 +473,7 @@ def embed(args: argparse.Namespace) -> int:
     if (out / "meta.json").exists():
         old = json.loads((out / "meta.json").read_text())
         runs = old.get("earlier_runs", []) + [{k: old.get(k) for k in ("seconds_this_run", "encode", "command")}]
-    meta = {"model": args.model, "model_path": path, "fingerprint": model_fingerprint(model),
+    meta = {"model": args.model, "model_path": path, "device": args.device, "fingerprint": model_fingerprint(model),
             "dim": int(cv.shape[1]), "corpus": int(cv.shape[0]), "queries": int(qv.shape[0]),
             "normalized": True, "dtype": "float32", "batch_size": args.batch_size, "threads": args.threads,
             "load_s": round(load_s, 1), "seconds_this_run": round(total, 1), "encode": log,
@@ -496,6 +496,7 @@ def main() -> int:
     e.add_argument("--shard", type=int, default=10000)
     e.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU (about 1.4x faster here)")
     e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--device", default="cpu", help="cpu or cuda (float32 on cuda; --bf16 applies to the CPU only)")
     e.add_argument("--probe", type=int, default=0, help="time this many random passages first")
     args = ap.parse_args()
     return build_corpus(args) if args.cmd == "corpus" else embed(args)
