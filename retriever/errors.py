@@ -71,6 +71,16 @@ class TuneError(BadInputError):
     """Training data, evaluation data, output or checkpoint that cannot be used for tuning."""
 
 
+class PairsError(BadInputError):
+    """Input for ``funnel pairs`` that cannot be used: output path, prompt file, feedback log, options."""
+
+
+class LLMError(FunnelError):
+    """The LLM server could not be reached or kept failing after the bounded retries."""
+
+    http_status = 502
+
+
 class OutOfMemoryError(FunnelError):
     """The device ran out of memory; the message says which option to lower."""
 

@@ -35,6 +35,17 @@ def guard_table(result: TuneResult) -> Table | None:
     return table
 
 
+def lineage_lines(result: TuneResult) -> list[str]:
+    """The chain of training data, oldest first (Markdown list), and what this step replayed."""
+    lines = ["Training data, oldest first:", ""]
+    for i, step in enumerate(result.lineage, start=1):
+        pairs = f"{step['pairs']:,} pairs" if isinstance(step.get("pairs"), int) else "pairs"
+        replay = (f", plus {step.get('replayed', 0):,} replayed from `{step['replay']}`"
+                  if step.get("replay") else "")
+        lines.append(f"{i}. `{step.get('train')}` ({pairs}{replay}), from `{step.get('base_model')}`")
+    return [*lines, ""] if result.lineage else []
+
+
 def model_card_section(result: TuneResult) -> str:
     """Markdown appended to the saved model's README.md."""
     cfg = result.config
@@ -50,6 +61,7 @@ def model_card_section(result: TuneResult) -> str:
         f"hard negatives {cfg.get('hard_negatives')}, device {result.device}",
         f"- training time {result.train_seconds:,.0f} s ({result.samples_per_second:,.1f} samples/s)",
         "",
+        *lineage_lines(result),
         f"NDCG@10 on {result.eval_set}:",
         "",
         "| dim | baseline | tuned | improvement |",

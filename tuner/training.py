@@ -22,6 +22,7 @@ from retriever.ladder import parse_ladder
 
 from .evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
 from .pairs import PairColumns, PairReport, load_pairs
+from .replay import base_lineage, check_replay, mix_replay
 
 CHECKPOINTS = "checkpoints"
 REPORT_FILE = "eval_report.json"
@@ -51,6 +52,8 @@ class TuneConfig:
     seed: int = 42
     device: str | None = None
     columns: PairColumns = field(default_factory=PairColumns)
+    replay: str | None = None
+    replay_ratio: float | None = None
 
 
 @dataclass
@@ -74,6 +77,8 @@ class TuneResult:
     best_checkpoint: str | None = None
     truncated_texts: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    replay: dict[str, Any] | None = None
+    lineage: list[dict[str, Any]] = field(default_factory=list)
 
     def improvement(self, dim: int) -> float:
         return (self.tuned[dim] - self.baseline[dim]) / self.baseline[dim] * 100
@@ -113,6 +118,7 @@ def _check_config(config: TuneConfig) -> None:
         raise TuneError(f"invalid --lr {config.lr}: use a small positive number such as 1e-4")
     if config.hard_negatives < 0:
         raise TuneError(f"invalid --hard-negatives {config.hard_negatives}: use 0 or more")
+    check_replay(config.replay, config.replay_ratio)
 
 
 def count_truncated(model: Any, pairs: Any) -> int:
@@ -226,6 +232,12 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     _check_config(config)
     _check_output(config)
     pairs, report = load_pairs(config.train, config.columns)
+    replay = None
+    if config.replay is not None:
+        old, _ = load_pairs(config.replay, config.columns)
+        pairs, replay = mix_replay(pairs, old, check_replay(config.replay, config.replay_ratio), config.seed)
+        log(f"replay: {replay['replayed']:,} of {replay['replay_available']:,} pairs from {config.replay} mixed into "
+            f"{replay['new']:,} new pairs")
     if config.eval_dir is not None:
         eval_data = beir_ir_data(config.eval_dir, "test")
         train = pairs
@@ -280,6 +292,11 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
         best_checkpoint=trainer.state.best_model_checkpoint,
         truncated_texts=truncated,
         config={k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        replay=replay,
+        lineage=base_lineage(config.base_model) + [{
+            "base_model": embedder.name, "train": str(config.train), "pairs": report.rows,
+            "replay": config.replay, "replayed": (replay or {}).get("replayed", 0),
+        }],
     )
     _save(model, result, config)
     return result
