@@ -429,7 +429,6 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
     embedder = Embedder(model or DEFAULT_MODEL, device="cpu")  # the tokenizer only: chunking as funnel index
     with open_chunks(paths, embedder, fields, skip_bad, fmt, chunk_size, chunk_overlap,
                      spool_dir=ctx.obj["data_dir"]) as chunks:
-        err.print(f"pairs generate ({config.label}): {chunks.report.documents:,} documents → {out}", highlight=False)
         try:
             report = generate_pairs(chunks, out, config, progress=_GenerateProgress())
         except KeyboardInterrupt:
@@ -442,7 +441,8 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
 
         raise PairsError(f"no usable question for any of the {report.no_questions:,} chunks (questions dropped: "
                          f"{dropped}); check --llm-model and --prompt-file")
-    err.print(f"{report.pairs:,} pairs from {report.generated:,} chunks in {report.seconds:,.1f} s "
+    err.print(f"{config.label}: {report.pairs:,} pairs from {report.generated:,} chunks of "
+              f"{chunks.report.documents:,} documents in {report.seconds:,.1f} s "
               f"({report.chunks_per_second:,.2f} chunks/s); {report.resumed:,} chunks already in {out}; "
               f"{report.no_questions:,} chunks without a usable question; questions dropped: {dropped}",
               highlight=False, markup=False)
