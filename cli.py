@@ -358,9 +358,9 @@ def pairs() -> None:
               default=None, help="llm: ask an OpenAI-compatible server; offline: no server "
               "[default: llm with --llm-url, else offline]")
 @click.option("--offline", "offline", envvar="FUNNEL_PAIRS_OFFLINE", show_envvar=True,
-              type=click.Choice(["ict", "smollm2"]), default="ict",
-              help="offline method: ict (inverse-cloze pseudo-queries, no model) or smollm2 (SmolLM2-135M-Instruct "
-              "in-process; pip install 'funnel[local-llm]'); see the README for the measured comparison")
+              type=click.Choice(["ict", "smollm2"]), default="smollm2",
+              help="offline method: smollm2 (SmolLM2-135M-Instruct in-process; pip install 'funnel[local-llm]') or "
+              "ict (inverse-cloze pseudo-queries, no model, fast); see the README for the measured comparison")
 @click.option("--questions-per-chunk", envvar="FUNNEL_PAIRS_QUESTIONS", show_envvar=True, type=int, default=3)
 @click.option("--llm-url", envvar="FUNNEL_LLM_URL", show_envvar=True, default=None,
               help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")

@@ -19,7 +19,8 @@ LONG_DOC = " ".join(f"Sentence number {i} says that segment {i % 7} grew by {i} 
 
 
 def generate(*args: str):  # noqa: ANN201 - click Result
-    return CliRunner().invoke(main, ["pairs", "generate", *args])
+    """The model-free method (fast, deterministic): what these tests check is everything around it."""
+    return CliRunner().invoke(main, ["pairs", "generate", "--offline", "ict", *args])
 
 
 def read(path: Path) -> list[dict]:

@@ -243,3 +243,17 @@ def test_unreachable_server_keeps_what_was_written_and_resumes(scripted, tmp_pat
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert (report["resumed"], report["generated"]) == (1, 2) and out.read_text().startswith(before)
+
+
+def test_offline_default_is_smollm2_in_process(tmp_path):
+    """No --llm-url: SmolLM2 run in-process by transformers from the GGUF file (the measured better offline
+    method), with the same prompt and filter."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", topic_records()[:3])
+    out = tmp_path / "pairs.jsonl"
+    result = generate(str(corpus), "--out", str(out), "--questions-per-chunk", "2", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    pairs = read(out)
+    assert report["method"] == "offline/smollm2" and report["generated"] >= 1 and report["pairs"] == len(pairs)
+    for p in pairs:
+        assert p["positive"] == TEXT[p["doc_id"]] and is_question(p["anchor"]) and not is_copy(p["anchor"], p["positive"])
