@@ -128,7 +128,11 @@ def raise_for_error(response: httpx.Response) -> None:
     cls = _TYPES.get(type_) or error_class(type_) or ServiceError
     if cls is FunnelError:  # the base class: a refusal with no specific class, e.g. feedback disabled
         cls = ServiceError
-    exc = cls(f"{message} (HTTP {response.status_code} {type_} from {where})")
+    text = f"{message} (HTTP {response.status_code} {type_} from {where})"
+    try:
+        exc = cls(text)
+    except TypeError:  # a class with its own constructor (never sent by the service)
+        exc = ServiceError(text)
     exc.http_status = response.status_code
     raise exc
 

@@ -36,7 +36,7 @@ from ..client import DEFAULT_TIMEOUT_S, FunnelClient
 from ..store import Hit
 from .source import Searcher, SearchOptions, asearch, check_searcher, hit_metadata, search
 
-_HIDDEN_KEYS = ["id", "doc_id", "chunk", "score"]  # bookkeeping: not part of the text an LLM or embedder sees
+_HIDDEN_KEYS = ["doc_id", "chunk"]  # bookkeeping: not part of the text an LLM or an embedding model sees
 
 
 def to_node(hit: Hit) -> NodeWithScore:
