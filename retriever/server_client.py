@@ -7,7 +7,8 @@ deletes by id or filter are idempotent). Retries stop after :data:`ATTEMPTS` tri
 :data:`RETRY_BUDGET_S` seconds, whichever comes first, so an unreachable URL fails in seconds.
 
 Local mode (``path:DIR``) holds a lock on its directory for as long as a client is open, so one
-client per directory is shared within a process (reference-counted).
+client per directory is shared within a process (reference-counted). ``:memory:`` is one in-memory
+store per process, shared the same way: it lives while any catalog or collection on it is open.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class ServerConnection:
         self.location = url
         self._closed = False
         if self.local:
-            self._key = str(Path(url[len("path:"):]).expanduser().resolve()) if url.startswith("path:") else None
+            self._key = str(Path(url[len("path:"):]).expanduser().resolve()) if url.startswith("path:") else url
             self.client = self._open_local()
         else:
             from qdrant_client import QdrantClient
@@ -94,14 +95,13 @@ class ServerConnection:
     def _open_local(self) -> Any:
         from qdrant_client import QdrantClient
 
-        if self._key is None:
-            return QdrantClient(":memory:")
         with _local_lock:
             entry = _local_clients.get(self._key)
             if entry is None:
-                Path(self._key).mkdir(parents=True, exist_ok=True)
+                if self._key != ":memory:":
+                    Path(self._key).mkdir(parents=True, exist_ok=True)
                 try:
-                    client = QdrantClient(path=self._key)
+                    client = QdrantClient(location=":memory:") if self._key == ":memory:" else QdrantClient(path=self._key)
                 except RuntimeError as exc:  # another process holds the directory
                     raise CollectionLockedError(
                         f"Qdrant local-mode storage {self._key} is in use by another process; wait for it to "
@@ -114,7 +114,7 @@ class ServerConnection:
         if self._closed:
             return
         self._closed = True
-        if not self.local or self._key is None:
+        if not self.local:
             self.client.close()
             return
         with _local_lock:
