@@ -89,8 +89,10 @@ class ServerConnection:
             from qdrant_client import QdrantClient
 
             self._key = None
-            self.client = QdrantClient(url=url, api_key=api_key, prefer_grpc=prefer_grpc, timeout=max(1, round(timeout)),
-                                       check_compatibility=False)
+            with warnings.catch_warnings():  # "API key over http": the README says so; a compose network is http
+                warnings.simplefilter("ignore", UserWarning)
+                self.client = QdrantClient(url=url, api_key=api_key, prefer_grpc=prefer_grpc,
+                                           timeout=max(1, round(timeout)), check_compatibility=False)
 
     def _open_local(self) -> Any:
         from qdrant_client import QdrantClient
