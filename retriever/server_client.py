@@ -82,13 +82,13 @@ class ServerConnection:
         self.local = url == ":memory:" or url.startswith("path:")
         self.location = url
         self._closed = False
+        self._key: str | None = None  # the local-mode store: a resolved directory, or ":memory:"
         if self.local:
             self._key = str(Path(url[len("path:"):]).expanduser().resolve()) if url.startswith("path:") else url
             self.client = self._open_local()
         else:
             from qdrant_client import QdrantClient
 
-            self._key = None
             with warnings.catch_warnings():  # "API key over http": the README says so; a compose network is http
                 warnings.simplefilter("ignore", UserWarning)
                 self.client = QdrantClient(url=url, api_key=api_key, prefer_grpc=prefer_grpc,
@@ -97,6 +97,7 @@ class ServerConnection:
     def _open_local(self) -> Any:
         from qdrant_client import QdrantClient
 
+        assert self._key is not None
         with _local_lock:
             entry = _local_clients.get(self._key)
             if entry is None:
