@@ -97,19 +97,20 @@ class ServerConnection:
     def _open_local(self) -> Any:
         from qdrant_client import QdrantClient
 
-        assert self._key is not None
+        key = self._key
+        assert key is not None
         with _local_lock:
-            entry = _local_clients.get(self._key)
+            entry = _local_clients.get(key)
             if entry is None:
-                if self._key != ":memory:":
-                    Path(self._key).mkdir(parents=True, exist_ok=True)
+                if key != ":memory:":
+                    Path(key).mkdir(parents=True, exist_ok=True)
                 try:
-                    client = QdrantClient(location=":memory:") if self._key == ":memory:" else QdrantClient(path=self._key)
+                    client = QdrantClient(location=":memory:") if key == ":memory:" else QdrantClient(path=key)
                 except RuntimeError as exc:  # another process holds the directory
                     raise CollectionLockedError(
-                        f"Qdrant local-mode storage {self._key} is in use by another process; wait for it to "
+                        f"Qdrant local-mode storage {key} is in use by another process; wait for it to "
                         "finish or stop it (a Qdrant server allows many clients)") from exc
-                entry = _local_clients[self._key] = [client, 0]
+                entry = _local_clients[key] = [client, 0]
             entry[1] += 1
             return entry[0]
 
@@ -117,7 +118,7 @@ class ServerConnection:
         if self._closed:
             return
         self._closed = True
-        if not self.local:
+        if self._key is None:
             self.client.close()
             return
         with _local_lock:
