@@ -125,6 +125,22 @@ def test_cli_on_the_server_engine(cli_model, tmp_path):
     assert json.loads(ok(invoke(data, "--qdrant-url", url, "collections", "--json")).stdout) == []
 
 
+def test_bench_gives_the_same_ndcg_per_dim_on_both_engines(cli_model, tmp_path):
+    from conftest import make_beir
+
+    beir = make_beir(tmp_path / "beir", n_test=20, n_train=10)
+    runs = {}
+    for label, extra in (("embedded", []), ("server", ["--qdrant-url", f"path:{tmp_path / 'qdrant'}"])):
+        result = ok(invoke(tmp_path / "data", *extra, "bench", "--data", beir, "--out", tmp_path / label, "--plans",
+                           "default", "--dims", "64,384", "--no-memory", "--no-progress", "--json"))
+        runs[label] = json.loads(result.stdout)["models"][0]["variants"][0]
+    for mine, theirs in zip(runs["embedded"]["dims"], runs["server"]["dims"]):
+        assert mine["exact"]["ndcg@10"] == pytest.approx(theirs["exact"]["ndcg@10"], abs=1e-9)
+        assert theirs["hnsw_is_full_scan"] and theirs["disk_bytes"] is None  # local mode scans; no disk figure
+    assert runs["embedded"]["plans"][0]["ndcg@10"] == pytest.approx(runs["server"]["plans"][0]["ndcg@10"], abs=1e-9)
+    assert runs["server"]["disk_bytes"] is None and "memory" not in runs["server"]
+
+
 # --- copy between engines -----------------------------------------------------------------------------
 
 
