@@ -248,11 +248,18 @@ class _FakeQdrant(BaseHTTPRequestHandler):
     """An HTTP server that answers like a Qdrant with a key set (401), or an old Qdrant (version 1.9)."""
 
     mode = "auth"
+    seen: list[str] = []
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.seen.append(self.path)
         if self.path.split("?")[0] == "/":  # the version: the one call a key-protected Qdrant answers here
             version = "1.9.0" if self.mode == "old" else "1.20.0"
             body, status = json.dumps({"title": "qdrant", "version": version}).encode(), 200
+        elif self.mode == "flaky":  # 503 twice, then the answer
+            failed = sum(p.startswith("/collections") for p in self.seen) <= 2
+            body = b'{"status": {"error": "overloaded"}}' if failed else \
+                json.dumps({"result": {"collections": []}, "status": "ok", "time": 0.0}).encode()
+            status = 503 if failed else 200
         else:
             body, status = b'{"status": {"error": "Must provide an API key or an Authorization bearer token"}}', 401
         self.send_response(status)
@@ -279,6 +286,19 @@ def test_wrong_api_key_and_old_server(tmp_path, mode, error, fragment):
         with pytest.raises(error, match=re.escape(fragment)):
             open_catalog(EngineConfig(data_dir=tmp_path, url=url, api_key="wrong")).names()
         assert_cli_error(invoke(tmp_path, "--qdrant-url", url, "--qdrant-api-key", "wrong", "collections"), fragment)
+    finally:
+        server.shutdown()
+
+
+def test_transient_failures_are_retried(tmp_path):
+    handler = type("Handler", (_FakeQdrant,), {"mode": "flaky", "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with open_catalog(EngineConfig(data_dir=tmp_path, url=url)) as catalog:
+            assert catalog.names() == []
+        assert [p.split("?")[0] for p in handler.seen].count("/collections") == 3  # two 503s, then success
     finally:
         server.shutdown()
 
