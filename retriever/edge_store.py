@@ -62,6 +62,7 @@ from .store import (
     Hit,
     PointBatch,
     QuerySpec,
+    ranked,
 )
 
 SPEC_FILE = "collection.json"
@@ -245,7 +246,7 @@ class EdgeCollection(Collection):
                 results = self.shard.query_batch(QueryBatchRequest(requests))
         except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.spec.name) from exc
-        return [[_to_hit(p, text) for p in points] for points, text in zip(results, with_text)]
+        return [ranked([_to_hit(p, text) for p in points]) for points, text in zip(results, with_text)]
 
     def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
         try:  # the binding checks values (e.g. filter integers) when a request is built

@@ -44,6 +44,7 @@ from .store import (
     Hit,
     PointBatch,
     QuerySpec,
+    ranked,
 )
 
 SPEC_KEY = "funnel_spec"
@@ -219,7 +220,7 @@ class ServerCollection(Collection):
             results = [response.points]
         else:
             results = [res.points for res in self._call("search", client.query_batch_points, requests=requests)]
-        return [[_to_hit(p, text) for p in points] for points, text in zip(results, with_text)]
+        return [ranked([_to_hit(p, text) for p in points]) for points, text in zip(results, with_text)]
 
     def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
         try:

@@ -142,6 +142,12 @@ class Hit:
         return asdict(self)
 
 
+def ranked(hits: list[Hit]) -> list[Hit]:
+    """Hits best first, points with equal scores (e.g. the same text twice) by id: every engine
+    returns tied points in the same order (the engines' own tie orders differ)."""
+    return sorted(hits, key=lambda h: (-h.score, h.id))
+
+
 @dataclass(frozen=True)
 class QuerySpec:
     """How to search one query: funnel plan (``None`` = exact), k, payload text, payload filter, and
