@@ -38,19 +38,22 @@ def main() -> None:
     parser.add_argument("url")
     parser.add_argument("beir", type=Path)
     parser.add_argument("--split", default="test")
+    parser.add_argument("--compare-only", action="store_true", help="skip the copies (already made)")
     args = parser.parse_args()
     embedded = open_catalog(EngineConfig(data_dir=args.data_dir))
     server = open_catalog(EngineConfig(data_dir=args.data_dir, url=args.url))
     back_name = f"{args.collection}-back"
-    t0 = time.perf_counter()
-    there = copy_collection(embedded, args.collection, server, args.collection)
-    t1 = time.perf_counter()
-    back = copy_collection(server, args.collection, embedded, back_name)
-    t2 = time.perf_counter()
+    report: dict = {}
+    if not args.compare_only:
+        t0 = time.perf_counter()
+        there = copy_collection(embedded, args.collection, server, args.collection)
+        t1 = time.perf_counter()
+        back = copy_collection(server, args.collection, embedded, back_name)
+        report = {"copy_there_s": t1 - t0, "copy_back_s": time.perf_counter() - t1,
+                  "there": there.__dict__, "back": back.__dict__}
     split = load_split(args.beir, args.split, known_corpus_ids=corpus_ids(args.beir / "corpus.jsonl"))
     texts = list(split.queries.values())
-    report: dict = {"queries": len(texts), "copy_there_s": t1 - t0, "copy_back_s": t2 - t1,
-                    "there": there.__dict__, "back": back.__dict__}
+    report["queries"] = len(texts)
     with embedded.open(args.collection) as a, server.open(args.collection) as b, embedded.open(back_name) as c:
         embedder = Embedder(a.spec.model)
         vectors = embedder.encode(texts, a.spec.dims)
