@@ -34,7 +34,7 @@ from .filters import Match, MatchAny, PayloadFilter, Range
 from .ladder import vector_name
 from .paths import validate_collection_name
 from .server_client import NotFound, ServerConnection, not_found
-from .sharding import per_shard_limit, per_shard_plan
+from .sharding import per_shard_plan
 from .store import (
     MIN_HNSW_EF,
     Catalog,
@@ -234,8 +234,7 @@ class ServerCollection(Collection):
     ) -> list[list[Hit]]:
         from qdrant_client import models
 
-        ef = hnsw_ef or max(MIN_HNSW_EF, per_shard_limit(k, self.shards, k))
-        params = self._params(dim, k, exact, ef, refined=False)
+        params = self._params(dim, k, exact, hnsw_ef, refined=False)
         payload: bool | list[str] = True if with_text else TEXT_FIELDS
         requests = [models.QueryRequest(query=row.tolist(), using=vector_name(dim), limit=k, params=params,
                                         with_payload=payload) for row in queries]
@@ -309,6 +308,7 @@ class ServerCatalog(Catalog):
         self.config = config
         self.conn = ServerConnection(config.url, config.api_key, config.prefer_grpc, config.timeout)
         self._users = 1  # this catalog; every open collection adds one
+        self._closed = False
         try:
             self.conn.check_version()
         except Exception:
@@ -325,7 +325,7 @@ class ServerCatalog(Catalog):
             self.conn.close()
 
     def close(self) -> None:
-        if not getattr(self, "_closed", False):
+        if not self._closed:
             self._closed = True
             self._release()
 
