@@ -67,6 +67,30 @@ class StoreError(FunnelError):
     http_status = 500
 
 
+class ServerUnavailableError(StoreError):
+    """The Qdrant server cannot be reached, or keeps failing, after bounded retries."""
+
+    http_status = 503
+
+
+class ServerAuthError(StoreError):
+    """The Qdrant server refused funnel's API key (funnel's configuration, not the caller's)."""
+
+    http_status = 502
+
+
+class ServerVersionError(StoreError):
+    """A Qdrant server too old for what funnel needs (the Query API, collection metadata)."""
+
+    http_status = 502
+
+
+class ForeignCollectionError(FunnelError):
+    """A server collection funnel did not create: no funnel spec, or not funnel's named vectors."""
+
+    http_status = 409
+
+
 class TuneError(BadInputError):
     """Training data, evaluation data, output or checkpoint that cannot be used for tuning."""
 
