@@ -64,10 +64,60 @@ def _os_error_line(exc: OSError) -> str:
     return f"{where}{exc.strerror or exc}"
 
 
-def _catalog(ctx: click.Context):  # noqa: ANN202
-    from retriever.edge_store import EdgeCatalog
+def _store_engine_option(key: str):  # noqa: ANN202
+    """Keep an engine option in ``ctx.meta`` (shared by the group and its commands): given on either,
+    it applies; given on both, the command's wins."""
+    def store(ctx: click.Context, _param: click.Parameter, value):  # noqa: ANN001, ANN202
+        if value is not None and value is not False:
+            ctx.meta[f"funnel.{key}"] = value
+        return value
+    return store
 
-    return EdgeCatalog(ctx.obj["data_dir"])
+
+def engine_options(f):  # noqa: ANN001, ANN201
+    """--qdrant-url, --qdrant-api-key, --prefer-grpc: on the group and on every command that uses a store."""
+    f = click.option("--prefer-grpc", is_flag=True, envvar="QDRANT_PREFER_GRPC", show_envvar=True, expose_value=False,
+                     callback=_store_engine_option("prefer_grpc"),
+                     help="talk to the Qdrant server over gRPC (port 6334) instead of REST")(f)
+    f = click.option("--qdrant-api-key", envvar="QDRANT_API_KEY", show_envvar=True, default=None, expose_value=False,
+                     callback=_store_engine_option("qdrant_api_key"), help="API key of the Qdrant server")(f)
+    return click.option("--qdrant-url", envvar="QDRANT_URL", show_envvar=True, default=None, expose_value=False,
+                        callback=_store_engine_option("qdrant_url"),
+                        help="Qdrant server (http(s)://HOST:6333), or path:DIR / :memory: for qdrant-client's local "
+                        "mode [default: the embedded engine in the data dir]")(f)
+
+
+def placement_options(f):  # noqa: ANN001, ANN201
+    """--shards, --replication-factor, --write-consistency: how a new server collection is spread."""
+    for name, env, text in (
+        ("--write-consistency", "FUNNEL_WRITE_CONSISTENCY", "copies that must acknowledge a write"),
+        ("--replication-factor", "FUNNEL_REPLICATION_FACTOR", "copies of each shard in a cluster"),
+        ("--shards", "FUNNEL_SHARDS", "shards of a new server collection (funnel plans stay collection-wide)"),
+    ):
+        f = click.option(name, envvar=env, show_envvar=True, type=int, default=None, expose_value=False,
+                         callback=_store_engine_option(name.lstrip("-").replace("-", "_")),
+                         help=f"{text} [default: the server's]")(f)
+    return f
+
+
+def _engine(ctx: click.Context, url: str | None = None, data_dir: Path | None = None, placement: bool = True):  # noqa: ANN202
+    """The engine the command talks to; ``url`` / ``data_dir`` override the options (``""``: embedded)."""
+    from retriever.catalog import EngineConfig, Placement
+
+    meta = ctx.meta
+    spread = Placement(meta.get("funnel.shards"), meta.get("funnel.replication_factor"),
+                       meta.get("funnel.write_consistency")) if placement else Placement()
+    return EngineConfig(data_dir=data_dir or ctx.obj["data_dir"],
+                        url=meta.get("funnel.qdrant_url") if url is None else url,
+                        api_key=meta.get("funnel.qdrant_api_key"), prefer_grpc=bool(meta.get("funnel.prefer_grpc")),
+                        placement=spread)
+
+
+def _catalog(ctx: click.Context, url: str | None = None, data_dir: Path | None = None, placement: bool = True):  # noqa: ANN202
+    """The command's catalog, closed when the command ends."""
+    from retriever.catalog import open_catalog
+
+    return ctx.with_resource(open_catalog(_engine(ctx, url, data_dir, placement)))
 
 
 @click.group(cls=FunnelGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -80,6 +130,7 @@ def _catalog(ctx: click.Context):  # noqa: ANN202
     help="where collections live [default: $XDG_DATA_HOME/funnel or ~/.local/share/funnel]",
 )
 @click.option("--debug", is_flag=True, envvar="FUNNEL_DEBUG", show_envvar=True, help="show tracebacks on errors")
+@engine_options
 @click.version_option(package_name="funnel")
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
@@ -134,6 +185,8 @@ json_option = click.option(
 @device_option
 @json_option
 @click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bar")
+@engine_options
+@placement_options
 @click.pass_context
 def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: str | None, dims: str | None,
           chunk_size: int | None, chunk_overlap: int | None, batch_size: int, text_field: str, id_field: str | None,
@@ -219,6 +272,7 @@ def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retrie
 @model_option
 @device_option
 @json_option
+@engine_options
 @click.pass_context
 def search(ctx: click.Context, query: str | None, collection: str, k: int, plan: str | None, exact: bool,
            adaptive: bool | None, queries_file: Path | None, skip_bad: bool, no_text: bool, model: str | None, device: str | None,
@@ -246,7 +300,7 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
         found = read_queries(queries_file, skip_bad=skip_bad)
         _report_skipped_queries(found, queries_file)
         ids, texts = list(found.ids), found.texts
-    with Retriever.open(collection, ctx.obj["data_dir"], model=model, device=device) as retriever:
+    with Retriever.open(collection, model=model, device=device, engine=_engine(ctx)) as retriever:
         spec = retriever.query_spec(k, plan, exact, not no_text, None, adaptive)
         funnel = spec.plan
         rule = getattr(spec, "rule", None)
@@ -484,7 +538,7 @@ def pairs_misses(ctx: click.Context, collection: str, queries_file: Path, qrels:
     relevant = read_qrels(Path(qrels))
     found = read_queries(queries_file, skip_bad=skip_bad)
     _report_skipped_queries(found, queries_file)
-    with Retriever.open(collection, ctx.obj["data_dir"], model=model, device=device) as retriever:
+    with Retriever.open(collection, model=model, device=device, engine=_engine(ctx)) as retriever:
         made, report = find_misses(retriever, dict(zip(found.ids, found.texts)), relevant, k)
     write_pairs(out, made)
     err.print(f"{report.queries:,} judged queries: {report.found:,} found in the top {k}, {report.missed:,} missed → "
@@ -524,7 +578,7 @@ def pairs_feedback(ctx: click.Context, collection: str, feedback_file: Path | No
     path = feedback_file or default_feedback_path(ctx.obj["data_dir"], collection)
     report = FeedbackReport(file=str(path))
     entries = read_feedback(path, collection, skip_bad, report)
-    with Retriever.open(collection, ctx.obj["data_dir"], model=model, device=device) as retriever:
+    with Retriever.open(collection, model=model, device=device, engine=_engine(ctx)) as retriever:
         made = feedback_pairs(retriever.collection, entries, report)
     write_pairs(out, made)
     err.print(f"{report.lines:,} feedback lines → {report.pairs:,} pairs in {out}; skipped: {report.missing_chunks:,} "
@@ -576,6 +630,8 @@ class _GenerateProgress:
 @device_option
 @json_option
 @click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bars")
+@engine_options
+@placement_options
 @click.pass_context
 def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | None, plans: tuple[str, ...], k: int,
           quantization: str, split: str, max_queries: int | None, target: float, out: Path, no_memory: bool,
@@ -638,6 +694,7 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
 @model_option
 @device_option
 @json_option
+@engine_options
 @click.pass_context
 def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, target: float, sample: int,
               skip_bad: bool, model: str | None, device: str | None, as_json: bool) -> None:
@@ -660,7 +717,7 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
         found = read_queries(queries_file, skip_bad=skip_bad, limit=sample)
         _report_skipped_queries(found, queries_file)
         texts = found.texts
-    with Retriever.open(name, data_dir=ctx.obj["data_dir"], model=model, device=device) as r:
+    with Retriever.open(name, model=model, device=device, engine=_engine(ctx)) as r:
         if texts:
             vectors = r.embedder.encode(texts, r.collection.spec.dims)
             source = f"{len(texts)} queries from {queries_file}"
@@ -709,6 +766,7 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @model_option
 @device_option
+@engine_options
 @click.pass_context
 def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: str | None, max_batch: int,
           max_wait_ms: float, feedback_file: Path | None, read_timeout: float, log_level: str, model: str | None,
@@ -724,20 +782,23 @@ def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: st
         raise BadInputError("--api-key is empty: give a key or leave the option out")
     config = ServiceConfig(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms, feedback_path=feedback_file,
                            read_timeout=read_timeout)
-    run_server(ctx.obj["data_dir"], collection, host=host, port=port, model=model, device=device, config=config,
+    run_server(_engine(ctx), collection, host=host, port=port, model=model, device=device, config=config,
                log_level=log_level,
                on_listening=lambda url: err.print(f"serving {collection!r} on {url} (docs: {url}/docs); "
                                                   "the model is loading, /healthz says when it is ready",
                                                   highlight=False))
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @json_option
+@engine_options
 @click.pass_context
 def collections(ctx: click.Context, as_json: bool) -> None:
-    """List the collections in the data directory."""
+    """List the collections (of the data directory, or of the Qdrant server); 'copy' copies one."""
     from retriever.display import err, print_collections, print_json, spec_dict
 
+    if ctx.invoked_subcommand is not None:
+        return
     catalog = _catalog(ctx)
     specs, unreadable = [], {}
     for name in catalog.names():
@@ -753,9 +814,62 @@ def collections(ctx: click.Context, as_json: bool) -> None:
         print_collections(specs, sorted(unreadable))
 
 
+def _engine_url(value: str | None) -> tuple[str | None, Path | None]:
+    """A --from-url / --to-url value as (url, data dir): ``embedded`` / ``embedded:DIR`` → ("", dir)."""
+    if value is None:
+        return None, None
+    if value == "embedded" or value.startswith("embedded:"):
+        rest = value[len("embedded:"):] if ":" in value else ""
+        return "", Path(rest).expanduser() if rest else None
+    return value, None
+
+
+@collections.command("copy")
+@click.argument("source")
+@click.argument("target")
+@click.option("--from-url", envvar="FUNNEL_COPY_FROM", show_envvar=True, default=None,
+              help="engine to copy from: http(s)://HOST:6333, path:DIR, embedded or embedded:DATA_DIR "
+              "[default: the command's engine]")
+@click.option("--to-url", envvar="FUNNEL_COPY_TO", show_envvar=True, default=None,
+              help="engine to copy into, same forms [default: the command's engine]")
+@click.option("--batch-size", envvar="FUNNEL_COPY_BATCH_SIZE", show_envvar=True, type=int, default=512,
+              help="points per batch")
+@click.option("--verify-sample", envvar="FUNNEL_COPY_VERIFY_SAMPLE", show_envvar=True, type=click.IntRange(0, 1000),
+              default=20, help="stored points used as exact-search queries on both sides to check the copy")
+@json_option
+@engine_options
+@placement_options
+@click.pass_context
+def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_url: str | None, batch_size: int,
+         verify_sample: int, as_json: bool) -> None:
+    """Copy collection SOURCE to TARGET, between any two engines: points, spec and calibration.
+
+    Resumable: re-run the same command after an interruption. Checked at the end: point counts and
+    the exact-search top 10 of sample points agree. The placement options apply to TARGET.
+    """
+    from dataclasses import asdict
+
+    from retriever.copy import copy_collection
+    from retriever.display import err, print_json
+
+    src_url, src_dir = _engine_url(from_url)
+    dst_url, dst_dir = _engine_url(to_url)
+    src = _catalog(ctx, src_url, src_dir, placement=False)
+    dst = _catalog(ctx, dst_url, dst_dir)
+    result = copy_collection(src, source, dst, target, batch_size=batch_size, verify_sample=verify_sample)
+    if as_json:
+        print_json(asdict(result) | {"from": src.location, "to": dst.location})
+        return
+    err.print(f"copied {source} ({src.location}) → {target} ({dst.location}): {result.points:,} points, "
+              f"{result.written:,} written, {result.unchanged:,} already there; calibration "
+              f"{'copied' if result.calibration else 'none'}; checked {result.verified_queries} exact searches "
+              f"in {result.seconds:.1f} s", highlight=False, markup=False)
+
+
 @main.command()
 @click.argument("name")
 @json_option
+@engine_options
 @click.pass_context
 def info(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a collection: points, dims, model, default plan, bytes on disk."""
@@ -768,13 +882,13 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
         plan = str(default_plan_for(coll, 10))
         rule = adaptive_rule_for(coll, 10)
         adaptive_default = adaptive_by_default(coll)
-        path = str(getattr(coll, "path", ""))
+        location = coll.location
     section = (record or {}).get("adaptive") if rule is not None else None
     if as_json:
         print_json(spec_dict(details.spec) | {"points": details.points, "disk_bytes": details.disk_bytes,
                                                "default_plan_k10": plan, "plan_calibrated": record is not None,
                                                "adaptive_default": adaptive_default, "adaptive": section,
-                                               "path": path})
+                                               "location": location, "path": location})
         return
     if rule is None or not isinstance(section, dict):
         adaptive = "not calibrated (run funnel calibrate)"
@@ -783,13 +897,14 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
                     f"first plan {rule.first}, widen when {rule.signal} < {rule.threshold:.4f} "
                     f"({section.get('widened_share', 0):.0%} widened, mean {section.get('mean_ms_adaptive', 0):.2f} ms "
                     f"vs fixed {section.get('mean_ms_fixed', 0):.2f} ms)")
-    print_info(details, plan + (" (calibrated)" if record is not None else " (rule; run funnel calibrate)"), path,
+    print_info(details, plan + (" (calibrated)" if record is not None else " (rule; run funnel calibrate)"), location,
                adaptive)
 
 
 @main.command()
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, envvar="FUNNEL_YES", show_envvar=True, help="do not ask for confirmation")
+@engine_options
 @click.pass_context
 def drop(ctx: click.Context, name: str, yes: bool) -> None:
     """Delete a collection and its data."""

@@ -35,11 +35,13 @@ def ladder_queries(q: np.ndarray, ladder: tuple[int, ...]) -> dict[int, np.ndarr
 
 
 class FunnelBench:
-    def __init__(self, run: Any, quantization: str, on_disk: bool = True) -> None:
+    def __init__(self, run: Any, quantization: str, on_disk: bool = True, graph_dim: int | None = None) -> None:
         self.run = run
-        self.ladder: tuple[int, ...] = run.ladder
+        graph_dim = graph_dim or run.ladder[0]
+        self.ladder: tuple[int, ...] = tuple(d for d in run.ladder if d >= graph_dim)
         self.quantization = quantization
-        self.name = "funnel" + ("-int8" if quantization == "int8" else "") + ("" if on_disk else "-ram")
+        self.name = ("funnel" + ("-int8" if quantization == "int8" else "") + ("" if on_disk else "-ram")
+                     + ("" if graph_dim == run.ladder[0] else f"-g{graph_dim}"))
         self.data_dir: Path = run.cache / "funnel"
         self.catalog = EdgeCatalog(self.data_dir)
         self.spec = CollectionSpec(

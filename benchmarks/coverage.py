@@ -67,10 +67,26 @@ def coverage(corpus: np.ndarray, queries: np.ndarray, prefix: int = PREFIX, k: i
     return out
 
 
-def real_set(cache: Path, tag: str, queries: int, partial: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+def _rows_of(cache: Path, tag: str, rows: np.ndarray) -> np.ndarray:
+    have, vecs = load_partial(cache, tag)
+    order = np.argsort(have)
+    where = np.searchsorted(have[order], rows)
+    if (where >= len(have)).any() or (have[order][np.minimum(where, len(have) - 1)] != rows).any():
+        raise SystemExit(f"{tag} has not encoded every row asked for")
+    return vecs[order][where]
+
+
+def real_set(cache: Path, tag: str, queries: int, partial: bool,
+             rows_from: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     base = cache / tag
     meta = json.loads((base / "meta.json").read_text()) if (base / "meta.json").exists() else {}
-    if (base / "corpus.npy").exists():
+    if rows_from:  # the same corpus rows as another model's finished shards: curves side by side
+        rows, _ = load_partial(cache, rows_from)
+        rows = np.sort(rows)
+        full = base / "corpus.npy"
+        corpus = np.load(full, mmap_mode="r")[rows] if full.exists() else _rows_of(cache, tag, rows)
+        note = f"the {len(rows):,} corpus rows {rows_from} has encoded so far (a uniform random sample)"
+    elif (base / "corpus.npy").exists():
         corpus = np.load(base / "corpus.npy")
         note = "full corpus"
     elif partial:
@@ -167,6 +183,8 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--n", type=int, default=0, help="points for synthetic sets [default: the real corpus's N]")
     ap.add_argument("--partial", action="store_true", help="use the corpus shards encoded so far")
+    ap.add_argument("--rows-from", default=None, metavar="TAG",
+                    help="every real set on the corpus rows TAG has encoded so far (compare a partly encoded model)")
     ap.add_argument("--fit", default="", help="fit this preset to real:<same tag> (grid search), print it")
     ap.add_argument("--fit-queries", type=int, default=300)
     ap.add_argument("--grid", default='{"alpha": [0.5, 1.0, 1.5], "query_noise": [0.5, 1.0, 1.5]}',
@@ -193,7 +211,7 @@ def main() -> int:
             if not (args.cache / tag).exists():
                 print(f"skip {name}: no vectors in {args.cache / tag}")
                 continue
-            c, q, info = real_set(args.cache, tag, args.queries, args.partial)
+            c, q, info = real_set(args.cache, tag, args.queries, args.partial, args.rows_from)
             real_n[tag] = len(c)
         else:
             if tag not in PRESETS:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Tune MiniLM with MatryoshkaLoss on the financial pairs and embed the dictionary benchmark corpus
+# Tune MiniLM with MatryoshkaLoss on the financial pairs (DOMAIN=dict: on pairs mined from the
+# dictionary's own WordNet glosses, benchmarks/dict_pairs.py) and embed the dictionary benchmark corpus
 # with the tuned model, on the GPU machine lent through the device tool (no network there; its
 # python3 carries torch + sentence-transformers; datasets travels as wheels in .whl/).
 #
@@ -23,23 +24,30 @@ python3 -c "import torch, sentence_transformers as st, transformers as t; print(
 mkdir -p "$W/dict" "$W/parts"
 python3 benchmarks/model_dtype.py .dev/minilm16 "$W/base32" --dtype float32
 tar -xJf .dev/finqa.tar.xz -C "$W"
+xz -dc .dev/dict/corpus.jsonl.xz > "$W/dict/corpus.jsonl"
+cp .dev/dict/queries.jsonl "$W/dict/"
+if [[ "${DOMAIN:-finqa}" == "dict" ]]; then   # tune on the dictionary's own domain (benchmarks/dict_pairs.py)
+  xz -dc .dev/dict/train_glosses.jsonl.xz > "$W/dict/train_glosses.jsonl"
+  python3 benchmarks/dict_pairs.py --cache "$W/dict" --model "$W/base32" --out "$W/pairs.jsonl" \
+    --limit "${PAIRS:-30000}" --device cuda 2> "$W/pairs.log" | tee "$OUT/pairs.json"
+  TRAIN="$W/pairs.jsonl"; TAG=minilm-dict-mrl
+else
+  TRAIN="$W/finqa/train_pairs.jsonl"; TAG=minilm-fin-mrl
+fi
 start=$(date +%s)
-python3 .dev/tune.py "$W/finqa/train_pairs.jsonl" "$W/tuned" "$W/base32" "${EPOCHS:-3}" "${BATCH:-64}" "${LR:-1e-4}" \
-  \
+python3 .dev/tune.py "$TRAIN" "$W/tuned" "$W/base32" "${EPOCHS:-3}" "${BATCH:-64}" "${LR:-1e-4}" \
   > "$OUT/tune.json" 2> "$W/tune.log" || { tail -40 "$W/tune.log"; exit 1; }
 echo "tune: $(( $(date +%s) - start )) s" | tee -a "$OUT/machine.txt"
 python3 benchmarks/model_dtype.py "$W/tuned" "$W/tuned16" --dtype float16
 python3 benchmarks/model_dtype.py "$W/tuned16" "$W/tuned32" --dtype float32
-xz -dc .dev/dict/corpus.jsonl.xz > "$W/dict/corpus.jsonl"
-cp .dev/dict/queries.jsonl "$W/dict/"
 start=$(date +%s)
-python3 benchmarks/realdata.py --cache "$W/dict" embed --model "$W/tuned32" --tag minilm-fin-mrl \
+python3 benchmarks/realdata.py --cache "$W/dict" embed --model "$W/tuned32" --tag "$TAG" \
   --device cuda --batch-size 512 --shard 50000 > "$W/embed.log" 2>&1 || { tail -40 "$W/embed.log"; exit 1; }
 echo "embed: $(( $(date +%s) - start )) s" | tee -a "$OUT/machine.txt"
-cp "$W/dict/minilm-fin-mrl/meta.json" "$OUT/embed-meta.json"
+cp "$W/dict/$TAG/meta.json" "$OUT/embed-meta.json"
 python3 - <<PY
 import numpy as np
-d = "$W/dict/minilm-fin-mrl"
+d = "$W/dict/$TAG"
 np.save("$OUT/queries-f16.npy", np.load(d + "/queries.npy").astype(np.float16))
 np.save("$W/corpus-f16.npy", np.load(d + "/corpus.npy").astype(np.float16))
 PY

@@ -463,10 +463,10 @@ class Run:
                     run=faiss_search(index, setting) if setting else None,
                     memory=lambda s: fresh_memory("faiss", path, s, self.meas_file))
 
-    def cascade(self) -> None:
+    def cascade(self, prefix: int | None = None) -> None:
         import faiss
 
-        prefix = self.ladder[0]
+        prefix = prefix or self.ladder[0]
         path = self.cache / f"faiss-hnsw-prefix{prefix}.index"
         build = self.built(f"faiss-prefix{prefix}",
                            lambda: faiss_build(path, normalize(np.asarray(self.corpus[:, :prefix]))))
@@ -481,13 +481,15 @@ class Run:
                     run=cascade_search(index, self.corpus, prefix, setting) if setting else None,
                     memory=lambda s: fresh_memory("cascade", path, s, self.meas_file, str(self.full_file)))
 
-    def funnel(self, quantization: str, on_disk: bool = True) -> None:
+    def funnel(self, quantization: str, on_disk: bool = True, graph_dim: int | None = None) -> None:
+        """funnel's store with its graph on ``graph_dim`` (default: the coarsest ladder dim): the
+        ladder then starts there (a layout candidate: a wider graph vector, a smaller shortlist)."""
         from _peers_funnel import FunnelBench
 
-        fb = FunnelBench(self, quantization, on_disk)
+        fb = FunnelBench(self, quantization, on_disk, graph_dim)
         name = fb.name
         build = self.built(name, fb.build)
-        label = name.removeprefix("funnel").lstrip("-") or "float"
+        label = name.removeprefix("funnel").lstrip("-").replace("-g", " graph@") or "float"
         with fb.open() as collection:
             setting, points = fb.calibrate(collection)
             adaptive, reason, adaptive_setting = fb.adaptive_searcher(collection, setting)
@@ -498,8 +500,8 @@ class Run:
                         memory=fb.memory, release=collection.close)
 
 
-CONFIG_ORDER = ("numpy", "edge-exact", "edge-hnsw", "edge-int8", "edge-binary", "faiss", "cascade", "funnel-int8",
-                "funnel")
+CONFIG_ORDER = ("numpy", "edge-exact", "edge-hnsw", "edge-int8", "edge-binary", "faiss", "cascade", "cascade-128",
+                "cascade-256", "funnel-int8", "funnel", "funnel-int8-128", "funnel-int8-256")
 
 
 def run_all(args: argparse.Namespace, console: Console) -> dict:
@@ -514,8 +516,12 @@ def run_all(args: argparse.Namespace, console: Console) -> dict:
         "edge-binary": lambda: run.edge("hnsw-binary", "Edge HNSW + binary rescore"),
         "faiss": run.faiss_hnsw,
         "cascade": run.cascade,
+        "cascade-128": lambda: run.cascade(128),
+        "cascade-256": lambda: run.cascade(256),
         "funnel-int8": lambda: run.funnel("int8"),
         "funnel": lambda: run.funnel("none"),
+        "funnel-int8-128": lambda: run.funnel("int8", graph_dim=128),
+        "funnel-int8-256": lambda: run.funnel("int8", graph_dim=256),
     }
     for name in args.configs:
         steps[name]()

@@ -33,6 +33,8 @@ Layout of the cache (default ``/work/bench-cache/dict``; option ``--cache``)::
     corpus.jsonl                           {"_id": "g123", "title": headword, "text": "headword: definition",
                                             "source": "gcide"|"foldoc"|"jargon"|"vera"}
     queries.jsonl                          {"_id": "q0001", "text": gloss, "headword": lemma, "pos": "n"}
+    train_glosses.jsonl                    the other candidate glosses, minus those of any query's headword
+                                           (tuning data for benchmarks/dict_pairs.py; same fields, ids t…)
     qrels/test.tsv                         query-id, corpus-id, score 1 for every passage whose title is the
                                            query's headword (loose: a headword has many senses)
     stats.json                             counts per source, per step
@@ -337,6 +339,15 @@ def build_corpus(args: argparse.Namespace) -> int:
     with (args.cache / "queries.jsonl").open("w") as f:
         for q in queries:
             f.write(json.dumps(q, ensure_ascii=False) + "\n")
+    # Glosses for tuning a model on this domain (benchmarks/dict_pairs.py): the candidates not used
+    # as queries whose headword is no query's headword, so a tuned model never saw a query's word.
+    query_heads = {q["headword"].lower() for q in queries}
+    train = [{"_id": f"t{i:05d}", "text": d, "headword": h, "pos": p}
+             for i, (h, p, d) in enumerate(candidates[args.queries:]) if h.lower() not in query_heads]
+    with (args.cache / "train_glosses.jsonl").open("w") as f:
+        for t in train:
+            f.write(json.dumps(t, ensure_ascii=False) + "\n")
+    wn["train_glosses"] = len(train)
     (args.cache / "qrels").mkdir(exist_ok=True)
     with (args.cache / "qrels" / "test.tsv").open("w") as f:
         f.write("query-id\tcorpus-id\tscore\n")

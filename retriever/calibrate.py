@@ -22,10 +22,9 @@ from itertools import product
 import numpy as np
 
 from .bench.timing import time_each
-from .edge_store import MIN_HNSW_EF
 from .errors import BadInputError
 from .plan import MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
-from .store import Collection, Hit
+from .store import MIN_HNSW_EF, Collection, Hit
 
 TOP_FACTORS = (2, 3, 5, 10, 20, 40)
 # Up to this many points a single top-dim stage (a scan of the top-dim vector, which has no graph) is

@@ -200,13 +200,13 @@ def print_collections(specs: list[CollectionSpec], unreadable: Sequence[str] = (
     out.print(table)
 
 
-def print_info(info: CollectionInfo, default_plan: str, path: str, adaptive: str = "not calibrated") -> None:
+def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive: str = "not calibrated") -> None:
     table = Table(show_header=False, title=info.spec.name, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
     rows = {
         "engine": info.spec.engine,
-        "path": path,
+        "location": location,
         "points": f"{info.points:,}",
         "model": info.spec.model,
         "fingerprint": info.spec.model_fingerprint,
@@ -217,7 +217,8 @@ def print_info(info: CollectionInfo, default_plan: str, path: str, adaptive: str
         f"{info.spec.quantization}; {'rerank vectors on disk' if info.spec.on_disk else 'vectors in RAM'}",
         "default plan (k=10)": default_plan,
         "adaptive search": adaptive,
-        "on disk": f"{human_bytes(info.disk_bytes)} ({info.disk_bytes:,} bytes)",
+        "on disk": "not available (a Qdrant server does not report one collection's disk use)"
+        if info.disk_bytes is None else f"{human_bytes(info.disk_bytes)} ({info.disk_bytes:,} bytes)",
     }
     for k, v in rows.items():
         table.add_row(k, Text(v))

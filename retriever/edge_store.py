@@ -53,7 +53,17 @@ from .limits import ENGINE_FILE_BYTES, NEW_SHARD_FILES, POINT_OVERHEAD_BYTES, WR
 from .locks import creation_lock
 from .paths import validate_collection_name
 from .space import check_writable, dir_bytes, require_free_space, sparse_bytes
-from .store import Catalog, Collection, CollectionExistsError, CollectionSpec, Hit, PointBatch, QuerySpec
+from .store import (
+    MIN_HNSW_EF,
+    Catalog,
+    Collection,
+    CollectionExistsError,
+    CollectionSpec,
+    Hit,
+    PointBatch,
+    QuerySpec,
+    ranked,
+)
 
 SPEC_FILE = "collection.json"
 CALIBRATION_FILE = "calibration.json"
@@ -65,7 +75,6 @@ FULL_SCAN_THRESHOLD_KB = 10_000
 # engine's default (10 MB). Tests lower it, with FULL_SCAN_THRESHOLD_KB, so that a small collection
 # is really searched through its graph.
 INDEXING_THRESHOLD_KB: int | None = None
-MIN_HNSW_EF = 128
 INT8_QUANTILE = 0.99
 INDEXED_FIELDS = {"doc_id": PayloadSchemaType.Keyword, "chunk": PayloadSchemaType.Integer}
 
@@ -237,7 +246,7 @@ class EdgeCollection(Collection):
                 results = self.shard.query_batch(QueryBatchRequest(requests))
         except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.spec.name) from exc
-        return [[_to_hit(p, text) for p in points] for points, text in zip(results, with_text)]
+        return [ranked([_to_hit(p, text) for p in points]) for points, text in zip(results, with_text)]
 
     def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
         try:  # the binding checks values (e.g. filter integers) when a request is built
@@ -298,6 +307,14 @@ class EdgeCollection(Collection):
     def disk_bytes(self) -> int:
         return dir_bytes(self.path)
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def hnsw_is_full_scan(self, dim: int) -> bool:
+        """Below the full-scan threshold (vector KB) the engine scans instead of walking the graph."""
+        return 4 * dim * self.count() < FULL_SCAN_THRESHOLD_KB * 1024
+
     def vector_disk_bytes(self) -> dict[int, int]:
         """Sums, over the shard's segments, the directories named ``*-dim<N>`` (storage and index)."""
         totals = {dim: 0 for dim in self.spec.dims}
@@ -347,6 +364,14 @@ class EdgeCatalog(Catalog):
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.root = Path(data_dir).expanduser() / "collections"
+
+    @property
+    def location(self) -> str:
+        return str(self.root.parent)
+
+    @property
+    def local_dir(self) -> Path:
+        return self.root.parent
 
     def _path(self, name: str) -> Path:
         return self.root / validate_collection_name(name)

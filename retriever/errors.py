@@ -67,6 +67,30 @@ class StoreError(FunnelError):
     http_status = 500
 
 
+class ServerUnavailableError(StoreError):
+    """The Qdrant server cannot be reached, or keeps failing, after bounded retries."""
+
+    http_status = 503
+
+
+class ServerAuthError(StoreError):
+    """The Qdrant server refused funnel's API key (funnel's configuration, not the caller's)."""
+
+    http_status = 502
+
+
+class ServerVersionError(StoreError):
+    """A Qdrant server too old for what funnel needs (the Query API, collection metadata)."""
+
+    http_status = 502
+
+
+class ForeignCollectionError(FunnelError):
+    """A server collection funnel did not create: no funnel spec, or not funnel's named vectors."""
+
+    http_status = 409
+
+
 class TuneError(BadInputError):
     """Training data, evaluation data, output or checkpoint that cannot be used for tuning."""
 
@@ -107,5 +131,55 @@ class NotReadyError(FunnelError):
 
 def error_type(exc: FunnelError) -> str:
     """A stable snake_case code for an error class: ``InvalidPlanError`` → ``invalid_plan``."""
-    name = type(exc).__name__.removesuffix("Error") or "funnel"
+    return _code(type(exc).__name__)
+
+
+# --- Calling a funnel service over HTTP (retriever.client) and optional integrations ------------------
+# The client raises the classes above for the service's own error types (a 401 ``unauthorized`` is an
+# UnauthorizedError, a 400 ``invalid_plan`` an InvalidPlanError), so a caller handles a remote search
+# the way it handles an in-process one; these cover what only a remote call can meet.
+
+
+class InvalidRequestError(BadInputError):
+    """A request the service refused as outside its schema (422 ``validation``, 400 ``malformed_json``)."""
+
+    http_status = 422
+
+
+class ServiceError(FunnelError):
+    """The service answered an error with no more specific class (500 ``internal``, an unknown path)."""
+
+    http_status = 502
+
+
+class ServiceUnreachableError(FunnelError):
+    """No service answers at the URL: connection refused, unknown host, connection lost."""
+
+    http_status = 503
+
+
+class ServiceTimeoutError(FunnelError):
+    """The service did not answer within the client's timeout (or the request body reached it late)."""
+
+    http_status = 504
+
+
+class MissingExtraError(FunnelError, ImportError):
+    """An optional integration imported without the extra that installs its framework."""
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        super().__init__(f"{feature} needs {package}, which is not installed: pip install 'funnel[{extra}]'")
+        self.name = package
+
+
+def error_class(type_: str) -> type[FunnelError] | None:
+    """The domain error class whose :func:`error_type` code is ``type_`` (the service's JSON ``type``)."""
+    found: list[type[FunnelError]] = [FunnelError]
+    for cls in found:
+        found.extend(cls.__subclasses__())
+    return next((cls for cls in found[1:] if _code(cls.__name__) == type_), None)
+
+
+def _code(class_name: str) -> str:
+    name = class_name.removesuffix("Error") or "funnel"
     return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))

@@ -10,12 +10,13 @@ from __future__ import annotations
 import operator
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .adaptive import AdaptiveRule, AdaptiveSpec, SearchResult, scale_rule
 from .adaptive import search_each as adaptive_search_each
 from .calibrate import calibrated_plan
-from .edge_store import EdgeCatalog
+from .catalog import EngineConfig, open_catalog
 from .embedder import Embedder
 from .errors import BadInputError, InvalidPlanError, ModelMismatchError
 from .filters import PayloadFilter, parse_filter
@@ -134,15 +135,31 @@ class Retriever:
         data_dir: str | os.PathLike[str] | None = None,
         model: str | None = None,
         device: str | None = None,
+        qdrant_url: str | None = None,
+        qdrant_api_key: str | None = None,
+        prefer_grpc: bool = False,
+        engine: EngineConfig | None = None,
     ) -> Retriever:
-        """Open collection ``name`` from the data directory with its recorded model (or ``model``)."""
+        """Open collection ``name`` with its recorded model (or ``model``).
+
+        From the embedded engine in ``data_dir``, or from the Qdrant server at ``qdrant_url``
+        (``http(s)://…``, or ``path:DIR`` / ``:memory:`` for qdrant-client's local mode); ``engine``
+        gives the whole :class:`~retriever.catalog.EngineConfig` instead. No environment variable is
+        read here (the CLI reads ``QDRANT_URL``; ``EngineConfig.from_env()`` does the same).
+        """
         validate_collection_name(name)
         if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
             raise BadInputError(f"data_dir is a path (str or os.PathLike), not {_show(data_dir)}")
-        for option, value in (("model", model), ("device", device)):
+        for option, value in (("model", model), ("device", device), ("qdrant_url", qdrant_url),
+                              ("qdrant_api_key", qdrant_api_key)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise BadInputError(f"{option} is a non-empty string or None, not {_show(value)}")
-        collection = EdgeCatalog(data_dir or default_data_dir()).open(name)
+        if engine is not None and not isinstance(engine, EngineConfig):
+            raise BadInputError(f"engine is an EngineConfig or None, not {_show(engine)}")
+        engine = engine or EngineConfig(data_dir=Path(data_dir or default_data_dir()), url=qdrant_url,
+                                        api_key=qdrant_api_key, prefer_grpc=_bool_option("prefer_grpc", prefer_grpc))
+        with open_catalog(engine) as catalog:
+            collection = catalog.open(name)
         try:
             return cls(collection, Embedder(model or collection.spec.model, device=device))
         except Exception:

@@ -1,7 +1,9 @@
 """The store interface: a catalog of collections, and a collection that stores and funnel-searches.
 
-One interface, several engines (Qdrant Edge in-process now; Qdrant server later). Callers never
-know which engine they hold. A collection records the :class:`CollectionSpec` that built it.
+One interface, two engines: Qdrant Edge in-process (:mod:`retriever.edge_store`) and a Qdrant
+server or cluster through ``qdrant-client`` (:mod:`retriever.server_store`); open one with
+:func:`retriever.catalog.open_catalog`. Callers never know which engine they hold. A collection
+records the :class:`CollectionSpec` that built it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,8 @@ from .plan import FunnelPlan
 
 SPEC_VERSION = 1
 QUANTIZATIONS = ("none", "int8")
+# The graph search width of a shortlist stage is max(MIN_HNSW_EF, its limit), on every engine.
+MIN_HNSW_EF = 128
 
 
 class CollectionExistsError(StoreError):
@@ -82,7 +87,11 @@ class CollectionSpec:
 
     @classmethod
     def from_json(cls, text: str) -> CollectionSpec:
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CollectionSpec:
+        data = dict(data)
         data["dims"] = tuple(data["dims"])
         if data.get("hnsw_dims") is not None:
             data["hnsw_dims"] = tuple(data["hnsw_dims"])
@@ -133,6 +142,12 @@ class Hit:
         return asdict(self)
 
 
+def ranked(hits: list[Hit]) -> list[Hit]:
+    """Hits best first, points with equal scores (e.g. the same text twice) by id: every engine
+    returns tied points in the same order (the engines' own tie orders differ)."""
+    return sorted(hits, key=lambda h: (-h.score, h.id))
+
+
 @dataclass(frozen=True)
 class QuerySpec:
     """How to search one query: funnel plan (``None`` = exact), k, payload text, payload filter, and
@@ -160,7 +175,7 @@ class CollectionInfo:
 
     spec: CollectionSpec
     points: int
-    disk_bytes: int
+    disk_bytes: int | None  # None: not available (a server does not say what one collection takes)
 
 
 class Collection(ABC):
@@ -225,12 +240,13 @@ class Collection(ABC):
         """Number of points."""
 
     @abstractmethod
-    def disk_bytes(self) -> int:
-        """Bytes the collection takes on disk."""
+    def disk_bytes(self) -> int | None:
+        """Bytes the collection takes on disk; ``None`` where the engine cannot say (a server)."""
 
     @abstractmethod
     def vector_disk_bytes(self) -> dict[int, int]:
-        """Bytes on disk per ladder dim: that named vector's storage, graph and quantized copy."""
+        """Bytes on disk per ladder dim: that named vector's storage, graph and quantized copy
+        (empty where the engine cannot say)."""
 
     @abstractmethod
     def flush(self) -> None:
@@ -244,6 +260,15 @@ class Collection(ABC):
     def close(self) -> None:
         """Release the collection (and its lock)."""
 
+    @property
+    def location(self) -> str:
+        """Where the collection lives, for people: a directory, or a server URL and name."""
+        return ""
+
+    def hnsw_is_full_scan(self, dim: int) -> bool:
+        """Whether a graph search at ``dim`` is really a full scan (the engine scans small segments)."""
+        return False
+
     def info(self) -> CollectionInfo:
         return CollectionInfo(spec=self.spec, points=self.count(), disk_bytes=self.disk_bytes())
 
@@ -255,7 +280,28 @@ class Collection(ABC):
 
 
 class Catalog(ABC):
-    """The collections of one engine (a data directory, or a Qdrant server)."""
+    """The collections of one engine (a data directory, or a Qdrant server). A context manager:
+    :meth:`close` releases the connection (a no-op for the embedded engine)."""
+
+    @property
+    def location(self) -> str:
+        """Where the collections live, for people (a data directory, a server URL)."""
+        return ""
+
+    @property
+    def local_dir(self) -> Path | None:
+        """The local directory of an embedded engine's data (scratch files, memory probes); ``None``
+        for a server, whose collections' memory lives in another process."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the engine connection; collections opened from it stay usable until closed."""
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @abstractmethod
     def names(self) -> list[str]:

@@ -12,6 +12,10 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A real Qdrant server for the server-engine tests, taken out of the environment so that no other test
+# (nor a `funnel` subprocess) talks to it by accident. Without it those tests are skipped.
+REAL_QDRANT_URL = os.environ.pop("QDRANT_URL", None)
+REAL_QDRANT_API_KEY = os.environ.pop("QDRANT_API_KEY", None)
 
 import csv  # noqa: E402
 import json  # noqa: E402
@@ -152,6 +156,53 @@ def _isolated_home(tmp_path, monkeypatch):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("FUNNEL_HOME", str(tmp_path / "funnel-home"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
+ENGINES = ["edge", "local", "server"]
+ENGINE_NOTE = ("'local' is qdrant-client's local mode (in memory; the CLI tests use a directory): the same client "
+               "calls as a server, executed in Python; it searches by brute force, ignores HNSW and quantization "
+               "settings, and has no shards")
+
+
+def engine_config(kind: str, root: Path):
+    """The EngineConfig of one engine kind; 'server' skips (with the reason) unless QDRANT_URL was set.
+
+    'local' is ``:memory:`` (one store per process, alive while a catalog on it is open; 15x faster to
+    load than a local-mode directory, which commits every point to SQLite); 'local-path' a directory.
+    """
+    from retriever.catalog import EngineConfig
+
+    if kind == "edge":
+        return EngineConfig(data_dir=root / "data")
+    if kind == "local":
+        return EngineConfig(data_dir=root / "data", url=":memory:")
+    if kind == "local-path":
+        return EngineConfig(data_dir=root / "data", url=f"path:{root / 'qdrant-local'}")
+    if REAL_QDRANT_URL is None:
+        pytest.skip("needs a real Qdrant server: set QDRANT_URL (and QDRANT_API_KEY) to a scratch server to run it")
+    return EngineConfig(data_dir=root / "data", url=REAL_QDRANT_URL, api_key=REAL_QDRANT_API_KEY)
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, tmp_path):
+    """Each engine in turn (see ENGINE_NOTE). On a real server, the collections a test made are dropped after it."""
+    from retriever.catalog import open_catalog
+
+    config = engine_config(request.param, tmp_path)
+    before = set()
+    keeper = open_catalog(config) if request.param == "local" else None  # keeps the in-memory store alive
+    if request.param == "server":
+        with open_catalog(config) as catalog:
+            before = set(catalog.names())
+    yield config
+    if keeper is not None:
+        for name in keeper.names():
+            keeper.drop(name)
+        keeper.close()
+    if request.param == "server":
+        with open_catalog(config) as catalog:
+            for name in set(catalog.names()) - before:
+                catalog.drop(name)
 
 
 @pytest.fixture(scope="session")

@@ -50,13 +50,13 @@ def measure_collection_memory(data_dir: Path, name: str, queries_file: Path, mod
 
 
 def _probe(data_dir: str, name: str, queries_file: str, mode: str) -> dict[str, Any]:
-    from ..edge_store import EdgeCatalog
+    from ..catalog import EngineConfig, open_catalog
     from ..plan import parse_plan
 
     loaded = np.load(queries_file)
     queries = {int(dim): loaded[dim] for dim in loaded.files}
     before = resident_memory()
-    with EdgeCatalog(data_dir).open(name) as collection:
+    with open_catalog(EngineConfig(data_dir=Path(data_dir))).open(name) as collection:
         opened = resident_memory()
         kind, _, rest = mode.partition(":")
         k = 10

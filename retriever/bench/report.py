@@ -73,6 +73,11 @@ def rich_tables(results: dict[str, Any], width: int = FULL_COLUMNS_WIDTH) -> lis
     return list(tables.values())
 
 
+def _mib(n: int | None) -> str:
+    """Bytes as MiB; ``None`` (a server does not report a collection's disk use) as n/a."""
+    return "n/a (server)" if n is None else f"{n / 2**20:,.1f} MiB"
+
+
 def markdown(results: dict[str, Any]) -> str:
     k = results["k"]
     m = results.get("machine", {})
@@ -105,13 +110,13 @@ def markdown(results: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---|"]
     for model in results["models"]:
         for v in model["variants"]:
-            dims = ", ".join(f"{d['dim']}: {d['disk_bytes'] / 2**20:.1f} MiB" for d in v["dims"])
+            dims = ", ".join(f"{d['dim']}: {_mib(d['disk_bytes'])}" for d in v["dims"])
             mem = v.get("memory")
             rss = (f"{mem['collection_rss_open'] / 2**20:,.0f} MiB | {mem['collection_rss'] / 2**20:,.0f} MiB "
                    f"({mem['collection_rss_anon'] / 2**20:,.0f} + {mem['collection_rss_file'] / 2**20:,.0f})"
                    ) if mem else "not measured | not measured"
             lines.append(f"| {Path(model['model']).name} | {v['quantization']} | {v['points']:,} | "
-                         f"{v['disk_bytes'] / 2**20:,.1f} MiB | {dims} | {rss} |")
+                         f"{_mib(v['disk_bytes'])} | {dims} | {rss} |")
     lines += ["", "Query encoding (one query at a time, not included in the latencies above): "
               + "; ".join(f"{Path(mo['model']).name} p50 {mo['query_encode_ms']['p50']:.2f} ms on {mo['device']}"
                           for mo in results["models"]), ""]

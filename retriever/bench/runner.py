@@ -24,7 +24,6 @@ from ..adaptive import search_each as adaptive_search_each
 from ..adaptive_calibrate import calibrate_adaptive
 from ..beir import BeirSplit, corpus_ids, load_split
 from ..calibrate import DEFAULT_SAMPLE, DEFAULT_TARGET, calibrate, recall_against
-from ..edge_store import FULL_SCAN_THRESHOLD_KB, EdgeCatalog
 from ..embedder import DEFAULT_MODEL, Embedder
 from ..errors import BadInputError
 from ..indexer import IndexProgress, build_spec, index_corpus
@@ -200,11 +199,11 @@ def bench_variant(
                                     config, progress, f"{spec.name}: exact {spec.top_dim}")
     per_dim = []
     vector_bytes = collection.vector_disk_bytes()
-    n_points = collection.count()  # below the engine's full-scan threshold a graph search is a full scan
-    for dim in spec.dims:
+    n_points = collection.count()
+    for dim in spec.dims:  # disk bytes: None where the engine cannot say (a server)
         entry: dict[str, Any] = {"dim": dim, "stored_bytes_per_vector": stored_bytes_per_vector(spec, dim),
-                                 "disk_bytes": vector_bytes.get(dim, 0),
-                                 "hnsw_is_full_scan": 4 * dim * n_points < FULL_SCAN_THRESHOLD_KB * 1024}
+                                 "disk_bytes": vector_bytes.get(dim),
+                                 "hnsw_is_full_scan": collection.hnsw_is_full_scan(dim)}
         for mode in ("exact", "hnsw"):
             if mode == "exact" and dim == spec.top_dim:
                 hits, latency = exact, exact_latency
@@ -271,7 +270,7 @@ def prepare_variant(catalog: Catalog, source: Collection, name: str, quantizatio
         target.finish_indexing()
 
 
-def run_bench(config: BenchConfig, catalog: EdgeCatalog, progress: BenchProgress | None = None) -> dict[str, Any]:
+def run_bench(config: BenchConfig, catalog: Catalog, progress: BenchProgress | None = None) -> dict[str, Any]:
     """Run the whole benchmark and return the results object (the README documents its schema)."""
     progress = progress or BenchProgress()
     validate_config(config)
@@ -317,13 +316,14 @@ def run_bench(config: BenchConfig, catalog: EdgeCatalog, progress: BenchProgress
         for name in names:
             with catalog.open(name) as collection:
                 variant = bench_variant(collection, judge, vectors, plans, config, progress)
-            if config.memory:
+            local_dir = catalog.local_dir  # None on a server: its memory is the server's, not measurable here
+            if config.memory and local_dir is not None:
                 default = next((p for p in variant["plans"] if p["label"] == DEFAULT), variant["plans"][0])
-                queries_file = catalog.root / f".bench-queries-{name}.npz"
+                queries_file = local_dir / "collections" / f".bench-queries-{name}.npz"
                 save_queries(queries_file, vectors)
                 try:
                     variant["memory"] = measure_collection_memory(
-                        catalog.root.parent, name, queries_file, f"plan:{default['plan']}:auto")
+                        local_dir, name, queries_file, f"plan:{default['plan']}:auto")
                 finally:
                     queries_file.unlink(missing_ok=True)
             entry["variants"].append(variant)

@@ -154,7 +154,8 @@ class CollectionResponse(BaseModel):
     default_plan: str = Field(description="the default funnel plan for k=10 (calibrated if funnel calibrate ran)")
     adaptive_default: bool = Field(description="whether searches run adaptively by default (calibration measured "
                                                "adaptive search faster at the recall target)")
-    disk_bytes: int
+    disk_bytes: int | None = Field(description="bytes the collection takes on disk; null on a Qdrant server, "
+                                   "which does not report one collection's disk use")
 
 
 class BatchingInfo(BaseModel):

@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from ..edge_store import EdgeCatalog
+from ..catalog import EngineConfig, open_catalog
 from ..embedder import Embedder
 from ..errors import FunnelError
 from ..feedback import default_feedback_path
@@ -90,7 +90,7 @@ def _uvicorn_config(app, log_level: str, read_timeout: float | None) -> uvicorn.
 
 
 def serve(
-    data_dir: str | os.PathLike[str],
+    engine: EngineConfig | str | os.PathLike[str],
     name: str,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -102,16 +102,21 @@ def serve(
 ) -> None:
     """Open the collection (fails at once if another process holds it), then serve until stopped.
 
+    ``engine`` names the store (an :class:`EngineConfig`, or the embedded engine's data directory).
+
     The model loads in the background (``/healthz`` says 503 meanwhile); if it cannot load, the error
     is logged once and the server keeps running: ``/healthz`` answers 503 ``failed`` with the error's
     message and searches 503 ``not_ready``, as documented, so a supervisor or load balancer sees why.
     Ctrl-C (SIGINT) stops it gracefully and returns; SIGTERM also shuts down gracefully, then uvicorn
     re-raises it (exit status 143).
     """
-    collection = EdgeCatalog(data_dir).open(name)
+    if not isinstance(engine, EngineConfig):
+        engine = EngineConfig(data_dir=Path(engine))
+    with open_catalog(engine) as catalog:
+        collection = catalog.open(name)
     config = config or ServiceConfig()
     if config.feedback_path is None:
-        config = ServiceConfig(**{**config.__dict__, "feedback_path": default_feedback_path(data_dir, name)})
+        config = ServiceConfig(**{**config.__dict__, "feedback_path": default_feedback_path(engine.data_dir, name)})
     _log_to_stderr(log_level)
     try:
         state = ServiceState(collection, lambda: Embedder(model or collection.spec.model, device=device))

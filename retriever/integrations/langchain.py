@@ -1,0 +1,90 @@
+"""LangChain: :class:`FunnelRetriever`, a ``langchain_core`` retriever over funnel search.
+
+    from retriever.integrations.langchain import FunnelRetriever
+
+    retriever = FunnelRetriever.from_collection("fin", k=5)              # in-process
+    retriever = FunnelRetriever.from_url("http://127.0.0.1:8000", api_key=KEY, k=5)   # funnel serve
+    docs = retriever.invoke("What did NVIDIA invent in 1999?")           # or await retriever.ainvoke(...)
+
+Each hit is a ``Document`` whose ``page_content`` is the chunk's text and whose ``metadata`` is the
+document's metadata plus ``id``, ``doc_id``, ``chunk``, ``title`` and ``score`` (these win a name
+clash). Needs ``pip install 'funnel[langchain]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import MissingExtraError
+
+try:
+    from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+except ImportError as exc:
+    raise MissingExtraError("funnel's LangChain retriever", "langchain-core", "langchain") from exc
+
+from pydantic import ConfigDict, Field, field_validator
+
+from ..client import DEFAULT_TIMEOUT_S, FunnelClient
+from ..store import Hit
+from .source import SearchOptions, asearch, check_searcher, hit_metadata, search
+
+
+def to_document(hit: Hit) -> Document:
+    """A funnel hit as a LangChain ``Document`` (metadata: the document's, then id, doc_id, chunk, title, score)."""
+    return Document(page_content=hit.text or "", metadata=hit_metadata(hit), id=hit.id)
+
+
+class FunnelRetriever(BaseRetriever):
+    """Funnel search as a LangChain retriever: in-process on a :class:`~retriever.Retriever` or over
+    HTTP through a :class:`~retriever.client.FunnelClient`.
+
+    ``k``, ``plan`` / ``exact`` / ``adaptive`` and ``filter`` are :meth:`Retriever.search`'s options;
+    a call may override them: ``retriever.invoke(query, k=3, filter={"metadata.ticker": "NVDA"})``.
+    Mistakes raise funnel's domain errors (:class:`~retriever.FunnelError`), the same in both modes.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    searcher: Any = Field(description="a retriever.Retriever (in-process) or a retriever.client.FunnelClient")
+    k: int = Field(default=10, strict=True, description="hits per query")
+    plan: str | None = Field(default=None, description="funnel plan DIM:LIMIT,… (default: the collection's)")
+    exact: bool = Field(default=False, strict=True, description="exact search at the top dim instead")
+    adaptive: bool | None = Field(default=None, strict=True, description="adaptive depth (default: the collection's)")
+    filter: dict[str, Any] | None = Field(default=None, description="payload filter, e.g. {'metadata.ticker': 'NVDA'}")
+
+    @field_validator("searcher")
+    @classmethod
+    def _check_searcher(cls, value: Any) -> Any:
+        return check_searcher(value)
+
+    @classmethod
+    def from_collection(cls, name: str, data_dir: str | os.PathLike[str] | None = None, model: str | None = None,
+                        device: str | None = None, **options: Any) -> FunnelRetriever:
+        """Open collection ``name`` in this process (it holds the collection until :meth:`close`)."""
+        from ..retriever import Retriever
+
+        return cls(searcher=Retriever.open(name, data_dir=data_dir, model=model, device=device), **options)
+
+    @classmethod
+    def from_url(cls, url: str, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 **options: Any) -> FunnelRetriever:
+        """Search the ``funnel serve`` at ``url`` (e.g. ``http://127.0.0.1:8000``)."""
+        return cls(searcher=FunnelClient(url, api_key=api_key, timeout=timeout), **options)
+
+    def _options(self, overrides: dict[str, Any]) -> SearchOptions:
+        return SearchOptions(self.k, self.plan, self.exact, self.adaptive, self.filter).merged(overrides)
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
+                                **kwargs: Any) -> list[Document]:
+        return [to_document(hit) for hit in search(self.searcher, query, self._options(kwargs))]
+
+    async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
+                                       **kwargs: Any) -> list[Document]:
+        return [to_document(hit) for hit in await asearch(self.searcher, query, self._options(kwargs))]
+
+    def close(self) -> None:
+        """Close the searcher (the in-process collection, or the client's connections)."""
+        self.searcher.close()

@@ -1,0 +1,91 @@
+"""What an adapter searches, and how: a Retriever in-process or a FunnelClient over HTTP, with the
+search options (k, plan / exact / adaptive, filter) passed through unchanged.
+
+Both searchers take the same options and raise the same domain errors, so an adapter behaves the
+same way in-process and over HTTP. ``retriever.retriever`` (and with it torch) is never imported
+here: an application that only talks HTTP does not load a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any, Union
+
+from ..client import FunnelClient
+from ..errors import BadInputError
+from ..store import Hit
+
+if TYPE_CHECKING:
+    from ..retriever import Retriever
+
+Searcher = Union["Retriever", FunnelClient]
+
+# One lock per in-process Retriever: async searches run on worker threads, one at a time per collection.
+_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How an adapter searches; the names and defaults of :meth:`Retriever.search`'s options."""
+
+    k: int = 10
+    plan: str | None = None
+    exact: bool = False
+    adaptive: bool | None = None
+    filter: Mapping[str, Any] | None = None
+
+    def merged(self, overrides: Mapping[str, Any]) -> SearchOptions:
+        """These options with per-call ``overrides`` (only the option names above are accepted)."""
+        names = [f.name for f in fields(self)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise BadInputError(f"unknown search option(s) {', '.join(unknown)}: the options are {', '.join(names)}")
+        return replace(self, **overrides) if overrides else self
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"k": self.k, "plan": self.plan, "exact": self.exact, "adaptive": self.adaptive,
+                "filter": self.filter, "with_text": True}
+
+
+def check_searcher(searcher: Any) -> Searcher:
+    """``searcher`` if it is a :class:`~retriever.Retriever` or a :class:`FunnelClient`, else a clear error."""
+    if isinstance(searcher, FunnelClient):
+        return searcher
+    module = sys.modules.get("retriever.retriever")  # not imported: it cannot be a Retriever
+    if module is not None and isinstance(searcher, module.Retriever):
+        return searcher
+    raise BadInputError("searcher is a retriever.Retriever (in-process) or a retriever.client.FunnelClient "
+                        f"(a running funnel serve), not {type(searcher).__name__}")
+
+
+def _lock(searcher: Any) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(searcher, threading.Lock())
+
+
+def search(searcher: Searcher, query: str, options: SearchOptions) -> list[Hit]:
+    """One query's hits, best first."""
+    if isinstance(searcher, FunnelClient):
+        return searcher.search(query, **options.kwargs())
+    with _lock(searcher):
+        return searcher.search(query, **options.kwargs())
+
+
+async def asearch(searcher: Searcher, query: str, options: SearchOptions) -> list[Hit]:
+    """:func:`search` without blocking the event loop (in-process: on a worker thread)."""
+    if isinstance(searcher, FunnelClient):
+        return await searcher.asearch(query, **options.kwargs())
+    return await asyncio.to_thread(search, searcher, query, options)
+
+
+def hit_metadata(hit: Hit) -> dict[str, Any]:
+    """The document's metadata, then funnel's fields (which win a name clash): id, doc_id, chunk, title, score."""
+    return {**hit.metadata, "id": hit.id, "doc_id": hit.doc_id, "chunk": hit.chunk, "title": hit.title,
+            "score": hit.score}
+
