@@ -30,7 +30,7 @@ from .question_filter import QuestionFilter, parse_questions
 
 METHODS = ("llm", "offline")
 OFFLINE_METHODS = ("ict", "smollm2")
-DEFAULT_OFFLINE = "smollm2"  # measured better than ict (docs/results/pairs_generate.md)
+DEFAULT_OFFLINE = "smollm2"  # measured better than ict (benchmarks/results/pairs_generate.md)
 LOCAL_BATCH = 8
 
 
