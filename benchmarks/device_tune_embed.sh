@@ -35,7 +35,7 @@ else
   TRAIN="$W/finqa/train_pairs.jsonl"; TAG=minilm-fin-mrl
 fi
 start=$(date +%s)
-python3 .dev/tune.py "$TRAIN" "$W/tuned" "$W/base32" "${EPOCHS:-3}" "${BATCH:-64}" "${LR:-1e-4}" \
+python3 benchmarks/device_tune.py "$TRAIN" "$W/tuned" "$W/base32" "${EPOCHS:-3}" "${BATCH:-64}" "${LR:-1e-4}" \
   > "$OUT/tune.json" 2> "$W/tune.log" || { tail -40 "$W/tune.log"; exit 1; }
 echo "tune: $(( $(date +%s) - start )) s" | tee -a "$OUT/machine.txt"
 python3 benchmarks/model_dtype.py "$W/tuned" "$W/tuned16" --dtype float16
