@@ -8,6 +8,7 @@ CLI module's display helpers import; the training path is the same.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ def main() -> int:
                         epochs=int(epochs), batch_size=int(batch), lr=float(lr), loss="mnrl", mini_batch_size=32,
                         hard_negatives=0, guard=None, best_dim=None, resume=False, overwrite=True, seed=42,
                         device="cuda", columns=PairColumns("anchor", "positive", "negative"))
-    result = tune(config, log=lambda line: print(line, file=sys.stderr))
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer's own output must not mix with the JSON
+        result = tune(config, log=lambda line: print(line, file=sys.stderr))
     print(json.dumps(result.to_dict(), indent=2))
     return 0
 
