@@ -164,6 +164,10 @@ def search_each(collection: Collection, queries: dict[int, np.ndarray],
         if spec.plan is None and points < 0:
             points = collection.count()
         depth = plan_depth(first_specs[i].plan, points)
+        if spec.mode == "lexical":
+            depth = Depth(1, 1, 0)  # the text index scores only the points that hold a query term
+        elif spec.mode == "hybrid":
+            depth += Depth(0, 1, spec.fusion_or_default.depths(spec.k)[1])
         if rule is None:
             results[i] = SearchResult(hits, depth)
         elif settle_signal([h.score for h in hits], spec.k, rule.probe, rule.signal) < rule.threshold:

@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from qdrant_edge import (
     EdgeVectorParams,
     FieldCondition,
     Filter,
+    Fusion,
     HnswIndexConfig,
     MatchAny,
     MatchValue,
@@ -42,12 +44,19 @@ from qdrant_edge import (
     ScalarType,
     ScrollRequest,
     SearchParams,
+    SnowballLanguage,
+    SnowballParams,
+    TextIndexParams,
+    TextQuery,
+    TokenizerType,
     UpdateOperation,
 )
+from qdrant_edge import Language as StopwordLanguage
 
 from .errors import CollectionLockedError, CollectionNotFoundError, FunnelError, StoreError
 from .filters import Match, PayloadFilter, Range
 from .filters import MatchAny as AnyOf
+from .hybrid import TEXT_FIELD
 from .ladder import vector_name
 from .limits import ENGINE_FILE_BYTES, NEW_SHARD_FILES, POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
 from .locks import creation_lock
@@ -102,6 +111,15 @@ def edge_config(spec: CollectionSpec) -> EdgeConfig:
         )
     optimizers = None if INDEXING_THRESHOLD_KB is None else EdgeOptimizersConfig(indexing_threshold=INDEXING_THRESHOLD_KB)
     return EdgeConfig(vectors=vectors, optimizers=optimizers)
+
+
+def text_index(spec: CollectionSpec) -> TextIndexParams:
+    """The BM25-scored text index of a collection with ``lexical="bm25"`` (see :class:`CollectionSpec`)."""
+    if spec.lexical_analyzer == "english":
+        return TextIndexParams(tokenizer=TokenizerType.Word, lowercase=True, scoring=True,
+                               stopwords=StopwordLanguage.English,
+                               stemmer=SnowballParams(SnowballLanguage.English))
+    return TextIndexParams(tokenizer=TokenizerType.Word, lowercase=True, scoring=True)
 
 
 def edge_filter(payload_filter: PayloadFilter | None) -> Filter | None:
@@ -216,16 +234,25 @@ class EdgeCollection(Collection):
         quantization = QuantizationSearchParams(rescore=not refined) if dim in self.spec.quantized_dims else None
         return SearchParams(hnsw_ef=hnsw_ef or max(MIN_HNSW_EF, limit), quantization=quantization)
 
-    def _request(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec) -> QueryRequest:
+    def _dense(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec,
+               lexical: Prefetch | None = None) -> tuple[Query, SearchParams | None, list[Prefetch] | None, bool]:
+        """The dense funnel's last stage: (query, params, prefetches, filtered inside).
+
+        ``lexical`` joins the first stage's shortlist (hybrid ``union``): the re-score stages that
+        follow rank both. An exact search, or a plan of one stage, gets the lexical candidates
+        beside a top-dim stage of its own.
+        """
         def nearest(dim: int) -> Query:
             return Query.Nearest(vectors[dim][row].tolist(), using=vector_name(dim))
 
-        payload = self._payload(spec.with_text)
         where = edge_filter(spec.filter)
         if spec.plan is None:
             top = self.spec.top_dim
             params = self._stage_params(top, spec.k, exact=True, hnsw_ef=None, refined=False)
-            return QueryRequest(limit=spec.k, query=nearest(top), params=params, with_payload=payload, filter=where)
+            if lexical is None:
+                return nearest(top), params, None, False
+            return nearest(top), None, [Prefetch(limit=spec.k, query=nearest(top), params=params, filter=where),
+                                        lexical], True
         *coarse, last = spec.plan.stages
         prefetch: list[Prefetch] | None = None
         for i, stage in enumerate(coarse):
@@ -234,9 +261,43 @@ class EdgeCollection(Collection):
             shortlist = self._stage_params(stage.dim, stage.limit, False, spec.hnsw_ef, refined=True) if first else None
             prefetch = [Prefetch(limit=stage.limit, query=nearest(stage.dim), prefetches=prefetch, params=shortlist,
                                  filter=where if first else None)]
+            if first and lexical is not None:
+                prefetch.append(lexical)
+        if not coarse and lexical is not None:
+            graph = self._stage_params(last.dim, last.limit, False, spec.hnsw_ef, refined=True)
+            return nearest(last.dim), None, [Prefetch(limit=last.limit, query=nearest(last.dim), params=graph,
+                                                      filter=where), lexical], True
         alone = None if coarse else self._stage_params(last.dim, last.limit, False, spec.hnsw_ef, refined=False)
-        return QueryRequest(limit=last.limit, query=nearest(last.dim), prefetches=prefetch, params=alone,
-                            with_payload=payload, filter=where if not coarse else None)
+        return nearest(last.dim), alone, prefetch, bool(coarse)
+
+    def _request(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec) -> QueryRequest:
+        payload = self._payload(spec.with_text)
+        where = edge_filter(spec.filter)
+        if spec.mode == "dense":
+            query, params, prefetch, inside = self._dense(vectors, row, spec)
+            return QueryRequest(limit=spec.k, query=query, prefetches=prefetch, params=params, with_payload=payload,
+                                filter=None if inside else where)
+        text = TextQuery(TEXT_FIELD, spec.text or "")
+        if spec.mode == "lexical":
+            return QueryRequest(limit=spec.k, query=text, with_payload=payload, filter=where)
+        fusion = spec.fusion_or_default
+        dense_depth, lexical_depth = fusion.depths(spec.k)
+        lexical = Prefetch(limit=lexical_depth, query=text, filter=where)
+        if fusion.method == "union":
+            query, params, prefetch, inside = self._dense(vectors, row, spec, lexical)
+            return QueryRequest(limit=spec.k, query=query, prefetches=prefetch, params=params, with_payload=payload,
+                                filter=None if inside else where)
+        # the dense list: the plan as given when it returns enough hits (the retriever plans it for
+        # ``dense_depth``), else the same stages widened to it
+        if spec.plan is not None and spec.plan.k >= dense_depth:
+            dense_depth = spec.plan.k
+        deep = replace(spec, plan=None if spec.plan is None else spec.plan.with_k(dense_depth), k=dense_depth)
+        query, params, prefetch, inside = self._dense(vectors, row, deep)
+        dense = Prefetch(limit=dense_depth, query=query, prefetches=prefetch, params=params,
+                         filter=None if inside else where)
+        fuse: Any = (Fusion.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight])
+                if fusion.method == "rrf" else Fusion.Dbsf())
+        return QueryRequest(limit=spec.k, query=fuse, prefetches=[dense, lexical], with_payload=payload)
 
     def _run(self, requests: list[QueryRequest], with_text: Sequence[bool]) -> list[list[Hit]]:
         try:
@@ -417,6 +478,8 @@ class EdgeCatalog(Catalog):
                 shard = EdgeShard.create(str(tmp / SHARD_DIR), edge_config(spec))
                 for field_name, schema in INDEXED_FIELDS.items():
                     shard.update(UpdateOperation.create_field_index(field_name, schema))
+                if spec.lexical:
+                    shard.update(UpdateOperation.create_field_index(TEXT_FIELD, text_index(spec)))
                 shard.close()
                 os.rename(tmp, final)
             except Exception as exc:

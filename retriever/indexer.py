@@ -91,6 +91,8 @@ def build_spec(
         hnsw_dims=ladder if layout.hnsw_all_dims else None,
         quantization=layout.quantization,
         on_disk=layout.on_disk,
+        lexical=layout.lexical,
+        lexical_analyzer=layout.lexical_analyzer,
     )
 
 

@@ -42,6 +42,11 @@ class FunnelPlan:
     def __str__(self) -> str:
         return ",".join(f"{s.dim}:{s.limit}" for s in self.stages)
 
+    def with_k(self, k: int) -> FunnelPlan:
+        """The same stages returning ``k`` hits (a coarse stage keeps at least ``k``)."""
+        *coarse, last = self.stages
+        return FunnelPlan(tuple(Stage(s.dim, max(s.limit, k)) for s in coarse) + (Stage(last.dim, k),))
+
 
 def validate_k(k: int) -> int:
     """Return ``k`` if ``1 <= k <= MAX_K``, else raise :class:`BadInputError`."""

@@ -10,8 +10,11 @@ from __future__ import annotations
 import operator
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .adaptive import AdaptiveRule, AdaptiveSpec, SearchResult, scale_rule
 from .adaptive import search_each as adaptive_search_each
@@ -20,6 +23,7 @@ from .catalog import EngineConfig, open_catalog
 from .embedder import Embedder
 from .errors import BadInputError, InvalidPlanError, ModelMismatchError
 from .filters import PayloadFilter, parse_filter
+from .hybrid import FUSIONS, Fusion, calibrated_fusion, calibrated_mode, check_mode
 from .paths import default_data_dir, validate_collection_name
 from .plan import FunnelPlan, default_plan, parse_plan, validate_k
 from .store import Collection, QuerySpec
@@ -115,6 +119,28 @@ def adaptive_by_default(collection: Collection) -> bool:
     return isinstance(section, dict) and section.get("adaptive_pays") is True and adaptive_rule_for(collection, 10) is not None
 
 
+def default_mode_for(collection: Collection) -> str:
+    """``dense``, unless the collection has a lexical index and its calibration chose another mode
+    from judged queries (``funnel calibrate --qrels``)."""
+    if not collection.spec.lexical:
+        return "dense"
+    return calibrated_mode(collection.calibration()) or "dense"
+
+
+def fusion_for(collection: Collection, fusion: str | Fusion | None) -> Fusion:
+    """A fusion by name (the calibrated parameters when calibration chose that method, else the
+    method's documented defaults), a :class:`Fusion` as given, or ``None`` → the calibrated one
+    (else the documented default)."""
+    if isinstance(fusion, Fusion):
+        return fusion
+    calibrated = calibrated_fusion(collection.calibration())
+    if fusion is None:
+        return calibrated or Fusion()
+    if not isinstance(fusion, str) or fusion not in FUSIONS:
+        raise InvalidPlanError(f"unknown fusion {fusion!r} (choose from {', '.join(FUSIONS)})")
+    return calibrated if calibrated is not None and calibrated.method == fusion else Fusion(fusion)
+
+
 class Retriever:
     """A collection and the model that built it, ready to search."""
 
@@ -194,26 +220,55 @@ class Retriever:
         with_text: bool = True,
         filter: FilterSpec = None,
         adaptive: bool | None = None,
+        mode: str | None = None,
+        fusion: str | Fusion | None = None,
     ) -> QuerySpec:
-        """Check k, plan and filter for this collection and bundle them (raises :class:`BadInputError`).
+        """Check k, plan, filter and mode for this collection and bundle them (raises :class:`BadInputError`).
 
         ``plan`` and ``exact=True`` together are refused (:class:`InvalidPlanError`): an exact search
         has no funnel, so the plan would be silently ignored; so is ``adaptive=True`` with either.
         ``adaptive=None`` searches adaptively when neither is given and the collection's calibration
         measured adaptive search faster (:func:`adaptive_by_default`); the result is then an
         :class:`~retriever.adaptive.AdaptiveSpec`.
+
+        ``mode`` (see :mod:`retriever.hybrid`): ``dense``, ``lexical`` or ``hybrid``; ``None`` → the
+        collection's default (:func:`default_mode_for`), or ``hybrid`` when a ``fusion`` is given.
+        ``lexical`` and ``hybrid`` need a collection indexed with ``--lexical bm25``; ``fusion``
+        (``union``, ``rrf``, ``dbsf`` or a :class:`~retriever.hybrid.Fusion`) only applies to
+        ``hybrid``; the ``plan`` (or ``exact``) of a hybrid search is the dense side's.
         """
         k = validate_k(_int_option("k", k))
         exact = _bool_option("exact", exact)
         with_text = _bool_option("with_text", with_text)
         if adaptive is not None:
             adaptive = _bool_option("adaptive", adaptive)
+        if mode is None:
+            mode = "hybrid" if fusion is not None else (
+                "dense" if adaptive or exact or _plan_given(plan) else default_mode_for(self.collection))
+        mode = check_mode(mode)
+        if fusion is not None and mode != "hybrid":
+            raise InvalidPlanError(f"a fusion combines the two sides of a hybrid search, not a {mode} one: "
+                                   "use mode='hybrid' or drop the fusion")
+        if mode != "dense" and not self.collection.spec.lexical:
+            raise InvalidPlanError(f"collection {self.name!r} has no lexical index, so no {mode} search: index it "
+                                   "with --lexical bm25 (into a new collection)")
         if exact and _plan_given(plan):
             raise InvalidPlanError("give a plan or exact=True, not both: an exact search has no funnel plan")
         if adaptive and (exact or _plan_given(plan)):
             raise InvalidPlanError("give adaptive=True or a plan / exact=True, not both: adaptive search "
                                    "chooses its own depth")
+        if adaptive and mode != "dense":
+            raise InvalidPlanError(f"adaptive search is dense only, not {mode}: drop adaptive or use mode='dense'")
+        if mode == "lexical" and (exact or _plan_given(plan)):
+            raise InvalidPlanError("a lexical search has no funnel plan: drop the plan / exact")
         where = parse_filter(filter)  # a mapping or a hand-built PayloadFilter, checked the same way
+        if mode == "lexical":
+            return QuerySpec(None, k, with_text, where, mode="lexical")
+        if mode == "hybrid":
+            chosen = fusion_for(self.collection, fusion)
+            depth = k if chosen.method == "union" else chosen.depths(k)[0]
+            return QuerySpec(None if exact else self.plan(plan, depth), k, with_text, where, mode="hybrid",
+                             fusion=chosen)
         if adaptive is None:
             adaptive = not exact and not _plan_given(plan) and adaptive_by_default(self.collection)
         if adaptive:
@@ -233,16 +288,19 @@ class Retriever:
         with_text: bool = True,
         filter: FilterSpec = None,
         adaptive: bool | None = None,
+        mode: str | None = None,
+        fusion: str | Fusion | None = None,
     ) -> SearchResult:
         """Funnel-search one query; ``exact=True`` runs the exact top-dim search instead.
 
         ``filter`` restricts the hits by payload, e.g. ``{"metadata.year": {"gte": 2020}}``
         (see :mod:`retriever.filters`). ``adaptive`` (see :meth:`query_spec`): ``True`` spends
         depth only where the ranking is not settled. The result is a list of hits whose
-        ``.depth`` says how deep the search went.
+        ``.depth`` says how deep the search went. ``mode`` and ``fusion`` (see :meth:`query_spec`):
+        ``mode="hybrid"`` adds BM25 to the funnel, ``mode="lexical"`` runs BM25 alone.
         """
         return self.search_batch([query], k=k, plan=plan, exact=exact, with_text=with_text, filter=filter,
-                                 adaptive=adaptive)[0]
+                                 adaptive=adaptive, mode=mode, fusion=fusion)[0]
 
     def search_batch(
         self,
@@ -254,10 +312,12 @@ class Retriever:
         batch_size: int = 64,
         filter: FilterSpec = None,
         adaptive: bool | None = None,
+        mode: str | None = None,
+        fusion: str | Fusion | None = None,
     ) -> list[SearchResult]:
         """Search many queries the same way: one encode call, one engine batch (two when adaptive)."""
         texts = validate_queries(queries)
-        spec = self.query_spec(k, plan, exact, with_text, filter, adaptive)
+        spec = self.query_spec(k, plan, exact, with_text, filter, adaptive, mode, fusion)
         return self.search_each(texts, [spec] * len(texts), batch_size=batch_size)
 
     def search_each(self, queries: Sequence[str], specs: Sequence[QuerySpec], batch_size: int = 64) -> list[SearchResult]:
@@ -271,7 +331,12 @@ class Retriever:
             raise BadInputError(f"{len(texts)} queries need as many QuerySpecs (from query_spec())")
         if not all(isinstance(spec, QuerySpec) for spec in specs):
             raise BadInputError("specs are QuerySpec objects (from query_spec())")
-        vectors = self.embedder.encode(texts, self.collection.spec.dims, batch_size=batch_size)
+        specs = [spec if spec.mode == "dense" else replace(spec, text=text) for spec, text in zip(specs, texts)]
+        if all(spec.mode == "lexical" for spec in specs):  # BM25 alone: no embedding needed
+            dims = self.collection.spec.dims
+            vectors = {dim: np.zeros((len(texts), dim), dtype=np.float32) for dim in dims}
+        else:
+            vectors = self.embedder.encode(texts, self.collection.spec.dims, batch_size=batch_size)
         return adaptive_search_each(self.collection, vectors, specs)
 
     def close(self) -> None:

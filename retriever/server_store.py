@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -31,10 +31,11 @@ import numpy as np
 from .catalog import EngineConfig
 from .errors import CollectionNotFoundError, ForeignCollectionError, StoreError
 from .filters import Match, MatchAny, PayloadFilter, Range
+from .hybrid import TEXT_FIELD
 from .ladder import vector_name
 from .paths import validate_collection_name
 from .server_client import NotFound, ServerConnection, not_found
-from .sharding import per_shard_plan
+from .sharding import per_shard_limit, per_shard_plan
 from .store import (
     MIN_HNSW_EF,
     Catalog,
@@ -78,6 +79,19 @@ def vectors_config(spec: CollectionSpec) -> dict[str, Any]:
                 type=models.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True)) if quantized else None,
         )
     return vectors
+
+
+def text_index(spec: CollectionSpec) -> Any:
+    """The BM25-scored text index of a ``lexical="bm25"`` collection (as :func:`edge_store.text_index`)."""
+    from qdrant_client import models
+
+    english = spec.lexical_analyzer == "english"
+    return models.TextIndexParams(
+        type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True, scoring=True,
+        stopwords=models.Language.ENGLISH if english else None,
+        stemmer=models.SnowballParams(type=models.Snowball.SNOWBALL, language=models.SnowballLanguage.ENGLISH)
+        if english else None,
+    )
 
 
 def server_filter(payload_filter: PayloadFilter | None) -> Any:
@@ -186,16 +200,19 @@ class ServerCollection(Collection):
         return models.SearchParams(hnsw_ef=hnsw_ef or max(MIN_HNSW_EF, limit),
                                    quantization=models.QuantizationSearchParams(rescore=not refined) if quantized else None)
 
-    def _request(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec) -> Any:
+    def _dense(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec, lexical: Any = None) -> dict[str, Any]:
+        """The dense funnel's last stage as keyword arguments of a request or prefetch (as
+        :meth:`EdgeCollection._dense`; ``lexical`` joins the first stage's shortlist)."""
         from qdrant_client import models
 
-        payload: bool | list[str] = True if spec.with_text else TEXT_FIELDS
         where = server_filter(spec.filter)
         if spec.plan is None:
             top = self.spec.top_dim
-            return models.QueryRequest(query=vectors[top][row].tolist(), using=vector_name(top), limit=spec.k,
-                                       params=self._params(top, spec.k, True, None, False), filter=where,
-                                       with_payload=payload)
+            exact = self._params(top, spec.k, True, None, False)
+            scan: dict[str, Any] = {"query": vectors[top][row].tolist(), "using": vector_name(top)}
+            if lexical is None:
+                return {**scan, "params": exact, "filter": where}
+            return {**scan, "prefetch": [models.Prefetch(**scan, limit=spec.k, params=exact, filter=where), lexical]}
         plan = per_shard_plan(spec.plan, self.shards)  # limits are per shard in a nested prefetch
         *coarse, last = plan.stages
         prefetch: list[Any] | None = None
@@ -205,10 +222,39 @@ class ServerCollection(Collection):
                                         limit=stage.limit, prefetch=prefetch, filter=where if first else None,
                                         params=self._params(stage.dim, stage.limit, False, spec.hnsw_ef, True)
                                         if first else None)]
-        alone = None if coarse else self._params(last.dim, last.limit, False, spec.hnsw_ef, False)
-        return models.QueryRequest(query=vectors[last.dim][row].tolist(), using=vector_name(last.dim), limit=last.limit,
-                                   prefetch=prefetch, params=alone, filter=None if coarse else where,
-                                   with_payload=payload)
+            if first and lexical is not None:
+                prefetch.append(lexical)
+        top_stage: dict[str, Any] = {"query": vectors[last.dim][row].tolist(), "using": vector_name(last.dim)}
+        if not coarse and lexical is not None:
+            alone = self._params(last.dim, last.limit, False, spec.hnsw_ef, True)
+            return {**top_stage, "prefetch": [models.Prefetch(**top_stage, limit=last.limit, params=alone, filter=where),
+                                              lexical]}
+        if coarse:
+            return {**top_stage, "prefetch": prefetch}
+        return {**top_stage, "params": self._params(last.dim, last.limit, False, spec.hnsw_ef, False), "filter": where}
+
+    def _request(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec) -> Any:
+        from qdrant_client import models
+
+        payload: bool | list[str] = True if spec.with_text else TEXT_FIELDS
+        if spec.mode == "dense":
+            return models.QueryRequest(**self._dense(vectors, row, spec), limit=spec.k, with_payload=payload)
+        where = server_filter(spec.filter)
+        text: dict[str, Any] = {"query": models.TextQuery(text=spec.text or ""), "using": TEXT_FIELD}
+        if spec.mode == "lexical":
+            return models.QueryRequest(**text, limit=spec.k, filter=where, with_payload=payload)
+        fusion = spec.fusion_or_default
+        dense_depth, lexical_depth = fusion.depths(spec.k)
+        lexical = models.Prefetch(**text, limit=per_shard_limit(lexical_depth, self.shards, spec.k), filter=where)
+        if fusion.method == "union":
+            return models.QueryRequest(**self._dense(vectors, row, spec, lexical), limit=spec.k, with_payload=payload)
+        if spec.plan is not None and spec.plan.k >= dense_depth:
+            dense_depth = spec.plan.k  # the retriever planned the dense list for its depth
+        deep = replace(spec, plan=None if spec.plan is None else spec.plan.with_k(dense_depth), k=dense_depth)
+        dense = models.Prefetch(**self._dense(vectors, row, deep), limit=dense_depth)
+        fuse: Any = (models.RrfQuery(rrf=models.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight]))
+                     if fusion.method == "rrf" else models.FusionQuery(fusion=models.Fusion.DBSF))
+        return models.QueryRequest(query=fuse, prefetch=[dense, lexical], limit=spec.k, with_payload=payload)
 
     def _run(self, requests: list[Any], with_text: Sequence[bool]) -> list[list[Hit]]:
         client = self.catalog.conn.client
@@ -407,6 +453,9 @@ class ServerCatalog(Catalog):
             for field_name, kind in INDEXED_FIELDS.items():
                 self.conn.call(f"index payload field {field_name!r}", self.conn.client.create_payload_index, name,
                                field_name=field_name, field_schema=schema[kind], wait=True)
+            if spec.lexical:
+                self.conn.call("create the BM25 text index", self.conn.client.create_payload_index, name,
+                               field_name=TEXT_FIELD, field_schema=text_index(spec), wait=True)
         except Exception:
             self.conn.call(f"drop half-made collection {name!r}", self.conn.client.delete_collection, name)
             raise

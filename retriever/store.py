@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import InvalidDimsError, ModelMismatchError, StoreError
 from .filters import PayloadFilter
+from .hybrid import Fusion, check_lexical
 from .plan import FunnelPlan
 
 SPEC_VERSION = 1
@@ -38,6 +39,8 @@ class Layout:
     quantization: str = "none"
     on_disk: bool = False
     hnsw_all_dims: bool = False
+    lexical: str | None = None
+    lexical_analyzer: str = "english"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ class CollectionSpec:
     ``on_disk=True`` keeps on disk every original vector that search does not traverse (the rerank
     vectors, and the coarsest one too when it is quantized): memory-mapped, read on demand through
     the page cache, not loaded when the collection opens.
+
+    ``lexical="bm25"`` adds a BM25-scored full-text index on the chunk text (see
+    :mod:`retriever.hybrid`), tokenized by ``lexical_analyzer``: ``english`` (lower-case words,
+    English stop words removed, Snowball-stemmed) or ``plain`` (lower-case words).
     """
 
     name: str
@@ -64,6 +71,8 @@ class CollectionSpec:
     on_disk: bool = False
     engine: str = "edge"
     version: int = SPEC_VERSION
+    lexical: str | None = None
+    lexical_analyzer: str = "english"
 
     def __post_init__(self) -> None:
         graph_dims = self.dims[:1] if self.hnsw_dims is None else self.hnsw_dims
@@ -72,6 +81,7 @@ class CollectionSpec:
             raise InvalidDimsError(f"unknown quantization {self.quantization!r} (choose from {', '.join(QUANTIZATIONS)})")
         if not set(graph_dims) <= set(self.dims):
             raise InvalidDimsError(f"HNSW dims {list(graph_dims)} are not all in the ladder {list(self.dims)}")
+        check_lexical(self.lexical, self.lexical_analyzer)
 
     @property
     def top_dim(self) -> int:
@@ -116,7 +126,7 @@ class CollectionSpec:
                 f"{self.chunk_overlap}, not {other.chunk_size} / {other.chunk_overlap}: "
                 "use the same chunking or a new collection"
             )
-        layout = ("hnsw_dims", "quantization", "on_disk")
+        layout = ("hnsw_dims", "quantization", "on_disk", "lexical", "lexical_analyzer")
         if any(getattr(other, f) != getattr(self, f) for f in layout):
             mine = ", ".join(f"{f}={getattr(self, f)}" for f in layout)
             theirs = ", ".join(f"{f}={getattr(other, f)}" for f in layout)
@@ -151,13 +161,24 @@ def ranked(hits: list[Hit]) -> list[Hit]:
 @dataclass(frozen=True)
 class QuerySpec:
     """How to search one query: funnel plan (``None`` = exact), k, payload text, payload filter, and
-    the graph search width of the first stage (``None``: ``max(128, its limit)``)."""
+    the graph search width of the first stage (``None``: ``max(128, its limit)``).
+
+    ``mode`` (see :mod:`retriever.hybrid`): ``dense`` (the funnel), ``lexical`` (BM25 over the
+    chunk text; needs ``text``) or ``hybrid`` (both, combined as ``fusion`` says; needs ``text``).
+    """
 
     plan: FunnelPlan | None
     k: int
     with_text: bool = True
     filter: PayloadFilter | None = None
     hnsw_ef: int | None = None
+    mode: str = "dense"
+    fusion: Fusion | None = None
+    text: str | None = None
+
+    @property
+    def fusion_or_default(self) -> Fusion:
+        return self.fusion or Fusion()
 
 
 @dataclass(frozen=True)
