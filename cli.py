@@ -182,6 +182,13 @@ json_option = click.option(
               default=None, help="int8: an int8 copy of the coarsest vector in RAM [default: none, or the collection's]")
 @click.option("--on-disk/--in-ram", "on_disk", envvar="FUNNEL_ON_DISK", show_envvar=True, default=None,
               help="keep the vectors search does not traverse on disk (memory-mapped) [default: in RAM, or the collection's]")
+@click.option("--lexical", envvar="FUNNEL_LEXICAL", show_envvar=True, type=click.Choice(["none", "bm25"]),
+              default=None, help="bm25: also a BM25-scored text index on the chunk text, for --mode lexical / hybrid "
+              "search [default: none, or the collection's]")
+@click.option("--lexical-analyzer", envvar="FUNNEL_LEXICAL_ANALYZER", show_envvar=True,
+              type=click.Choice(["english", "plain"]), default=None,
+              help="how the BM25 index splits text: english (lower-cased words, English stop words dropped, "
+              "Snowball-stemmed) or plain (lower-cased words) [default: english, or the collection's]")
 @device_option
 @json_option
 @click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bar")
@@ -191,8 +198,8 @@ json_option = click.option(
 def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: str | None, dims: str | None,
           chunk_size: int | None, chunk_overlap: int | None, batch_size: int, text_field: str, id_field: str | None,
           title_field: str, metadata_fields: tuple[str, ...], skip_bad: bool, fmt: str | None,
-          quantization: str | None, on_disk: bool | None, device: str | None, as_json: bool,
-          no_progress: bool) -> None:
+          quantization: str | None, on_disk: bool | None, lexical: str | None, lexical_analyzer: str | None,
+          device: str | None, as_json: bool, no_progress: bool) -> None:
     """Chunk and embed PATHS (BEIR dir, JSONL, CSV, TSV, Parquet, .txt/.md dirs; - for stdin) into a collection.
 
     Re-running with the same corpus updates in place. Indexing into an existing collection uses
@@ -222,8 +229,14 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
         chunk_overlap = chunk_overlap if chunk_overlap is not None else existing.chunk_overlap
         quantization = quantization or existing.quantization
         on_disk = existing.on_disk if on_disk is None else on_disk
+        lexical = lexical or (existing.lexical or "none")
+        lexical_analyzer = lexical_analyzer or existing.lexical_analyzer
+    elif lexical_analyzer is not None and lexical in (None, "none"):
+        raise BadInputError("--lexical-analyzer applies to a lexical index: add --lexical bm25")
     layout = Layout(quantization=quantization or "none", on_disk=bool(on_disk),
-                    hnsw_all_dims=existing is not None and existing.hnsw_dims == existing.dims and len(existing.dims) > 1)
+                    hnsw_all_dims=existing is not None and existing.hnsw_dims == existing.dims and len(existing.dims) > 1,
+                    lexical=None if lexical in (None, "none") else lexical,
+                    lexical_analyzer=lexical_analyzer or "english")
     catalog.check_writable(collection, len(dims.split(",")) if dims else 4)
     fields = Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields)
     with open_corpus(paths, fields, skip_bad, fmt, spool_dir=ctx.obj["data_dir"]) as corpus:
@@ -262,6 +275,14 @@ def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retrie
 @click.option("--adaptive/--fixed", "adaptive", envvar="FUNNEL_ADAPTIVE", show_envvar=True, default=None,
               help="adaptive: a cheap first pass, the full plan only for queries whose top k is not settled; "
               "fixed: the plan for every query [default: adaptive if funnel calibrate measured it faster]")
+@click.option("--mode", envvar="FUNNEL_MODE", show_envvar=True, type=click.Choice(["dense", "lexical", "hybrid"]),
+              default=None, help="dense: the funnel; lexical: BM25 alone; hybrid: both, fused as --fusion says "
+              "(lexical and hybrid need a collection indexed with --lexical bm25) [default: the collection's: "
+              "dense unless funnel calibrate chose hybrid; hybrid when --fusion is given]")
+@click.option("--fusion", envvar="FUNNEL_FUSION", show_envvar=True, type=click.Choice(["union", "rrf", "dbsf"]),
+              default=None, help="how --mode hybrid combines BM25 and the funnel: union (BM25's best join the "
+              "funnel's shortlist, the re-score decides), rrf (reciprocal rank fusion) or dbsf (score fusion) "
+              "[default: the calibrated one, else rrf]")
 @click.option("--queries", "queries_file", envvar="FUNNEL_QUERIES", show_envvar=True,
               type=click.Path(path_type=Path), default=None,
               help="BEIR queries.jsonl: search every query (one JSON line each with --json)")
@@ -275,9 +296,9 @@ def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retrie
 @engine_options
 @click.pass_context
 def search(ctx: click.Context, query: str | None, collection: str, k: int, plan: str | None, exact: bool,
-           adaptive: bool | None, queries_file: Path | None, skip_bad: bool, no_text: bool, model: str | None, device: str | None,
-           as_json: bool) -> None:
-    """Funnel-search QUERY (or every query of --queries) in a collection."""
+           adaptive: bool | None, mode: str | None, fusion: str | None, queries_file: Path | None, skip_bad: bool,
+           no_text: bool, model: str | None, device: str | None, as_json: bool) -> None:
+    """Funnel-search QUERY (or every query of --queries) in a collection: dense, lexical (BM25) or hybrid."""
     from retriever.display import print_hits, print_json
     from retriever.errors import InvalidPlanError
     from retriever.plan import validate_k
@@ -290,6 +311,11 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
         raise InvalidPlanError("give --plan or --exact, not both: an exact search has no funnel plan")
     if adaptive and (exact or (plan is not None and plan.strip())):
         raise InvalidPlanError("give --adaptive or --plan / --exact, not both: adaptive search chooses its own depth")
+    if fusion is not None and mode not in (None, "hybrid"):
+        raise InvalidPlanError(f"--fusion combines the two sides of a hybrid search, not a {mode} one: "
+                               "use --mode hybrid or drop --fusion")
+    if adaptive and mode not in (None, "dense"):
+        raise InvalidPlanError(f"adaptive search is dense only, not {mode}: drop --adaptive or use --mode dense")
     validate_k(k)
     if query is not None:
         validate_query(query)
@@ -301,21 +327,27 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
         _report_skipped_queries(found, queries_file)
         ids, texts = list(found.ids), found.texts
     with Retriever.open(collection, model=model, device=device, engine=_engine(ctx)) as retriever:
-        spec = retriever.query_spec(k, plan, exact, not no_text, None, adaptive)
+        spec = retriever.query_spec(k, plan, exact, not no_text, None, adaptive, mode, fusion)
         funnel = spec.plan
         rule = getattr(spec, "rule", None)
-        if funnel is None:
+        fused = str(spec.fusion) if spec.mode == "hybrid" and spec.fusion is not None else None
+        if spec.mode == "lexical":
+            label = "lexical: BM25 alone"
+        elif funnel is None:
             label = f"exact {retriever.collection.spec.top_dim}-dim search"
         elif rule is not None:
             label = f"adaptive: plan {rule.first}, widened to {funnel} when unsettled"
         else:
             label = f"plan {funnel}"
+        if spec.mode == "hybrid":
+            label = f"hybrid {fused}: BM25 and {label}"
         for start in range(0, len(texts), QUERY_BATCH):
             batch = texts[start : start + QUERY_BATCH]
             results = retriever.search_each(batch, [spec] * len(batch))
             for qid, text, hits in zip(ids[start:], batch, results):
                 if as_json:
-                    record = {"query": text, "plan": "exact" if funnel is None else str(funnel),
+                    record = {"query": text, "mode": spec.mode, "fusion": fused,
+                              "plan": None if spec.mode == "lexical" else "exact" if funnel is None else str(funnel),
                               "adaptive": rule is not None, "depth": hits.depth.to_dict(),
                               "hits": [h.to_dict() for h in hits]}
                     print_json(record if qid is None else {"query_id": qid} | record)
@@ -874,7 +906,8 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
 def info(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a collection: points, dims, model, default plan, bytes on disk."""
     from retriever.display import print_info, print_json, spec_dict
-    from retriever.retriever import adaptive_by_default, adaptive_rule_for, default_plan_for
+    from retriever.hybrid import Fusion, calibrated_fusion
+    from retriever.retriever import adaptive_by_default, adaptive_rule_for, default_mode_for, default_plan_for
 
     with _catalog(ctx).open(name) as coll:
         details = coll.info()
@@ -882,14 +915,23 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
         plan = str(default_plan_for(coll, 10))
         rule = adaptive_rule_for(coll, 10)
         adaptive_default = adaptive_by_default(coll)
+        mode = default_mode_for(coll)
         location = coll.location
     section = (record or {}).get("adaptive") if rule is not None else None
+    fusion = calibrated_fusion(record) if details.spec.lexical else None
     if as_json:
         print_json(spec_dict(details.spec) | {"points": details.points, "disk_bytes": details.disk_bytes,
                                                "default_plan_k10": plan, "plan_calibrated": record is not None,
                                                "adaptive_default": adaptive_default, "adaptive": section,
+                                               "default_mode": mode,
+                                               "default_fusion": None if fusion is None else str(fusion),
+                                               "hybrid": (record or {}).get("hybrid") if details.spec.lexical else None,
                                                "location": location, "path": location})
         return
+    hybrid = None
+    if details.spec.lexical:
+        hybrid = (f"{mode} by default; hybrid fusion "
+                  + (f"{fusion} (calibrated)" if fusion is not None else f"{Fusion()} (the default; not calibrated)"))
     if rule is None or not isinstance(section, dict):
         adaptive = "not calibrated (run funnel calibrate)"
     else:
@@ -898,7 +940,7 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
                     f"({section.get('widened_share', 0):.0%} widened, mean {section.get('mean_ms_adaptive', 0):.2f} ms "
                     f"vs fixed {section.get('mean_ms_fixed', 0):.2f} ms)")
     print_info(details, plan + (" (calibrated)" if record is not None else " (rule; run funnel calibrate)"), location,
-               adaptive)
+               adaptive, hybrid)
 
 
 @main.command()

@@ -72,6 +72,8 @@ def search_body(
     with_text: bool,
     filter: Mapping[str, Any] | None,
     adaptive: bool | None,
+    mode: str | None = None,
+    fusion: str | None = None,
 ) -> dict[str, Any]:
     """The ``POST /search`` body; options left at their defaults are not sent (the service decides)."""
     body: dict[str, Any] = {"queries": queries, "k": k}
@@ -85,6 +87,10 @@ def search_body(
         body["filter"] = dict(filter) if isinstance(filter, Mapping) else filter
     if adaptive is not None:
         body["adaptive"] = adaptive
+    if mode is not None:
+        body["mode"] = mode
+    if fusion is not None:
+        body["fusion"] = fusion
     return body
 
 
@@ -201,35 +207,40 @@ class FunnelClient:
 
     def search(self, query: str, k: int = 10, plan: str | FunnelPlan | None = None, exact: bool = False,
                with_text: bool = True, filter: Mapping[str, Any] | None = None,
-               adaptive: bool | None = None) -> SearchResult:
-        """Search one query; the options are :meth:`Retriever.search`'s (k at most 100 over HTTP)."""
-        return self.search_batch([query], k, plan, exact, with_text, filter, adaptive)[0]
+               adaptive: bool | None = None, mode: str | None = None, fusion: str | None = None) -> SearchResult:
+        """Search one query; the options are :meth:`Retriever.search`'s (k at most 100 over HTTP; ``fusion``
+        by name: union, rrf or dbsf)."""
+        return self.search_batch([query], k, plan, exact, with_text, filter, adaptive, mode, fusion)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, plan: str | FunnelPlan | None = None,
                      exact: bool = False, with_text: bool = True, filter: Mapping[str, Any] | None = None,
-                     adaptive: bool | None = None) -> list[SearchResult]:
+                     adaptive: bool | None = None, mode: str | None = None,
+                     fusion: str | None = None) -> list[SearchResult]:
         """Search many queries the same way, one request per 32 queries; results in query order."""
         results: list[SearchResult] = []
         for batch in _batches(queries):
-            response = self._request("POST", "/search", search_body(batch, k, plan, exact, with_text, filter, adaptive))
+            body = search_body(batch, k, plan, exact, with_text, filter, adaptive, mode, fusion)
+            response = self._request("POST", "/search", body)
             raise_for_error(response)
             results.extend(parse_results(response.json()))
         return results
 
     async def asearch(self, query: str, k: int = 10, plan: str | FunnelPlan | None = None, exact: bool = False,
                       with_text: bool = True, filter: Mapping[str, Any] | None = None,
-                      adaptive: bool | None = None) -> SearchResult:
+                      adaptive: bool | None = None, mode: str | None = None,
+                      fusion: str | None = None) -> SearchResult:
         """:meth:`search`, as a coroutine."""
-        return (await self.asearch_batch([query], k, plan, exact, with_text, filter, adaptive))[0]
+        return (await self.asearch_batch([query], k, plan, exact, with_text, filter, adaptive, mode, fusion))[0]
 
     async def asearch_batch(self, queries: Sequence[str], k: int = 10, plan: str | FunnelPlan | None = None,
                             exact: bool = False, with_text: bool = True,
                             filter: Mapping[str, Any] | None = None,
-                            adaptive: bool | None = None) -> list[SearchResult]:
+                            adaptive: bool | None = None, mode: str | None = None,
+                            fusion: str | None = None) -> list[SearchResult]:
         """:meth:`search_batch`, as a coroutine; the requests of a long batch run concurrently."""
 
         async def one(batch: list[str]) -> list[SearchResult]:
-            body = search_body(batch, k, plan, exact, with_text, filter, adaptive)
+            body = search_body(batch, k, plan, exact, with_text, filter, adaptive, mode, fusion)
             response = await self._arequest("POST", "/search", body)
             raise_for_error(response)
             return parse_results(response.json())

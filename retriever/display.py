@@ -182,7 +182,14 @@ def spec_dict(spec: CollectionSpec) -> dict[str, Any]:
         "hnsw_dims": list(spec.hnsw_dims or ()),
         "quantization": spec.quantization,
         "on_disk": spec.on_disk,
+        "lexical": spec.lexical,
+        "lexical_analyzer": spec.lexical_analyzer if spec.lexical else None,
     }
+
+
+def lexical_line(spec: CollectionSpec) -> str:
+    """The lexical index of a collection, for people: ``bm25 (english analyzer)`` or ``none``."""
+    return f"{spec.lexical} ({spec.lexical_analyzer} analyzer)" if spec.lexical else "none"
 
 
 def print_collections(specs: list[CollectionSpec], unreadable: Sequence[str] = ()) -> None:
@@ -200,7 +207,8 @@ def print_collections(specs: list[CollectionSpec], unreadable: Sequence[str] = (
     out.print(table)
 
 
-def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive: str = "not calibrated") -> None:
+def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive: str = "not calibrated",
+               hybrid: str | None = None) -> None:
     table = Table(show_header=False, title=info.spec.name, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
@@ -215,8 +223,10 @@ def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive:
         "chunking": f"{info.spec.chunk_size} tokens, overlap {info.spec.chunk_overlap}",
         "storage": f"HNSW on {', '.join(map(str, info.spec.hnsw_dims or ())) or 'no dim'}; quantization "
         f"{info.spec.quantization}; {'rerank vectors on disk' if info.spec.on_disk else 'vectors in RAM'}",
+        "lexical index": lexical_line(info.spec),
         "default plan (k=10)": default_plan,
         "adaptive search": adaptive,
+        **({"search mode": hybrid} if hybrid is not None else {}),
         "on disk": "not available (a Qdrant server does not report one collection's disk use)"
         if info.disk_bytes is None else f"{human_bytes(info.disk_bytes)} ({info.disk_bytes:,} bytes)",
     }

@@ -436,6 +436,12 @@ class ServerCatalog(Catalog):
         from qdrant_client import models
 
         name = validate_collection_name(spec.name)
+        if spec.lexical and spec.lexical_analyzer != "plain" and self.conn.local:
+            # local mode scores text queries only on an index with the default tokenization (lower-cased
+            # words): it would accept this index and then fail every lexical search
+            raise StoreError(f"qdrant-client's local mode ({self.location}) has no {spec.lexical_analyzer!r} "
+                             "lexical analyzer (no stop words or stemming): use --lexical-analyzer plain, the "
+                             "embedded engine or a Qdrant server")
         if self.exists(name):
             raise CollectionExistsError(f"collection {name!r} already exists in {self.location}")
         placement = self.config.placement

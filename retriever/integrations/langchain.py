@@ -41,8 +41,9 @@ class FunnelRetriever(BaseRetriever):
     """Funnel search as a LangChain retriever: in-process on a :class:`~retriever.Retriever` or over
     HTTP through a :class:`~retriever.client.FunnelClient`.
 
-    ``k``, ``plan`` / ``exact`` / ``adaptive`` and ``filter`` are :meth:`Retriever.search`'s options;
-    a call may override them: ``retriever.invoke(query, k=3, filter={"metadata.ticker": "NVDA"})``.
+    ``k``, ``plan`` / ``exact`` / ``adaptive``, ``filter`` and ``mode`` / ``fusion`` are
+    :meth:`Retriever.search`'s options; a call may override them:
+    ``retriever.invoke(query, k=3, filter={"metadata.ticker": "NVDA"}, mode="hybrid")``.
     Mistakes raise funnel's domain errors (:class:`~retriever.FunnelError`), the same in both modes.
     """
 
@@ -54,6 +55,8 @@ class FunnelRetriever(BaseRetriever):
     exact: bool = Field(default=False, strict=True, description="exact search at the top dim instead")
     adaptive: bool | None = Field(default=None, strict=True, description="adaptive depth (default: the collection's)")
     filter: dict[str, Any] | None = Field(default=None, description="payload filter, e.g. {'metadata.ticker': 'NVDA'}")
+    mode: str | None = Field(default=None, description="dense, lexical (BM25) or hybrid (default: the collection's)")
+    fusion: str | None = Field(default=None, description="hybrid: union, rrf or dbsf (default: the collection's)")
 
     @field_validator("searcher")
     @classmethod
@@ -75,7 +78,8 @@ class FunnelRetriever(BaseRetriever):
         return cls(searcher=FunnelClient(url, api_key=api_key, timeout=timeout), **options)
 
     def _options(self, overrides: dict[str, Any]) -> SearchOptions:
-        return SearchOptions(self.k, self.plan, self.exact, self.adaptive, self.filter).merged(overrides)
+        return SearchOptions(self.k, self.plan, self.exact, self.adaptive, self.filter, self.mode,
+                             self.fusion).merged(overrides)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 **kwargs: Any) -> list[Document]:

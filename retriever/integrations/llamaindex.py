@@ -54,15 +54,16 @@ class FunnelRetriever(BaseRetriever):
     """Funnel search as a LlamaIndex retriever: in-process on a :class:`~retriever.Retriever` or over
     HTTP through a :class:`~retriever.client.FunnelClient`.
 
-    ``k``, ``plan`` / ``exact`` / ``adaptive`` and ``filter`` are :meth:`Retriever.search`'s options.
-    Mistakes raise funnel's domain errors (:class:`~retriever.FunnelError`), the same in both modes.
+    ``k``, ``plan`` / ``exact`` / ``adaptive``, ``filter`` and ``mode`` / ``fusion`` (dense, lexical or
+    hybrid; union, rrf or dbsf) are :meth:`Retriever.search`'s options. Mistakes raise funnel's domain errors (:class:`~retriever.FunnelError`), the same in both modes.
     """
 
     def __init__(self, searcher: Searcher, k: int = 10, plan: str | None = None, exact: bool = False,
                  adaptive: bool | None = None, filter: dict[str, Any] | None = None,
-                 callback_manager: CallbackManager | None = None, verbose: bool = False) -> None:
+                 callback_manager: CallbackManager | None = None, verbose: bool = False,
+                 mode: str | None = None, fusion: str | None = None) -> None:
         self.searcher = check_searcher(searcher)
-        self.options = SearchOptions(k, plan, exact, adaptive, filter)
+        self.options = SearchOptions(k, plan, exact, adaptive, filter, mode, fusion)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @classmethod

@@ -1,5 +1,5 @@
 """What an adapter searches, and how: a Retriever in-process or a FunnelClient over HTTP, with the
-search options (k, plan / exact / adaptive, filter) passed through unchanged.
+search options (k, plan / exact / adaptive, filter, mode / fusion) passed through unchanged.
 
 Both searchers take the same options and raise the same domain errors, so an adapter behaves the
 same way in-process and over HTTP. ``retriever.retriever`` (and with it torch) is never imported
@@ -39,6 +39,8 @@ class SearchOptions:
     exact: bool = False
     adaptive: bool | None = None
     filter: Mapping[str, Any] | None = None
+    mode: str | None = None
+    fusion: str | None = None
 
     def merged(self, overrides: Mapping[str, Any]) -> SearchOptions:
         """These options with per-call ``overrides`` (only the option names above are accepted)."""
@@ -50,7 +52,7 @@ class SearchOptions:
 
     def kwargs(self) -> dict[str, Any]:
         return {"k": self.k, "plan": self.plan, "exact": self.exact, "adaptive": self.adaptive,
-                "filter": self.filter, "with_text": True}
+                "filter": self.filter, "with_text": True, "mode": self.mode, "fusion": self.fusion}
 
 
 def check_searcher(searcher: Any) -> Searcher:

@@ -24,7 +24,7 @@ from ..batcher import MicroBatcher
 from ..chunking import chunk_id
 from ..errors import ChunkNotFoundError, CollectionNotFoundError, FunnelError, error_type
 from ..feedback import FeedbackLog
-from ..retriever import adaptive_by_default, default_plan_for, validate_query
+from ..retriever import adaptive_by_default, default_mode_for, default_plan_for, fusion_for, validate_query
 from ..store import Hit
 from .errors import error_response, install_error_handlers
 from .models import (
@@ -151,14 +151,17 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
         texts = body.texts
         for text in texts:
             validate_query(text)
-        spec = retriever.query_spec(body.k, body.plan, body.exact, body.with_text, body.filter, body.adaptive)
+        spec = retriever.query_spec(body.k, body.plan, body.exact, body.with_text, body.filter, body.adaptive,
+                                    body.mode, body.fusion)
         results = await _batcher(request).search(texts, [spec] * len(texts))
         # Built as plain dicts and returned as a JSONResponse: the hot path skips re-validating the
         # response model (its shape is the documented SearchResponse, checked by the tests).
         return JSONResponse({
             "collection": service.name,
-            "plan": "exact" if spec.plan is None else str(spec.plan),
+            "plan": None if spec.mode == "lexical" else "exact" if spec.plan is None else str(spec.plan),
             "adaptive": isinstance(spec, AdaptiveSpec),
+            "mode": spec.mode,
+            "fusion": str(spec.fusion) if spec.mode == "hybrid" and spec.fusion is not None else None,
             "k": body.k,
             "results": [{"query": q, "hits": [_hit_dict(h) for h in hits], "depth": _depth(hits)}
                         for q, hits in zip(texts, results)],
@@ -171,10 +174,11 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
         """Points, dims, model and default plan of the served collection."""
         service = _service(request)
         _check_collection(service, name)
-        info, plan, adaptive = await asyncio.get_running_loop().run_in_executor(
+        info, plan, adaptive, mode, fusion = await asyncio.get_running_loop().run_in_executor(
             _batcher(request).executor,
             lambda: (service.collection.info(), default_plan_for(service.collection, 10),
-                     adaptive_by_default(service.collection)),
+                     adaptive_by_default(service.collection), default_mode_for(service.collection),
+                     fusion_for(service.collection, None)),
         )
         spec = info.spec
         return {
@@ -182,6 +186,8 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
             "model_fingerprint": spec.model_fingerprint, "model_dim": spec.model_dim,
             "chunk_size": spec.chunk_size, "chunk_overlap": spec.chunk_overlap, "engine": spec.engine,
             "default_plan": str(plan), "adaptive_default": adaptive, "disk_bytes": info.disk_bytes,
+            "lexical": spec.lexical, "lexical_analyzer": spec.lexical_analyzer if spec.lexical else None,
+            "default_mode": mode, "default_fusion": str(fusion) if spec.lexical else None,
         }
 
     @app.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})

@@ -63,6 +63,7 @@ class SearchRequest(BaseModel):
                 {"query": "What did NVIDIA invent in 1999?", "k": 5},
                 {"queries": ["q1", "q2"], "k": 3, "plan": "64:200,128:100", "with_text": False,
                  "filter": {"metadata.topic": "finance", "chunk": {"lte": 1}}},
+                {"query": "NVDA revenue 2023", "k": 5, "mode": "hybrid", "fusion": "rrf"},
             ]
         },
     )
@@ -84,6 +85,18 @@ class SearchRequest(BaseModel):
         description="true: a cheap first pass, the full plan only for queries whose top k is not settled; false: "
         "the plan for every query (default: adaptive when the collection's calibration measured it faster; "
         "true with `plan` or `exact` is refused, 400)",
+    )
+    mode: Literal["dense", "lexical", "hybrid"] | None = Field(
+        default=None,
+        description="dense: the funnel; lexical: BM25 alone; hybrid: both, fused as `fusion` says (lexical and "
+        "hybrid need a collection indexed with --lexical bm25, else 400) (default: the collection's: dense unless "
+        "its calibration chose hybrid; hybrid when `fusion` is given)",
+    )
+    fusion: Literal["union", "rrf", "dbsf"] | None = Field(
+        default=None,
+        description="how a hybrid search combines BM25 and the funnel: union (BM25's best join the funnel's "
+        "shortlist, the re-score decides), rrf (reciprocal rank fusion), dbsf (distribution-based score fusion) "
+        "(default: the collection's calibrated fusion, else rrf; with mode dense or lexical refused, 400)",
     )
     filter: FilterSpec | None = Field(default=None, description="payload filter (see the schema)")
     with_text: bool = Field(default=True, strict=True, description="return each chunk's text")
@@ -134,8 +147,12 @@ class SearchResponse(BaseModel):
     """One result per query, in request order."""
 
     collection: str
-    plan: str = Field(description="the funnel plan that ran (adaptive: the plan of widened queries), or 'exact'")
+    plan: str | None = Field(description="the funnel plan that ran (adaptive: the plan of widened queries; hybrid: "
+                                         "the dense side's), 'exact', or null for a lexical search")
     adaptive: bool = Field(description="whether the search ran adaptively")
+    mode: Literal["dense", "lexical", "hybrid"] = Field(description="the search mode that ran")
+    fusion: str | None = Field(description="hybrid: the fusion that ran with its parameters, e.g. "
+                                           "'rrf(k=60,dense=100x1,lexical=100x1)'; null otherwise")
     k: int
     results: list[QueryResult]
     took_ms: float = Field(description="server time for the request, queueing included")
@@ -154,6 +171,11 @@ class CollectionResponse(BaseModel):
     default_plan: str = Field(description="the default funnel plan for k=10 (calibrated if funnel calibrate ran)")
     adaptive_default: bool = Field(description="whether searches run adaptively by default (calibration measured "
                                                "adaptive search faster at the recall target)")
+    lexical: str | None = Field(description="the lexical index ('bm25'), or null: no lexical or hybrid search")
+    lexical_analyzer: str | None = Field(description="how the lexical index splits text (english or plain), or null")
+    default_mode: Literal["dense", "lexical", "hybrid"] = Field(description="the mode of a search that gives none")
+    default_fusion: str | None = Field(description="the fusion of a hybrid search that gives none (null: no "
+                                                   "lexical index)")
     disk_bytes: int | None = Field(description="bytes the collection takes on disk; null on a Qdrant server, "
                                    "which does not report one collection's disk use")
 
