@@ -906,8 +906,14 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
 def info(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a collection: points, dims, model, default plan, bytes on disk."""
     from retriever.display import print_info, print_json, spec_dict
-    from retriever.hybrid import Fusion, calibrated_fusion
-    from retriever.retriever import adaptive_by_default, adaptive_rule_for, default_mode_for, default_plan_for
+    from retriever.hybrid import calibrated_fusion
+    from retriever.retriever import (
+        adaptive_by_default,
+        adaptive_rule_for,
+        default_mode_for,
+        default_plan_for,
+        fusion_for,
+    )
 
     with _catalog(ctx).open(name) as coll:
         details = coll.info()
@@ -916,22 +922,24 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
         rule = adaptive_rule_for(coll, 10)
         adaptive_default = adaptive_by_default(coll)
         mode = default_mode_for(coll)
+        fusion = fusion_for(coll, None) if details.spec.lexical else None
         location = coll.location
     section = (record or {}).get("adaptive") if rule is not None else None
-    fusion = calibrated_fusion(record) if details.spec.lexical else None
+    fusion_calibrated = calibrated_fusion(record) is not None
     if as_json:
         print_json(spec_dict(details.spec) | {"points": details.points, "disk_bytes": details.disk_bytes,
                                                "default_plan_k10": plan, "plan_calibrated": record is not None,
                                                "adaptive_default": adaptive_default, "adaptive": section,
                                                "default_mode": mode,
                                                "default_fusion": None if fusion is None else str(fusion),
+                                               "fusion_calibrated": fusion is not None and fusion_calibrated,
                                                "hybrid": (record or {}).get("hybrid") if details.spec.lexical else None,
                                                "location": location, "path": location})
         return
     hybrid = None
-    if details.spec.lexical:
-        hybrid = (f"{mode} by default; hybrid fusion "
-                  + (f"{fusion} (calibrated)" if fusion is not None else f"{Fusion()} (the default; not calibrated)"))
+    if fusion is not None:
+        hybrid = (f"{mode} by default; hybrid fusion {fusion} "
+                  + ("(calibrated)" if fusion_calibrated else "(the default; funnel calibrate --qrels chooses one)"))
     if rule is None or not isinstance(section, dict):
         adaptive = "not calibrated (run funnel calibrate)"
     else:

@@ -11,9 +11,12 @@ length). A query then runs in one of three **modes**:
   - ``union``: the ``lexical_limit`` best BM25 chunks join the funnel's coarse shortlist, and the
     Matryoshka re-score stages decide (lexical candidates enter *before* the dense re-ranking).
   - ``rrf``: reciprocal rank fusion of the dense funnel's top ``dense_limit`` and BM25's top
-    ``lexical_limit``: score = Σ weight / (rrf_k + rank) (fused *after* the full-dim stage).
-  - ``dbsf``: distribution-based score fusion of the same two lists (each list's scores
-    normalised by its mean ± 3σ, then summed).
+    ``lexical_limit`` (fused *after* the full-dim stage). Qdrant's formula, measured on both
+    engines (tests/test_hybrid.py): score = Σ 1 / (rrf_k - 1 + rank / weight), ranks from 1, so
+    the best point of a list with weight 1 gets 1 / rrf_k; a weight divides the rank, it does not
+    multiply the score (weight 0 drops that list).
+  - ``dbsf``: distribution-based score fusion of the same two lists (each list's scores mapped
+    by (s - (μ - 3σ)) / 6σ, σ the sample standard deviation, not clamped; then summed).
 
 The defaults below are the documented fallback; ``funnel calibrate --qrels`` chooses the fusion
 for a collection from judged queries and stores it with the calibration.
@@ -64,8 +67,9 @@ class Fusion:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_FUSION_LIMIT:
                 raise InvalidPlanError(f"fusion {name} must be an integer from 1 to {MAX_FUSION_LIMIT}, not {value!r}")
-        if isinstance(self.rrf_k, bool) or not isinstance(self.rrf_k, int) or not 0 <= self.rrf_k <= 10_000:
-            raise InvalidPlanError(f"rrf_k must be an integer from 0 to 10000, not {self.rrf_k!r}")
+        # rrf_k=0 gives the best point of each list 1/0: Edge scores it inf (not JSON), local mode refuses it
+        if isinstance(self.rrf_k, bool) or not isinstance(self.rrf_k, int) or not 1 <= self.rrf_k <= 10_000:
+            raise InvalidPlanError(f"rrf_k must be an integer from 1 to 10000, not {self.rrf_k!r}")
         for name in ("dense_weight", "lexical_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (

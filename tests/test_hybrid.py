@@ -402,3 +402,13 @@ def test_no_lexical_index_no_lexical_search(tmp_path):
         coll.upsert(batch)
         with pytest.raises(StoreError):
             lexical(coll, ["anything"])
+
+
+def test_fusion_refuses_rrf_k_zero():
+    """rrf_k = 0 gives a list's best point 1 / 0: Edge scores it inf (which JSON cannot carry), local
+    mode refuses it. The Fusion refuses it first, as a bad-input error."""
+    from retriever.errors import InvalidPlanError
+
+    with pytest.raises(InvalidPlanError, match="rrf_k must be an integer from 1 to 10000, not 0"):
+        Fusion("rrf", rrf_k=0)
+    assert str(Fusion("rrf", rrf_k=1)) == "rrf(k=1,dense=100x1,lexical=100x1)"
