@@ -326,7 +326,9 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
         found = read_queries(queries_file, skip_bad=skip_bad)
         _report_skipped_queries(found, queries_file)
         ids, texts = list(found.ids), found.texts
-    with Retriever.open(collection, model=model, device=device, engine=_engine(ctx)) as retriever:
+    # BM25 alone needs no model: none is loaded
+    with Retriever.open(collection, model=model, device=device, engine=_engine(ctx),
+                        lexical_only=mode == "lexical") as retriever:
         spec = retriever.query_spec(k, plan, exact, not no_text, None, adaptive, mode, fusion)
         funnel = spec.plan
         rule = getattr(spec, "rule", None)

@@ -141,10 +141,23 @@ def fusion_for(collection: Collection, fusion: str | Fusion | None) -> Fusion:
     return calibrated if calibrated is not None and calibrated.method == fusion else Fusion(fusion)
 
 
+class NoModel:
+    """The embedder of a :class:`Retriever` opened with ``lexical_only=True``: BM25 needs no model, so
+    none is loaded; anything that would embed a query is refused."""
+
+    def __init__(self, collection: Collection) -> None:
+        self.name = collection.spec.model
+        self.fingerprint = collection.spec.model_fingerprint
+
+    def encode(self, *args: Any, **kwargs: Any) -> dict[int, np.ndarray]:
+        raise InvalidPlanError("this Retriever was opened for lexical search only (lexical_only=True): "
+                               "open it with its model for dense or hybrid search")
+
+
 class Retriever:
     """A collection and the model that built it, ready to search."""
 
-    def __init__(self, collection: Collection, embedder: Embedder) -> None:
+    def __init__(self, collection: Collection, embedder: Embedder | NoModel) -> None:
         if embedder.fingerprint != collection.spec.model_fingerprint:
             raise ModelMismatchError(
                 f"collection {collection.spec.name!r} was built with model {collection.spec.model!r} "
@@ -165,8 +178,12 @@ class Retriever:
         qdrant_api_key: str | None = None,
         prefer_grpc: bool = False,
         engine: EngineConfig | None = None,
+        lexical_only: bool = False,
     ) -> Retriever:
         """Open collection ``name`` with its recorded model (or ``model``).
+
+        ``lexical_only=True`` loads no model: only ``mode="lexical"`` (BM25) searches run; any
+        other raises :class:`InvalidPlanError`.
 
         From the embedded engine in ``data_dir``, or from the Qdrant server at ``qdrant_url``
         (``http(s)://…``, or ``path:DIR`` / ``:memory:`` for qdrant-client's local mode); ``engine``
@@ -184,9 +201,12 @@ class Retriever:
             raise BadInputError(f"engine is an EngineConfig or None, not {_show(engine)}")
         engine = engine or EngineConfig(data_dir=Path(data_dir or default_data_dir()), url=qdrant_url,
                                         api_key=qdrant_api_key, prefer_grpc=_bool_option("prefer_grpc", prefer_grpc))
+        lexical_only = _bool_option("lexical_only", lexical_only)
         with open_catalog(engine) as catalog:
             collection = catalog.open(name)
         try:
+            if lexical_only:
+                return cls(collection, NoModel(collection))
             return cls(collection, Embedder(model or collection.spec.model, device=device))
         except Exception:
             collection.close()
@@ -246,6 +266,9 @@ class Retriever:
             mode = "hybrid" if fusion is not None else (
                 "dense" if adaptive or exact or _plan_given(plan) else default_mode_for(self.collection))
         mode = check_mode(mode)
+        if isinstance(self.embedder, NoModel) and mode != "lexical":
+            raise InvalidPlanError(f"this Retriever was opened for lexical search only (lexical_only=True), not "
+                                   f"{mode}: open it with its model")
         if fusion is not None and mode != "hybrid":
             raise InvalidPlanError(f"a fusion combines the two sides of a hybrid search, not a {mode} one: "
                                    "use mode='hybrid' or drop the fusion")

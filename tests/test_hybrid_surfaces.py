@@ -239,3 +239,30 @@ def test_client_and_adapters_pass_mode_and_fusion(served):
             assert docs[0].metadata["doc_id"] == TARGET
             nodes = li.FunnelRetriever(searcher, k=3, mode="hybrid", fusion="dbsf").retrieve(QUERY)
             assert nodes[0].node.metadata["doc_id"] == TARGET
+
+
+def test_lexical_search_loads_no_model(tmp_path):
+    """BM25 alone needs no model: a collection whose model cannot even be loaded is searched lexically
+    from the CLI and from ``Retriever.open(lexical_only=True)``; every other mode needs the model."""
+    import numpy as np
+
+    from retriever.chunking import chunk_id
+    from retriever.store import CollectionSpec, PointBatch
+
+    data = tmp_path / "data"
+    spec = CollectionSpec(name="nomodel", model="no-such-model", model_fingerprint="f" * 16, model_dim=8, dims=(4, 8),
+                          chunk_size=64, chunk_overlap=8, lexical="bm25")
+    rows = records()
+    vectors = {d: np.eye(len(rows), d, dtype=np.float32) + 0.01 for d in (4, 8)}
+    payloads = [{"text": r["text"], "doc_id": r["_id"], "title": r["title"], "chunk": 0, "metadata": r["metadata"]}
+                for r in rows]
+    with EdgeCatalog(data).create(spec) as coll:
+        coll.upsert(PointBatch([chunk_id(r["_id"], 0) for r in rows], vectors, payloads))
+        coll.finish_indexing()
+    found = json.loads(ok(invoke(data, "search", QUERY, "-c", "nomodel", "--mode", "lexical", "--json")).stdout)
+    assert found["hits"][0]["doc_id"] == TARGET
+    assert_cli_error(invoke(data, "search", QUERY, "-c", "nomodel", "--mode", "hybrid"), "no-such-model")
+    with Retriever.open("nomodel", data_dir=data, lexical_only=True) as retriever:
+        assert retriever.search(QUERY, mode="lexical")[0].doc_id == TARGET
+        with pytest.raises(InvalidPlanError, match="opened for lexical search only"):
+            retriever.search(QUERY)
