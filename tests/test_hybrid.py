@@ -411,4 +411,4 @@ def test_fusion_refuses_rrf_k_zero():
 
     with pytest.raises(InvalidPlanError, match="rrf_k must be an integer from 1 to 10000, not 0"):
         Fusion("rrf", rrf_k=0)
-    assert str(Fusion("rrf", rrf_k=1)) == "rrf(k=1,dense=100x1,lexical=100x1)"
+    assert str(Fusion("rrf", rrf_k=1, dense_limit=30, lexical_limit=20)) == "rrf(k=1,dense=30x1,lexical=20x1)"

@@ -77,7 +77,7 @@ def test_cli_index_and_info_record_the_lexical_index(built):
     assert (info["lexical"], info["lexical_analyzer"]) == ("bm25", "english")
     assert info["default_mode"] == "dense" and info["default_fusion"] == str(Fusion())
     human = ok(invoke(data, "info", "parts")).stdout
-    assert "bm25 (english analyzer)" in human and "rrf(k=60" in human
+    assert "bm25 (english analyzer)" in human and f"hybrid fusion {Fusion()} (the default" in human
     listed = json.loads(ok(invoke(data, "collections", "--json")).stdout)
     assert listed[0]["lexical"] == "bm25"
     # re-indexing without --lexical keeps the collection's index; another analyzer is refused
@@ -104,7 +104,7 @@ def test_cli_search_modes_and_fusions(built):
         assert first == (DENSE_FIRST if fusion == "union" else TARGET), (fusion, hybrid["hits"])
     assert search_json(data, "--fusion", "rrf")["mode"] == "hybrid"  # a fusion implies hybrid
     human = ok(invoke(data, "search", QUERY, "-c", "parts", "--mode", "hybrid", "--fusion", "rrf")).stdout
-    assert "hybrid rrf(k=60,dense=100x1,lexical=100x1)" in human
+    assert f"hybrid {Fusion('rrf')}: BM25 and plan " in human
     assert "lexical: BM25 alone" in ok(invoke(data, "search", QUERY, "-c", "parts", "--mode", "lexical")).stdout
 
 
