@@ -4,7 +4,9 @@
 (:func:`candidate_fusions`) on the judged queries, scores each by NDCG@k (sentence-transformers'
 evaluator), and saves the best one with the collection's calibration, together with the default
 mode: ``hybrid`` when the best fusion beats the dense funnel by at least :data:`MODE_MARGIN`
-NDCG, else ``dense``. Ties between fusions go to the earlier (cheaper) candidate.
+NDCG, else ``dense``. Among the fusions within :data:`TIE_TOLERANCE` NDCG of the best, the one
+that fetches the fewest candidates wins (its lists are the cheapest to search and fuse), then the
+earlier candidate.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from .store import Collection, Hit, QuerySpec
 # Hybrid becomes the default only when it beats the dense funnel by this much NDCG@k on the
 # judged queries (a smaller gain is within the noise of a few hundred queries).
 MODE_MARGIN = 0.005
+# Fusions this close to the best NDCG@k count as equally good: the cheapest of them is kept.
+TIE_TOLERANCE = 0.002
 UNION_LIMITS = (20, 50, 100, 200)
-FUSED_LIMITS = (50, 100)
+FUSED_LIMITS = (20, 50, 100)
 RRF_KS = (10, 30, 60)
 RRF_WEIGHTS = ((1.0, 1.0), (1.0, 0.5), (0.5, 1.0))
 
@@ -101,13 +105,20 @@ def calibrate_fusion(
     dense = ndcg(specs("dense"))
     lexical = ndcg(specs("lexical"))
     tried: list[dict[str, Any]] = []
-    best: tuple[float, Fusion] | None = None
+    scored: list[tuple[float, Fusion]] = []
     for fusion in candidate_fusions():
         score = ndcg(specs("hybrid", fusion))
         tried.append({"fusion": str(fusion), f"ndcg@{k}": score})
-        if best is None or score > best[0]:
-            best = (score, fusion)
-    assert best is not None
-    mode = "hybrid" if best[0] >= dense + MODE_MARGIN else "dense"
-    return FusionCalibration(best[1], mode, {"dense": dense, "lexical": lexical, "hybrid": best[0]}, len(texts), k,
-                             tried)
+        scored.append((score, fusion))
+    top = max(score for score, _ in scored)
+    score, chosen = min(((s, f) for s, f in scored if s >= top - TIE_TOLERANCE), key=lambda sf: fetched(sf[1], k))
+    mode = "hybrid" if score >= dense + MODE_MARGIN else "dense"
+    return FusionCalibration(chosen, mode, {"dense": dense, "lexical": lexical, "hybrid": score, "best": top},
+                             len(texts), k, tried)
+
+
+def fetched(fusion: Fusion, k: int) -> int:
+    """Candidates a fusion fetches per query (its cost, for ties): the lexical list, plus the dense
+    list where it is fused (a union re-scores its lexical candidates inside the dense funnel)."""
+    dense, lexical = fusion.depths(k)
+    return lexical if fusion.method == "union" else dense + lexical

@@ -12,6 +12,7 @@ chunk hits folded into documents by their best chunk.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,11 +108,13 @@ def validate_config(config: BenchConfig) -> None:
                             "another one (e.g. train), or the hybrid-calibrated row is tuned on its own test")
 
 
-def bench_collection_name(spec: CollectionSpec, quantization: str) -> str:
-    """A stable name per (model weights, ladder, quantization, lexical index): a later run reuses it."""
+def bench_collection_name(spec: CollectionSpec, quantization: str, data: Path) -> str:
+    """A stable name per (data set, model weights, ladder, quantization, lexical index): a later run
+    reuses it, and another data set never shares it (its chunks would join the measured corpus)."""
     dims = "_".join(str(d) for d in spec.dims)
     lexical = f"-{spec.lexical}" if spec.lexical else ""
-    return f"bench-{spec.model_fingerprint[:12]}-{dims}-{quantization}{lexical}"
+    where = hashlib.sha256(str(data.expanduser().resolve()).encode()).hexdigest()[:8]
+    return f"bench-{where}-{spec.model_fingerprint[:12]}-{dims}-{quantization}{lexical}"
 
 
 def _row(judge: Judge, hits: list[list[Hit]], latency: Latency, exact: list[list[Hit]], k: int) -> dict[str, Any]:
@@ -353,7 +356,7 @@ def run_bench(config: BenchConfig, catalog: Catalog, progress: BenchProgress | N
         lexical = "bm25" if config.modes else None
         base = build_spec("bench", embedder, config.dims, None, None, Layout(hnsw_all_dims=True, lexical=lexical))
         plans = _plans(config, base)  # bad plans fail here, before any indexing
-        primary = bench_collection_name(base, config.quantizations[0])
+        primary = bench_collection_name(base, config.quantizations[0], config.data)
         indexed = index_corpus(catalog, primary, [config.data], embedder, config.dims, progress=progress.index(),
                                layout=Layout(quantization=config.quantizations[0], hnsw_all_dims=True,
                                              lexical=lexical))
@@ -371,7 +374,7 @@ def run_bench(config: BenchConfig, catalog: Catalog, progress: BenchProgress | N
             if config.modes and "baseline" not in results:
                 results["baseline"] = baseline_row(source, judge, texts, config, progress)
             for quantization in config.quantizations[1:]:
-                name = bench_collection_name(base, quantization)
+                name = bench_collection_name(base, quantization, config.data)
                 prepare_variant(catalog, source, name, quantization, changed, progress)
                 names.append(name)
         entry: dict[str, Any] = {
