@@ -28,8 +28,9 @@ from .store import Collection, Hit, QuerySpec
 # Hybrid becomes the default only when it beats the dense funnel by this much NDCG@k on the
 # judged queries (a smaller gain is within the noise of a few hundred queries).
 MODE_MARGIN = 0.005
-# Fusions this close to the best NDCG@k count as equally good: the cheapest of them is kept.
-TIE_TOLERANCE = 0.002
+# Fusions this close to the best NDCG@k count as equally good (differences below the noise of a few
+# hundred judged queries, as MODE_MARGIN): the one that fetches the fewest candidates is kept.
+TIE_TOLERANCE = 0.005
 UNION_LIMITS = (20, 50, 100, 200)
 FUSED_LIMITS = (20, 50, 100)
 RRF_KS = (10, 30, 60)

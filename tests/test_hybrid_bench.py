@@ -76,7 +76,7 @@ def test_bench_adds_a_row_per_mode_and_an_independent_bm25_baseline(hybrid_bench
     assert lexical > dense + 0.1, (lexical, dense)  # the number token decides: BM25 must see it
     for label in ("hybrid-rrf", "hybrid-dbsf"):
         assert rows[label]["ndcg@10"] > dense + 0.05, (label, rows[label]["ndcg@10"], dense)
-    assert rows["lexical"]["plan"] is None and rows["hybrid-rrf"]["plan"].endswith(":100")  # a 100-deep dense list
+    assert rows["lexical"]["plan"] is None and rows["hybrid-rrf"]["plan"].endswith(":20")  # a 20-deep dense list
     assert rows["hybrid-union"]["plan"] == variant["plans"][0]["plan"]
     assert rows["lexical"]["lexical_index_bytes"] > 0 and rows["lexical"]["bytes_per_vector"] > 0
     calibration = rows["hybrid-calibrated"]["fusion_calibration"]
