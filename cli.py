@@ -761,6 +761,9 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
         adaptive = calibrate_adaptive(r.collection, vectors, result.plan, reference, target)
         record = result.record(source) | {"adaptive": adaptive.record()}
         fusion = None
+        previous = (r.collection.calibration() or {}).get("hybrid")
+        if previous is not None and not relevant:
+            record["hybrid"] = previous  # a plan-only re-calibration keeps the fusion chosen from judged queries
         if relevant:
             plan_record = result.record(source)
             fusion = calibrate_fusion(r.collection, vectors, texts, relevant, k,

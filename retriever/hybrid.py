@@ -4,7 +4,7 @@ A collection indexed with ``--lexical bm25`` carries a BM25-scored full-text ind
 chunk's text (the engine computes BM25 itself: IDF over the collection, the real average chunk
 length). A query then runs in one of three **modes**:
 
-- ``dense``: the funnel alone (the default).
+- ``dense``: the funnel alone (the default for a collection without a lexical index).
 - ``lexical``: BM25 alone.
 - ``hybrid``: both, combined by a **fusion** method:
 
@@ -15,8 +15,9 @@ length). A query then runs in one of three **modes**:
   - ``dbsf``: distribution-based score fusion of the same two lists (each list's scores
     normalised by its mean ± 3σ, then summed).
 
-The defaults below are the documented fallback; ``funnel calibrate --qrels`` chooses the fusion
-for a collection from judged queries and stores it with the calibration.
+A collection indexed with ``--lexical bm25`` searches ``hybrid`` by default, with the fusion
+below; ``funnel calibrate --qrels`` chooses the fusion (and whether ``hybrid`` or ``dense`` is the
+default) for a collection from judged queries and stores it with the calibration.
 """
 
 from __future__ import annotations

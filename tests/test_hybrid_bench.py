@@ -122,6 +122,13 @@ def lexical_collection(tmp_path_factory):
 
 def test_calibrate_with_qrels_chooses_a_fusion_and_the_default_mode(lexical_collection):
     beir, home = lexical_collection
+    from retriever.hybrid import Fusion
+    from retriever.retriever import Retriever
+
+    with Retriever.open("fin", data_dir=home) as r:  # never calibrated: a lexical collection searches hybrid
+        assert r.query_spec().mode == "hybrid" and r.query_spec().fusion == Fusion()
+    with Retriever.open("dense-only", data_dir=home) as r:
+        assert r.query_spec().mode == "dense"
     run = CliRunner()
     result = run.invoke(main, ["--data-dir", str(home), "calibrate", "fin", "--queries", str(beir / "queries.jsonl"),
                                "--qrels", str(beir / "qrels" / "train.tsv"), "--sample", "30", "--json"])
@@ -135,13 +142,14 @@ def test_calibrate_with_qrels_chooses_a_fusion_and_the_default_mode(lexical_coll
     assert ndcg["lexical"] > ndcg["dense"] and ndcg["hybrid"] >= ndcg["dense"] + MODE_MARGIN
     assert hybrid["default_mode"] == "hybrid"
     # saved with the collection: a search without --mode now runs the calibrated hybrid, and finds passage 7 first
-    from retriever.retriever import Retriever
-
     with Retriever.open("fin", data_dir=home) as r:
         assert r.query_spec().mode == "hybrid" and r.query_spec().fusion.to_dict() == hybrid["fusion"]
         hits = r.search(f"What does reference {reference_code(7)} say?", k=3)
         assert hits[0].doc_id == "d7"
         assert r.query_spec(mode="dense").mode == "dense"  # still available on request
+    again = run.invoke(main, ["--data-dir", str(home), "calibrate", "fin", "--sample", "20", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["hybrid"] == hybrid  # a plan-only re-calibration keeps the chosen fusion
 
 
 def test_ties_go_to_the_fusion_that_fetches_fewer_candidates():
