@@ -661,6 +661,12 @@ class _GenerateProgress:
               default=Path("bench-results"), help="directory for results.json, results.md and the plots")
 @click.option("--no-memory", is_flag=True, envvar="FUNNEL_BENCH_NO_MEMORY", show_envvar=True,
               help="skip the resident-memory probe (a fresh process per collection)")
+@click.option("--modes", envvar="FUNNEL_BENCH_MODES", show_envvar=True, default="",
+              help="comma-separated search-mode rows to add: lexical, hybrid-union, hybrid-rrf, hybrid-dbsf (the bench "
+              "collection then gets a BM25 index, and an independent bm25s baseline row is added) [default: none]")
+@click.option("--fusion-split", envvar="FUNNEL_BENCH_FUSION_SPLIT", show_envvar=True, default=None,
+              help="also calibrate the hybrid fusion on this qrels split's judged queries (e.g. train) and add a "
+              "hybrid-calibrated row")
 @device_option
 @json_option
 @click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bars")
@@ -669,7 +675,7 @@ class _GenerateProgress:
 @click.pass_context
 def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | None, plans: tuple[str, ...], k: int,
           quantization: str, split: str, max_queries: int | None, target: float, out: Path, no_memory: bool,
-          device: str | None, as_json: bool, no_progress: bool) -> None:
+          modes: str, fusion_split: str | None, device: str | None, as_json: bool, no_progress: bool) -> None:
     """Measure quality, latency and storage per dim, funnel plan and quantization on a BEIR split.
 
     Per dim alone (exact and HNSW) and per plan: NDCG/Recall/MRR@k, recall@k against the exact
@@ -689,11 +695,15 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
 
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file, not a directory")
+    if fusion_split and fusion_split.strip():
+        check_layout(data, fusion_split.strip())
     config = BenchConfig(
         data=check_layout(data, split), models=models or (DEFAULT_MODEL,), dims=dims,
         plans=tuple(p.strip() for p in plans) or ("default", "auto", "adaptive"), k=k,
         quantizations=tuple(q.strip() for q in quantization.split(",") if q.strip()), split=split,
         max_queries=max_queries, target=target, device=device, memory=not no_memory,
+        modes=tuple(m.strip() for m in modes.split(",") if m.strip()),
+        fusion_split=fusion_split.strip() if fusion_split and fusion_split.strip() else None,
     )
     progress = BenchProgressBar(enabled=not no_progress)
     try:
@@ -725,13 +735,16 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
               default=200, help="queries (or stored chunks) to calibrate on")
 @click.option("--skip-bad", is_flag=True, envvar="FUNNEL_SKIP_BAD", show_envvar=True,
               help="--queries: skip (and count) malformed or unusable queries instead of stopping")
+@click.option("--qrels", "qrels_file", envvar="FUNNEL_QRELS", show_envvar=True, type=click.Path(path_type=Path),
+              default=None, help="relevance judgements of --queries (BEIR qrels TSV): also choose the hybrid fusion "
+              "(and whether hybrid is the default mode) by NDCG on the judged queries; needs a --lexical index")
 @model_option
 @device_option
 @json_option
 @engine_options
 @click.pass_context
 def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, target: float, sample: int,
-              skip_bad: bool, model: str | None, device: str | None, as_json: bool) -> None:
+              skip_bad: bool, qrels_file: Path | None, model: str | None, device: str | None, as_json: bool) -> None:
     """Find and save the fastest funnel plan that keeps recall@k against exact search ≥ TARGET.
 
     Candidate plans are checked against exact search on real queries (--queries) or on stored
@@ -739,19 +752,35 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
     fastest is saved with the collection: later searches without --plan use it (scaled to their k).
     """
     from retriever.adaptive_calibrate import calibrate_adaptive
+    from retriever.beir import read_qrels
     from retriever.calibrate import calibrate as run_calibration
+    from retriever.calibrate import calibrated_plan
     from retriever.display import err, print_json
+    from retriever.hybrid_calibrate import calibrate_fusion
     from retriever.plan import validate_k
     from retriever.queries import read_queries
     from retriever.retriever import Retriever
 
     validate_k(k)
     texts: list[str] = []
+    relevant: list[set[str]] = []
+    if qrels_file is not None and queries_file is None:
+        raise BadInputError("--qrels judges the --queries: give both")
     if queries_file is not None:  # read before the model loads: a bad file fails at once
-        found = read_queries(queries_file, skip_bad=skip_bad, limit=sample)
+        found = read_queries(queries_file, skip_bad=skip_bad, limit=None if qrels_file else sample)
         _report_skipped_queries(found, queries_file)
         texts = found.texts
+        if qrels_file is not None:
+            judged = read_qrels(qrels_file)
+            pairs = [(t, judged[q]) for q, t in zip(found.ids, texts) if judged.get(q)][:sample]
+            if not pairs:
+                raise BadInputError(f"{qrels_file} judges none of the queries in {queries_file} (no matching query-id "
+                                    "with a positive score)")
+            texts, relevant = [t for t, _ in pairs], [r for _, r in pairs]
     with Retriever.open(name, model=model, device=device, engine=_engine(ctx)) as r:
+        if relevant and not r.collection.spec.lexical:
+            raise BadInputError(f"collection {name!r} has no lexical index, so no fusion to calibrate: index it with "
+                                "--lexical bm25, or drop --qrels")
         if texts:
             vectors = r.embedder.encode(texts, r.collection.spec.dims)
             source = f"{len(texts)} queries from {queries_file}"
@@ -765,9 +794,19 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
         result = run_calibration(r.collection, vectors, k, target, reference=reference, timed=True)
         adaptive = calibrate_adaptive(r.collection, vectors, result.plan, reference, target)
         record = result.record(source) | {"adaptive": adaptive.record()}
+        fusion = None
+        previous = (r.collection.calibration() or {}).get("hybrid")
+        if previous is not None and not relevant:
+            record["hybrid"] = previous  # a plan-only re-calibration keeps the fusion chosen from judged queries
+        if relevant:
+            plan_record = result.record(source)
+            fusion = calibrate_fusion(r.collection, vectors, texts, relevant, k,
+                                      lambda depth: calibrated_plan(plan_record, r.collection.spec.dims, depth))
+            record["hybrid"] = fusion.record(f"{len(texts)} judged queries from {queries_file} / {qrels_file}")
         r.collection.save_calibration(record)
     if as_json:
-        print_json(record | {"tried": result.tried, "adaptive_tried": adaptive.tried})
+        print_json(record | {"tried": result.tried, "adaptive_tried": adaptive.tried}
+                   | ({"fusion_tried": fusion.tried} if fusion else {}))
         return
     verdict = "reaches" if result.met else "does NOT reach (no candidate did; this is the best one)"
     err.print(f"calibrated {name} on {source}: plan [bold]{result.plan}[/] {verdict} recall@{k} "
@@ -777,6 +816,11 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
               f"{a.rule.signal} < {a.rule.threshold:.4f} ({a.widened_share:.0%} widened); recall@{k} {a.recall:.3f}, "
               f"mean {a.adaptive.mean:.2f} ms vs fixed {a.fixed.mean:.2f} ms: "
               + ("[bold]the default[/]" if a.pays else "not the default (not faster at the target)"))
+    if fusion is not None:
+        nd = fusion.ndcg
+        err.print(f"hybrid: best fusion {fusion.fusion} NDCG@{k} {nd['hybrid']:.4f} vs dense {nd['dense']:.4f}, "
+                  f"lexical {nd['lexical']:.4f} on {fusion.queries} judged queries: default mode "
+                  f"[bold]{fusion.default_mode}[/]")
 
 
 @main.command()

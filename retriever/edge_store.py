@@ -376,6 +376,12 @@ class EdgeCollection(Collection):
         """Below the full-scan threshold (vector KB) the engine scans instead of walking the graph."""
         return 4 * dim * self.count() < FULL_SCAN_THRESHOLD_KB * 1024
 
+    def lexical_disk_bytes(self) -> int | None:
+        """Sums the payload-index directories of the text field (``*-text-*``) over the segments."""
+        if not self.spec.lexical:
+            return None
+        return sum(dir_bytes(part) for part in (self.path / SHARD_DIR / "segments").glob(f"*/payload_index/*-{TEXT_FIELD}-*"))
+
     def vector_disk_bytes(self) -> dict[int, int]:
         """Sums, over the shard's segments, the directories named ``*-dim<N>`` (storage and index)."""
         totals = {dim: 0 for dim in self.spec.dims}

@@ -120,11 +120,12 @@ def adaptive_by_default(collection: Collection) -> bool:
 
 
 def default_mode_for(collection: Collection) -> str:
-    """``dense``, unless the collection has a lexical index and its calibration chose another mode
-    from judged queries (``funnel calibrate --qrels``)."""
+    """``dense`` for a collection without a lexical index; with one, the mode its calibration chose
+    from judged queries (``funnel calibrate --qrels``), else ``hybrid`` (measured better in 3 of
+    the 4 data set × model pairs of benchmarks/results/hybrid/, see the README)."""
     if not collection.spec.lexical:
         return "dense"
-    return calibrated_mode(collection.calibration()) or "dense"
+    return calibrated_mode(collection.calibration()) or "hybrid"
 
 
 def fusion_for(collection: Collection, fusion: str | Fusion | None) -> Fusion:

@@ -286,6 +286,11 @@ class Collection(ABC):
         """Where the collection lives, for people: a directory, or a server URL and name."""
         return ""
 
+    def lexical_disk_bytes(self) -> int | None:
+        """Bytes on disk of the lexical (BM25 text) index; ``None`` where the engine cannot say or
+        the collection has none."""
+        return None
+
     def hnsw_is_full_scan(self, dim: int) -> bool:
         """Whether a graph search at ``dim`` is really a full scan (the engine scans small segments)."""
         return False

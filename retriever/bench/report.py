@@ -27,6 +27,18 @@ def rows(results: dict[str, Any]) -> Iterator[dict[str, Any]]:
                              f"({plan['depth']['widened_share']:.0%} widened)")
                 yield base | {"search": label, "kind": "plan", "plan": plan["plan"]} | {
                     key: plan[key] for key in plan if key not in ("plan", "label")} | {"plan_label": plan["label"]}
+            for row in variant.get("modes", []):
+                label = "lexical bm25" if row["mode"] == "lexical" else f"hybrid {row['fusion']} + funnel {row['plan']}"
+                if row["label"] == "hybrid-calibrated":
+                    label += " (calibrated)"
+                yield base | {"search": label, "kind": row["mode"]} | {
+                    key: row[key] for key in row if key not in ("label", "mode")} | {"plan_label": row["label"]}
+    baseline = results.get("baseline")
+    if baseline:
+        yield {"model": "bm25s (independent)", "model_path": baseline["library"], "quantization": "-",
+               "search": f"bm25s BM25 ({baseline['library']})", "kind": "bm25s", "plan_label": "bm25s",
+               "recall_vs_exact@" + str(results["k"]): float("nan"), "bytes_per_vector": 0} | {
+            key: baseline[key] for key in baseline if key != "label"}
 
 
 
@@ -46,12 +58,12 @@ def rich_tables(results: dict[str, Any], width: int = FULL_COLUMNS_WIDTH) -> lis
         f"NDCG@{k}": lambda r: f"{r[f'ndcg@{k}']:.4f}",
         f"Recall@{k}": lambda r: f"{r[f'recall@{k}']:.4f}",
         f"MRR@{k}": lambda r: f"{r[f'mrr@{k}']:.4f}",
-        f"vs exact@{k}": lambda r: f"{r[f'recall_vs_exact@{k}']:.3f}",
+        f"vs exact@{k}": lambda r: _ratio(r[f"recall_vs_exact@{k}"]),
         "p50 ms": lambda r: f"{r['latency_ms']['p50']:.2f}",
         "p95 ms": lambda r: f"{r['latency_ms']['p95']:.2f}",
         "p99 ms": lambda r: f"{r['latency_ms']['p99']:.2f}",
         "QPS": lambda r: f"{r['qps']:,.0f}",
-        "B/vector": lambda r: f"{r['bytes_per_vector']:,}",
+        "B/vector": lambda r: f"{r['bytes_per_vector']:,}" if r["bytes_per_vector"] else "-",
     }
     if not wide:
         for secondary in (f"Recall@{k}", f"MRR@{k}", "p95 ms"):
@@ -73,6 +85,10 @@ def rich_tables(results: dict[str, Any], width: int = FULL_COLUMNS_WIDTH) -> lis
     return list(tables.values())
 
 
+def _ratio(x: float) -> str:
+    return "-" if x != x else f"{x:.3f}"  # NaN: not comparable (the independent baseline)
+
+
 def _mib(n: int | None) -> str:
     """Bytes as MiB; ``None`` (a server does not report a collection's disk use) as n/a."""
     return "n/a (server)" if n is None else f"{n / 2**20:,.1f} MiB"
@@ -90,7 +106,7 @@ def markdown(results: dict[str, Any]) -> str:
     for r in rows(results):
         lat = r["latency_ms"]
         lines.append(f"| {r['model']} | {r['quantization']} | {r['search']} | {r[f'ndcg@{k}']:.4f} | "
-                     f"{r[f'recall@{k}']:.4f} | {r[f'mrr@{k}']:.4f} | {r[f'recall_vs_exact@{k}']:.3f} | "
+                     f"{r[f'recall@{k}']:.4f} | {r[f'mrr@{k}']:.4f} | {_ratio(r[f'recall_vs_exact@{k}'])} | "
                      f"{lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | {r['qps']:,.0f} | {r['bytes_per_vector']:,} |")
     adaptive = [r for r in rows(results) if "depth" in r]
     if adaptive:
@@ -138,12 +154,12 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
     first_quant = {m["model"]: m["variants"][0]["quantization"] for m in results["models"]}
     points = [  # a later quantization variant adds only its quantized dims and its plans
         r for r in rows(results)
-        if r["kind"] == "plan" or r["quantization"] == first_quant.get(r["model_path"], r["quantization"])
+        if r["kind"] in ("plan", "lexical", "hybrid", "bm25s") or r["quantization"] == first_quant.get(r["model_path"], r["quantization"])
         or r["bytes_per_vector"] < 4 * int(r["search"].split()[1])
     ]
     models = list(dict.fromkeys(r["model"] for r in points))
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
-    markers = {"exact": "o", "hnsw": "^", "funnel": "*"}
+    markers = {"exact": "o", "hnsw": "^", "funnel": "*", "lexical": "s", "hybrid": "D", "bm25s": "x"}
     written = []
     for name, x_label in ((PLOTS[0], "bytes per vector scored (log)"),
                           (PLOTS[1], "p50 latency per query, ms (engine only, log)")):
@@ -151,11 +167,18 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
         for r in points:
             kind = r["search"].split()[0]
             x = r["bytes_per_vector"] if name == PLOTS[0] else r["latency_ms"]["p50"]
+            if not x:
+                continue  # no vectors scored (the independent BM25 baseline): no place on a log axis
             y = r[f"ndcg@{k}"]
             hollow = r["quantization"] != "none"
-            ax.scatter([x], [y], marker=markers[kind], s=110 if kind == "funnel" else 45,
-                       facecolors="none" if hollow else [colours[r["model"]]], edgecolors=[colours[r["model"]]])
-            if kind == "funnel":
+            if kind == "bm25s":  # an unfilled marker: one colour
+                ax.scatter([x], [y], marker=markers[kind], s=45, c=[colours[r["model"]]])
+            else:
+                ax.scatter([x], [y], marker=markers[kind], s=110 if kind == "funnel" else 45,
+                           facecolors="none" if hollow else [colours[r["model"]]], edgecolors=[colours[r["model"]]])
+            if kind in ("lexical", "hybrid", "bm25s"):
+                text = r["plan_label"]
+            elif kind == "funnel":
                 text = r["plan_label"] if r["plan_label"] != "given" else r["plan"]
             elif (kind == "exact" and not hollow) or (kind == "hnsw" and hollow):
                 text = r["search"].split()[1]
@@ -164,8 +187,10 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
             ax.annotate(text + (f" {r['quantization']}" if hollow else ""), (x, y), fontsize=7,
                         xytext=(4, -11 if hollow else 4), textcoords="offset points")
         handles = [Line2D([], [], color=colours[m], marker="s", linestyle="", label=m) for m in models]
+        kinds = {r["search"].split()[0] for r in points}
         handles += [Line2D([], [], color="grey", marker=mk, linestyle="", label=f"{kind} (dim alone)"
-                           if kind != "funnel" else "funnel plan") for kind, mk in markers.items()]
+                           if kind in ("exact", "hnsw") else "funnel plan" if kind == "funnel" else kind)
+                    for kind, mk in markers.items() if kind in kinds]
         handles.append(Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="",
                               label="int8 (hollow)"))
         ax.legend(handles=handles, fontsize=7, loc="lower right")

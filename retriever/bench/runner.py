@@ -12,6 +12,7 @@ chunk hits folded into documents by their best chunk.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,17 @@ import numpy as np
 from ..adaptive import AdaptiveSpec, Depth, SearchResult
 from ..adaptive import search_each as adaptive_search_each
 from ..adaptive_calibrate import calibrate_adaptive
-from ..beir import BeirSplit, corpus_ids, load_split
-from ..calibrate import DEFAULT_SAMPLE, DEFAULT_TARGET, calibrate, recall_against
+from ..beir import corpus_ids, load_split
+from ..calibrate import DEFAULT_SAMPLE, DEFAULT_TARGET, calibrate, calibrated_plan, recall_against
 from ..embedder import DEFAULT_MODEL, Embedder
 from ..errors import BadInputError
+from ..hybrid import Fusion
+from ..hybrid_calibrate import calibrate_fusion
 from ..indexer import IndexProgress, build_spec, index_corpus
 from ..plan import FunnelPlan, default_plan, parse_plan, validate_k
 from ..store import QUANTIZATIONS, Catalog, Collection, CollectionSpec, Hit, Layout, QuerySpec
+from .baseline import bm25s_baseline
+from .judge import Judge
 from .memory import measure_collection_memory, save_queries
 from .timing import DEFAULT_WARMUP, Latency, time_each
 
@@ -37,6 +42,10 @@ AUTO = "auto"
 ADAPTIVE = "adaptive"
 DEFAULT = "default"
 ENCODE_SAMPLE = 200
+# Search modes ``--modes`` adds rows for (see :mod:`retriever.hybrid`); each hybrid row uses its
+# fusion's documented defaults, ``hybrid-calibrated`` the fusion calibrated on ``--fusion-split``.
+MODE_ROWS = ("lexical", "hybrid-union", "hybrid-rrf", "hybrid-dbsf")
+FUSION_SAMPLE = 300
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ class BenchConfig:
     target: float = DEFAULT_TARGET
     device: str | None = None
     memory: bool = True
+    modes: tuple[str, ...] = ()
+    fusion_split: str | None = None
 
 
 class BenchProgress:
@@ -87,44 +98,23 @@ def validate_config(config: BenchConfig) -> None:
         raise BadInputError(f"invalid --max-queries {config.max_queries}: use 1 or more")
     if not 0 < config.target <= 1:
         raise BadInputError(f"invalid recall target {config.target}: use a number in (0, 1]")
+    for mode in config.modes:
+        if mode not in MODE_ROWS:
+            raise BadInputError(f"unknown search mode row {mode!r} (choose from {', '.join(MODE_ROWS)})")
+    if config.fusion_split is not None and not config.modes:
+        raise BadInputError("--fusion-split calibrates hybrid search: give --modes too")
+    if config.fusion_split is not None and config.fusion_split == config.split:
+        raise BadInputError(f"--fusion-split {config.fusion_split} is the measured split: calibrate fusion on "
+                            "another one (e.g. train), or the hybrid-calibrated row is tuned on its own test")
 
 
-def bench_collection_name(spec: CollectionSpec, quantization: str) -> str:
-    """A stable name per (model weights, ladder, quantization): a later run reuses it."""
+def bench_collection_name(spec: CollectionSpec, quantization: str, data: Path) -> str:
+    """A stable name per (data set, model weights, ladder, quantization, lexical index): a later run
+    reuses it, and another data set never shares it (its chunks would join the measured corpus)."""
     dims = "_".join(str(d) for d in spec.dims)
-    return f"bench-{spec.model_fingerprint[:12]}-{dims}-{quantization}"
-
-
-def fold_to_documents(hits: list[Hit]) -> list[dict[str, Any]]:
-    """Best chunk score per document, as the evaluator wants its rankings."""
-    best: dict[str, float] = {}
-    for h in hits:
-        best[h.doc_id] = max(best.get(h.doc_id, -1.0), h.score)
-    return [{"corpus_id": d, "score": s} for d, s in best.items()]
-
-
-class Judge:
-    """IR metrics of result lists, from sentence-transformers' evaluator (nothing hand-written)."""
-
-    def __init__(self, split: BeirSplit, query_ids: list[str], k: int) -> None:
-        from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
-        queries = {q: split.queries[q] for q in query_ids}
-        relevant = {q: split.relevant[q] for q in query_ids}
-        placeholder_corpus = {d: "" for docs in relevant.values() for d in docs}  # only ids are used
-        self.k = k
-        self.evaluator = InformationRetrievalEvaluator(
-            dict[str, Any](queries), dict[str, Any](placeholder_corpus), relevant, mrr_at_k=[k], ndcg_at_k=[k], accuracy_at_k=[k],
-            precision_recall_at_k=[k], map_at_k=[k], write_csv=False,
-        )
-        if self.evaluator.queries_ids != query_ids:
-            raise RuntimeError("evaluator reordered the queries")  # pragma: no cover - an ST contract
-
-    def metrics(self, results: list[list[Hit]]) -> dict[str, float]:
-        m = self.evaluator.compute_metrics([fold_to_documents(h) for h in results])
-        k = self.k
-        return {f"ndcg@{k}": float(m["ndcg@k"][k]), f"recall@{k}": float(m["recall@k"][k]),
-                f"mrr@{k}": float(m["mrr@k"][k])}
+    lexical = f"-{spec.lexical}" if spec.lexical else ""
+    where = hashlib.sha256(str(data.expanduser().resolve()).encode()).hexdigest()[:8]
+    return f"bench-{where}-{spec.model_fingerprint[:12]}-{dims}-{quantization}{lexical}"
 
 
 def _row(judge: Judge, hits: list[list[Hit]], latency: Latency, exact: list[list[Hit]], k: int) -> dict[str, Any]:
@@ -190,8 +180,10 @@ def bench_variant(
     plans: list[tuple[str, FunnelPlan | None]],
     config: BenchConfig,
     progress: BenchProgress,
+    texts: Sequence[str] = (),
+    fusion_queries: JudgedQueries | None = None,
 ) -> dict[str, Any]:
-    """Every dim alone (exact and HNSW), and every plan, on one collection."""
+    """Every dim alone (exact and HNSW), every plan, and every search mode row, on one collection."""
     spec, k = collection.spec, config.k
     n = len(next(iter(queries.values())))
     rows = [{dim: m[i : i + 1] for dim, m in queries.items()} for i in range(n)]
@@ -246,8 +238,80 @@ def bench_variant(
         per_plan.append({"plan": str(plan), "label": label,
                          "bytes_per_vector": bytes_per_vector(spec, [s.dim for s in plan.stages])}
                         | _row(judge, hits, latency, exact, k) | extra)
-    return {"quantization": spec.quantization, "collection": spec.name, "points": n_points,
-            "disk_bytes": collection.disk_bytes(), "dims": per_dim, "plans": per_plan}
+    variant = {"quantization": spec.quantization, "collection": spec.name, "points": n_points,
+               "disk_bytes": collection.disk_bytes(), "dims": per_dim, "plans": per_plan}
+    if config.modes:
+        record = {"plan": str(calibrated["plan"]), "k": k} if calibrated else None
+
+        def plan_for(depth: int) -> FunnelPlan:
+            return calibrated_plan(record, spec.dims, depth) if record else default_plan(spec.dims, depth)
+
+        variant["modes"] = bench_modes(collection, judge, queries, texts, plan_for, exact, config, progress,
+                                       fusion_queries)
+    return variant
+
+
+@dataclass(frozen=True)
+class JudgedQueries:
+    """Queries with relevance judgements (to calibrate fusion on): texts, vectors, relevant doc ids."""
+
+    texts: list[str]
+    vectors: dict[int, np.ndarray]
+    relevant: list[set[str]]
+    source: str
+
+
+def bench_modes(
+    collection: Collection,
+    judge: Judge,
+    queries: dict[int, np.ndarray],
+    texts: Sequence[str],
+    plan_for: Callable[[int], FunnelPlan],
+    exact: list[list[Hit]],
+    config: BenchConfig,
+    progress: BenchProgress,
+    fusion_queries: JudgedQueries | None,
+) -> list[dict[str, Any]]:
+    """Rows for the lexical mode and each hybrid fusion (``--modes``), on a collection with a lexical index.
+
+    The dense side of a hybrid row is the variant's calibrated plan (``auto``) when one was
+    calibrated, else the default plan, for the depth the fusion needs. Bytes per vector: the dense
+    plan's vectors plus the lexical index's bytes per point (where the engine reports them).
+    """
+    spec, k = collection.spec, config.k
+    points = max(1, collection.count())
+    lexical_bytes = collection.lexical_disk_bytes()
+    lexical_per_point = round(lexical_bytes / points) if lexical_bytes is not None else 0
+    wanted: list[tuple[str, str, Fusion | None, dict[str, Any]]] = []
+    for label in config.modes:
+        if label == "lexical":
+            wanted.append((label, "lexical", None, {}))
+        else:
+            wanted.append((label, "hybrid", Fusion(label.split("-", 1)[1]), {}))
+    if fusion_queries is not None:
+        calibration = calibrate_fusion(collection, fusion_queries.vectors, fusion_queries.texts,
+                                       fusion_queries.relevant, k, plan_for)
+        wanted.append(("hybrid-calibrated", "hybrid", calibration.fusion,
+                       {"fusion_calibration": calibration.record(fusion_queries.source)}))
+    out = []
+    n = len(texts)
+    for label, mode, fusion, extra in wanted:
+        depth = k if fusion is None or fusion.method == "union" else fusion.depths(k)[0]
+        plan = None if mode == "lexical" else plan_for(depth)
+        rows = [(i, QuerySpec(plan, k, with_text=False, mode=mode, fusion=fusion, text=texts[i])) for i in range(n)]
+
+        def search_mode(row: tuple[int, QuerySpec]) -> list[Hit]:
+            i, query_spec = row
+            return collection.search_each({dim: m[i : i + 1] for dim, m in queries.items()}, [query_spec])[0]
+
+        done = progress.step(f"{spec.name}: {label}", n)
+        hits, latency = time_each(search_mode, rows, warmup=config.warmup, on_done=done)
+        dense_bytes = 0 if plan is None else bytes_per_vector(spec, [s.dim for s in plan.stages])
+        out.append({"label": label, "mode": mode, "fusion": None if fusion is None else str(fusion),
+                    "plan": None if plan is None else str(plan), "bytes_per_vector": dense_bytes + lexical_per_point,
+                    "lexical_index_bytes": lexical_bytes}
+                   | _row(judge, hits, latency, exact, k) | extra)  # type: ignore[arg-type]
+    return out
 
 
 def prepare_variant(catalog: Catalog, source: Collection, name: str, quantization: str, refresh: bool,
@@ -289,21 +353,28 @@ def run_bench(config: BenchConfig, catalog: Catalog, progress: BenchProgress | N
     }
     for model in config.models:
         embedder = Embedder(model, device=config.device)
-        base = build_spec("bench", embedder, config.dims, None, None, Layout(hnsw_all_dims=True))
+        lexical = "bm25" if config.modes else None
+        base = build_spec("bench", embedder, config.dims, None, None, Layout(hnsw_all_dims=True, lexical=lexical))
         plans = _plans(config, base)  # bad plans fail here, before any indexing
-        primary = bench_collection_name(base, config.quantizations[0])
+        primary = bench_collection_name(base, config.quantizations[0], config.data)
         indexed = index_corpus(catalog, primary, [config.data], embedder, config.dims, progress=progress.index(),
-                               layout=Layout(quantization=config.quantizations[0], hnsw_all_dims=True))
+                               layout=Layout(quantization=config.quantizations[0], hnsw_all_dims=True,
+                                             lexical=lexical))
         changed = indexed.unchanged != indexed.chunks
         if not changed:
             progress.note(f"reused collection {primary} ({indexed.points:,} points, nothing re-encoded)")
         vectors = embedder.encode(texts, base.dims)
         _, encode_latency = time_each(lambda t: embedder.encode([t], base.dims), texts[:ENCODE_SAMPLE],
                                       warmup=min(config.warmup, 5), on_done=progress.step("encode queries", min(len(texts), ENCODE_SAMPLE)))
+        fusion_queries = None
+        if config.fusion_split is not None:
+            fusion_queries = judged_queries(config, embedder, base.dims)
         names = [primary]
         with catalog.open(primary) as source:
+            if config.modes and "baseline" not in results:
+                results["baseline"] = baseline_row(source, judge, texts, config, progress)
             for quantization in config.quantizations[1:]:
-                name = bench_collection_name(base, quantization)
+                name = bench_collection_name(base, quantization, config.data)
                 prepare_variant(catalog, source, name, quantization, changed, progress)
                 names.append(name)
         entry: dict[str, Any] = {
@@ -315,7 +386,7 @@ def run_bench(config: BenchConfig, catalog: Catalog, progress: BenchProgress | N
         }
         for name in names:
             with catalog.open(name) as collection:
-                variant = bench_variant(collection, judge, vectors, plans, config, progress)
+                variant = bench_variant(collection, judge, vectors, plans, config, progress, texts, fusion_queries)
             local_dir = catalog.local_dir  # None on a server: its memory is the server's, not measurable here
             if config.memory and local_dir is not None:
                 default = next((p for p in variant["plans"] if p["label"] == DEFAULT), variant["plans"][0])
@@ -329,3 +400,30 @@ def run_bench(config: BenchConfig, catalog: Catalog, progress: BenchProgress | N
             entry["variants"].append(variant)
         results["models"].append(entry)
     return results
+
+
+def judged_queries(config: BenchConfig, embedder: Embedder, dims: tuple[int, ...]) -> JudgedQueries:
+    """Up to :data:`FUSION_SAMPLE` judged queries of ``config.fusion_split`` (not the measured split)."""
+    assert config.fusion_split is not None
+    split = load_split(config.data, config.fusion_split, known_corpus_ids=corpus_ids(config.data / "corpus.jsonl"))
+    ids = [q for q in split.queries if split.relevant.get(q)][:FUSION_SAMPLE]
+    texts = [split.queries[q] for q in ids]
+    return JudgedQueries(texts, embedder.encode(texts, dims), [split.relevant[q] for q in ids],
+                         f"{len(ids)} judged {config.fusion_split} queries of {config.data}")
+
+
+def baseline_row(collection: Collection, judge: Judge, texts: Sequence[str], config: BenchConfig,
+                 progress: BenchProgress) -> dict[str, Any]:
+    """The independent BM25 baseline (bm25s over the same chunks): metrics, latency, build facts."""
+    hits, latency, facts = bm25s_baseline(collection, texts, config.k, config.warmup,
+                                          progress.step("bm25s baseline", len(texts)))
+    k = config.k
+    zeros = {dim: np.zeros((len(texts), dim), dtype=np.float32) for dim in collection.spec.dims}
+    engine = collection.search_each(zeros, [QuerySpec(None, k, with_text=False, mode="lexical", text=t) for t in texts])
+    overlap = [len({h.doc_id for h in a} & {h.doc_id for h in b}) / max(1, min(k, len(b)))
+               for a, b in zip(engine, hits)]
+    return {"label": "bm25s", **facts, **judge.metrics(hits),
+            "engine_overlap@k": float(np.mean(overlap)) if overlap else 1.0,
+            "engine_top1_agreement": float(np.mean([bool(a) and bool(b) and a[0].doc_id == b[0].doc_id
+                                                    for a, b in zip(engine, hits)])) if hits else 1.0,
+            "latency_ms": {key: getattr(latency, key) for key in ("p50", "p95", "p99", "mean")}, "qps": latency.qps}
