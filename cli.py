@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from retriever.errors import BadInputError, FunnelError
+from retriever.hybrid import Fusion
 
 QUERY_BATCH = 512  # queries encoded and searched together in --queries mode
 MODEL_HELP = "sentence-transformers model name or local path [default: all-MiniLM-L6-v2, or the collection's]"
@@ -277,12 +278,13 @@ def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retrie
               "fixed: the plan for every query [default: adaptive if funnel calibrate measured it faster]")
 @click.option("--mode", envvar="FUNNEL_MODE", show_envvar=True, type=click.Choice(["dense", "lexical", "hybrid"]),
               default=None, help="dense: the funnel; lexical: BM25 alone; hybrid: both, fused as --fusion says "
-              "(lexical and hybrid need a collection indexed with --lexical bm25) [default: the collection's: "
-              "dense unless funnel calibrate chose hybrid; hybrid when --fusion is given]")
+              "(lexical and hybrid need a collection indexed with --lexical bm25) [default: dense without a "
+              "lexical index; with one, hybrid unless funnel calibrate --qrels chose dense; hybrid with --fusion; "
+              "dense with --plan, --exact or --adaptive]")
 @click.option("--fusion", envvar="FUNNEL_FUSION", show_envvar=True, type=click.Choice(["union", "rrf", "dbsf"]),
               default=None, help="how --mode hybrid combines BM25 and the funnel: union (BM25's best join the "
               "funnel's shortlist, the re-score decides), rrf (reciprocal rank fusion) or dbsf (score fusion) "
-              "[default: the calibrated one, else rrf]")
+              f"[default: the calibrated one, else {Fusion()}]")
 @click.option("--queries", "queries_file", envvar="FUNNEL_QUERIES", show_envvar=True,
               type=click.Path(path_type=Path), default=None,
               help="BEIR queries.jsonl: search every query (one JSON line each with --json)")

@@ -75,11 +75,11 @@ def test_cli_index_and_info_record_the_lexical_index(built):
     data, corpus = built
     info = json.loads(ok(invoke(data, "info", "parts", "--json")).stdout)
     assert (info["lexical"], info["lexical_analyzer"]) == ("bm25", "english")
-    assert info["default_mode"] == "dense" and info["default_fusion"] == str(Fusion())
+    assert info["default_mode"] == "hybrid" and info["default_fusion"] == str(Fusion())
     # the table wraps long values: compare its words, borders and line breaks dropped
     human = " ".join(w for w in ok(invoke(data, "info", "parts")).stdout.split() if w != "│")
     assert "lexical index bm25 (english analyzer)" in human, human
-    assert f"search mode dense by default; hybrid fusion {Fusion()} (the default;" in human, human
+    assert f"search mode hybrid by default; hybrid fusion {Fusion()} (the default;" in human, human
     listed = json.loads(ok(invoke(data, "collections", "--json")).stdout)
     assert listed[0]["lexical"] == "bm25"
     # re-indexing without --lexical keeps the collection's index; another analyzer is refused
@@ -94,7 +94,8 @@ def test_cli_search_modes_and_fusions(built):
     dense = search_json(data, "--mode", "dense")
     assert (dense["mode"], dense["fusion"]) == ("dense", None)
     assert dense["hits"][0]["doc_id"] == DENSE_FIRST and TARGET in [h["doc_id"] for h in dense["hits"]]
-    assert search_json(data)["mode"] == "dense"  # the collection's default
+    assert search_json(data)["mode"] == "hybrid"  # the default of a collection with a lexical index
+    assert search_json(data, "--plan", "64:40")["mode"] == "dense"  # a plan is the dense funnel's
     lexical = search_json(data, "--mode", "lexical")
     assert (lexical["mode"], lexical["fusion"], lexical["plan"]) == ("lexical", None, None)
     assert lexical["hits"][0]["doc_id"] == TARGET
@@ -159,7 +160,9 @@ def served(tmp_path_factory, embedder):
 def test_api_modes_fusions_and_errors(served):
     server, dense_only = served
     retriever: Retriever = server.state.retriever
-    assert retriever.search(QUERY, k=3)[0].doc_id == DENSE_FIRST
+    assert retriever.search(QUERY, k=3, mode="dense")[0].doc_id == DENSE_FIRST
+    default = retriever.search(QUERY, k=3)  # hybrid, the default of a collection with a lexical index
+    assert [h.id for h in default] == [h.id for h in retriever.search(QUERY, k=3, mode="hybrid", fusion=Fusion())]
     assert retriever.search(QUERY, k=3, mode="lexical")[0].doc_id == TARGET
     for fusion in ("rrf", "dbsf", Fusion("rrf", rrf_k=10, lexical_weight=2.0)):
         assert retriever.search(QUERY, k=3, mode="hybrid", fusion=fusion)[0].doc_id == TARGET
@@ -203,7 +206,7 @@ def test_http_modes_and_fusions(served):
     assert [h["id"] for h in hits] == [h.id for h in direct]
     assert [h["score"] for h in hits] == pytest.approx([h.score for h in direct], abs=1e-6)
     info = httpx.get(f"{server.url}/collections/parts").json()
-    assert (info["lexical"], info["lexical_analyzer"], info["default_mode"]) == ("bm25", "english", "dense")
+    assert (info["lexical"], info["lexical_analyzer"], info["default_mode"]) == ("bm25", "english", "hybrid")
     assert info["default_fusion"] == str(Fusion())
 
 

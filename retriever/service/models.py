@@ -89,14 +89,16 @@ class SearchRequest(BaseModel):
     mode: Literal["dense", "lexical", "hybrid"] | None = Field(
         default=None,
         description="dense: the funnel; lexical: BM25 alone; hybrid: both, fused as `fusion` says (lexical and "
-        "hybrid need a collection indexed with --lexical bm25, else 400) (default: the collection's: dense unless "
-        "its calibration chose hybrid; hybrid when `fusion` is given)",
+        "hybrid need a collection indexed with --lexical bm25, else 400) (default: the collection's: dense without a "
+        "lexical index; with one, hybrid unless its calibration chose dense; hybrid when `fusion` is given; dense "
+        "with `plan`, `exact` or `adaptive`)",
     )
     fusion: Literal["union", "rrf", "dbsf"] | None = Field(
         default=None,
         description="how a hybrid search combines BM25 and the funnel: union (BM25's best join the funnel's "
         "shortlist, the re-score decides), rrf (reciprocal rank fusion), dbsf (distribution-based score fusion) "
-        "(default: the collection's calibrated fusion, else rrf; with mode dense or lexical refused, 400)",
+        "(default: the collection's calibrated fusion, else the documented default; with mode dense or lexical "
+        "refused, 400)",
     )
     filter: FilterSpec | None = Field(default=None, description="payload filter (see the schema)")
     with_text: bool = Field(default=True, strict=True, description="return each chunk's text")
