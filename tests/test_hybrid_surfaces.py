@@ -3,7 +3,7 @@
 client and the framework adapters. The real model; the engine-level checks are in test_hybrid.py.
 
 The corpus: the topic documents, plus six spare-part notes alike but for their part numbers
-(KW2290, KW2209, ...). The dense model mixes up near-identical codes: for "spare part KW9022" it ranks
+(KW2290, KW2209, ...). The dense model mixes up near-identical codes: for "KW9022" it ranks
 KW2290's note first (measured with all-MiniLM-L6-v2); BM25 matches the exact code, so lexical search
 and the rank/score fusions (rrf, dbsf) put KW9022's note first. ``union`` only adds BM25's candidates
 to the dense shortlist and lets the dense re-score rank them: it cannot fix this dense mistake (the
@@ -30,7 +30,7 @@ from retriever.service import BackgroundServer, ServiceConfig
 from retriever.store import Layout
 
 CODES = ["KW2290", "KW2209", "KW2299", "KX2290", "KW9022", "KW2920"]
-QUERY = "spare part KW9022"
+QUERY = "KW9022"  # the one chunk that holds it is BM25's only hit: no tie in any fusion
 TARGET = "part-kw9022"
 DENSE_FIRST = "part-kw2290"  # what the dense funnel ranks first for QUERY
 
@@ -271,3 +271,34 @@ def test_lexical_search_loads_no_model(tmp_path):
         assert retriever.search(QUERY, mode="lexical")[0].doc_id == TARGET
         with pytest.raises(InvalidPlanError, match="opened for lexical search only"):
             retriever.search(QUERY)
+
+
+def test_schemathesis_search_finds_no_server_error_with_a_lexical_index(served):
+    """POST /search over a collection with a BM25 index (every mode and fusion can run): schema-valid
+    and schema-violating requests, never a 5xx, always the documented shape (test_serve.py runs the
+    same over every operation of a dense-only collection)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+
+    from retriever.service.openapi import render
+
+    server, _ = served
+    schema = schemathesis.openapi.from_dict(json.loads(render()))
+    operation = next(r.ok() for r in schema.get_all_operations() if r.ok().label == "POST /search")
+    statuses: list[int] = []
+    for generation in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+
+        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy(generation))
+        def run(case):  # noqa: ANN001
+            response = case.call(base_url=server.url, timeout=60)
+            assert response.status_code < 500, (case.body, response.text)
+            case.validate_response(response, checks=[not_a_server_error, status_code_conformance,
+                                                     response_schema_conformance])
+            statuses.append(response.status_code)
+
+        run()
+    assert 200 in statuses and any(400 <= s < 500 for s in statuses)

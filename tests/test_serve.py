@@ -26,7 +26,6 @@ from retriever.errors import ModelLoadError
 from retriever.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
 from retriever.service.openapi import render
-from retriever.store import Layout
 
 KEY = "test-key-0123456789"
 N_DOCS = len(TOPIC_DOCS)
@@ -47,7 +46,7 @@ def served(tmp_path_factory, embedder):
     root = tmp_path_factory.mktemp("serve")
     corpus = write_jsonl(root / "corpus.jsonl", serve_records())
     catalog = EdgeCatalog(root / "data")
-    index_corpus(catalog, "topics", [corpus], embedder, layout=Layout(lexical="bm25"))  # schemathesis tries every mode
+    index_corpus(catalog, "topics", [corpus], embedder)
     collection = catalog.open("topics")
     feedback = root / "feedback" / "topics.jsonl"
     server = BackgroundServer(collection, lambda: embedder, ServiceConfig(api_key=KEY, feedback_path=feedback))
