@@ -263,6 +263,8 @@ class Retriever:
         with_text = _bool_option("with_text", with_text)
         if adaptive is not None:
             adaptive = _bool_option("adaptive", adaptive)
+        if mode is None and isinstance(self.embedder, NoModel):
+            mode = "lexical"  # opened without a model: BM25 is all it can run
         if mode is None:
             mode = "hybrid" if fusion is not None else (
                 "dense" if adaptive or exact or _plan_given(plan) else default_mode_for(self.collection))

@@ -269,8 +269,10 @@ def test_lexical_search_loads_no_model(tmp_path):
     assert_cli_error(invoke(data, "search", QUERY, "-c", "nomodel", "--mode", "hybrid"), "no-such-model")
     with Retriever.open("nomodel", data_dir=data, lexical_only=True) as retriever:
         assert retriever.search(QUERY, mode="lexical")[0].doc_id == TARGET
-        with pytest.raises(InvalidPlanError, match="opened for lexical search only"):
-            retriever.search(QUERY)
+        assert retriever.search(QUERY)[0].doc_id == TARGET  # without a model, the default mode is lexical
+        for mode in ("hybrid", "dense"):
+            with pytest.raises(InvalidPlanError, match="opened for lexical search only"):
+                retriever.search(QUERY, mode=mode)
 
 
 def test_schemathesis_search_finds_no_server_error_with_a_lexical_index(served):
