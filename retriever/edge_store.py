@@ -4,6 +4,7 @@ Layout: ``<data dir>/collections/<name>/collection.json`` (the spec) and ``…/<
 Edge shard, with its write-ahead log). A collection is created in a hidden temporary directory and
 renamed into place, so a crash never leaves a half-made collection under its name. The shard holds
 a single-writer lock: a second process that opens it gets :class:`CollectionLockedError`.
+Search requests are built by :mod:`retriever.edge_query`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,15 +27,11 @@ from qdrant_edge import (
     EdgeVectorParams,
     FieldCondition,
     Filter,
-    Fusion,
     HnswIndexConfig,
-    MatchAny,
     MatchValue,
     Memory,
     PayloadSchemaType,
     Point,
-    Prefetch,
-    QuantizationSearchParams,
     Query,
     QueryBatchRequest,
     QueryRequest,
@@ -43,19 +39,16 @@ from qdrant_edge import (
     ScalarQuantizationConfig,
     ScalarType,
     ScrollRequest,
-    SearchParams,
     SnowballLanguage,
     SnowballParams,
     TextIndexParams,
-    TextQuery,
     TokenizerType,
     UpdateOperation,
 )
 from qdrant_edge import Language as StopwordLanguage
 
+from .edge_query import EdgeRequests, to_hit
 from .errors import CollectionLockedError, CollectionNotFoundError, FunnelError, StoreError
-from .filters import Match, PayloadFilter, Range
-from .filters import MatchAny as AnyOf
 from .hybrid import TEXT_FIELD
 from .ladder import vector_name
 from .limits import ENGINE_FILE_BYTES, NEW_SHARD_FILES, POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
@@ -63,7 +56,6 @@ from .locks import creation_lock
 from .paths import validate_collection_name
 from .space import check_writable, dir_bytes, require_free_space, sparse_bytes
 from .store import (
-    MIN_HNSW_EF,
     Catalog,
     Collection,
     CollectionExistsError,
@@ -122,24 +114,6 @@ def text_index(spec: CollectionSpec) -> TextIndexParams:
     return TextIndexParams(tokenizer=TokenizerType.Word, lowercase=True, scoring=True)
 
 
-def edge_filter(payload_filter: PayloadFilter | None) -> Filter | None:
-    """The engine-neutral filter as a Qdrant Edge ``Filter`` (every condition must hold)."""
-    if not payload_filter:
-        return None
-    must: list[Any] = []
-    for key, cond in payload_filter.conditions:
-        if isinstance(cond, Match):
-            must.append(FieldCondition(key, match=MatchValue(cond.value)))
-        elif isinstance(cond, AnyOf):
-            values: list[str] | list[int] = list(cond.values)  # type: ignore[assignment] # all str or all int
-            must.append(FieldCondition(key, match=MatchAny(values)))
-        elif isinstance(cond, Range):
-            must.append(FieldCondition(key, range=RangeFloat(gte=cond.gte, gt=cond.gt, lte=cond.lte, lt=cond.lt)))
-        else:  # pragma: no cover - PayloadFilter only holds the three kinds
-            raise TypeError(f"unknown filter condition {cond!r}")
-    return Filter(must=must)
-
-
 def _engine_error(exc: Exception, name: str) -> FunnelError:
     text = str(exc)
     if "WouldBlock" in text:
@@ -168,6 +142,7 @@ class EdgeCollection(Collection):
     def __init__(self, path: Path, spec: CollectionSpec, shard: EdgeShard) -> None:
         self.path = path
         self.spec = spec
+        self.requests = EdgeRequests(spec)
         self._shard: EdgeShard | None = shard
 
     @property
@@ -218,87 +193,6 @@ class EdgeCollection(Collection):
         except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.spec.name) from exc
 
-    def _payload(self, with_text: bool) -> bool | list[str]:
-        return True if with_text else ["doc_id", "chunk", "title", "metadata"]
-
-    def _stage_params(self, dim: int, limit: int, exact: bool, hnsw_ef: int | None, refined: bool) -> SearchParams:
-        """Params of the stage that searches the whole collection at ``dim``.
-
-        Exact: a full scan on the original vectors. Otherwise HNSW (where the dim has a graph) with
-        ``ef`` = ``hnsw_ef`` or ``max(128, limit)``; an int8 vector is rescored with the originals
-        unless a later stage (``refined``) re-scores the shortlist anyway.
-        """
-        if exact:
-            quantization = QuantizationSearchParams(ignore=True) if dim in self.spec.quantized_dims else None
-            return SearchParams(exact=True, quantization=quantization)
-        quantization = QuantizationSearchParams(rescore=not refined) if dim in self.spec.quantized_dims else None
-        return SearchParams(hnsw_ef=hnsw_ef or max(MIN_HNSW_EF, limit), quantization=quantization)
-
-    def _dense(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec,
-               lexical: Prefetch | None = None) -> tuple[Query, SearchParams | None, list[Prefetch] | None, bool]:
-        """The dense funnel's last stage: (query, params, prefetches, filtered inside).
-
-        ``lexical`` joins the first stage's shortlist (hybrid ``union``): the re-score stages that
-        follow rank both. An exact search, or a plan of one stage, gets the lexical candidates
-        beside a top-dim stage of its own.
-        """
-        def nearest(dim: int) -> Query:
-            return Query.Nearest(vectors[dim][row].tolist(), using=vector_name(dim))
-
-        where = edge_filter(spec.filter)
-        if spec.plan is None:
-            top = self.spec.top_dim
-            params = self._stage_params(top, spec.k, exact=True, hnsw_ef=None, refined=False)
-            if lexical is None:
-                return nearest(top), params, None, False
-            return nearest(top), None, [Prefetch(limit=spec.k, query=nearest(top), params=params, filter=where),
-                                        lexical], True
-        *coarse, last = spec.plan.stages
-        prefetch: list[Prefetch] | None = None
-        for i, stage in enumerate(coarse):
-            # The filter applies to the shortlist (the first stage); later stages only re-score it.
-            first = i == 0
-            shortlist = self._stage_params(stage.dim, stage.limit, False, spec.hnsw_ef, refined=True) if first else None
-            prefetch = [Prefetch(limit=stage.limit, query=nearest(stage.dim), prefetches=prefetch, params=shortlist,
-                                 filter=where if first else None)]
-            if first and lexical is not None:
-                prefetch.append(lexical)
-        if not coarse and lexical is not None:
-            graph = self._stage_params(last.dim, last.limit, False, spec.hnsw_ef, refined=True)
-            return nearest(last.dim), None, [Prefetch(limit=last.limit, query=nearest(last.dim), params=graph,
-                                                      filter=where), lexical], True
-        alone = None if coarse else self._stage_params(last.dim, last.limit, False, spec.hnsw_ef, refined=False)
-        return nearest(last.dim), alone, prefetch, bool(coarse)
-
-    def _request(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec) -> QueryRequest:
-        payload = self._payload(spec.with_text)
-        where = edge_filter(spec.filter)
-        if spec.mode == "dense":
-            query, params, prefetch, inside = self._dense(vectors, row, spec)
-            return QueryRequest(limit=spec.k, query=query, prefetches=prefetch, params=params, with_payload=payload,
-                                filter=None if inside else where)
-        text = TextQuery(TEXT_FIELD, spec.text or "")
-        if spec.mode == "lexical":
-            return QueryRequest(limit=spec.k, query=text, with_payload=payload, filter=where)
-        fusion = spec.fusion_or_default
-        dense_depth, lexical_depth = fusion.depths(spec.k)
-        lexical = Prefetch(limit=lexical_depth, query=text, filter=where)
-        if fusion.method == "union":
-            query, params, prefetch, inside = self._dense(vectors, row, spec, lexical)
-            return QueryRequest(limit=spec.k, query=query, prefetches=prefetch, params=params, with_payload=payload,
-                                filter=None if inside else where)
-        # the dense list: the plan as given when it returns enough hits (the retriever plans it for
-        # ``dense_depth``), else the same stages widened to it
-        if spec.plan is not None and spec.plan.k >= dense_depth:
-            dense_depth = spec.plan.k
-        deep = replace(spec, plan=None if spec.plan is None else spec.plan.with_k(dense_depth), k=dense_depth)
-        query, params, prefetch, inside = self._dense(vectors, row, deep)
-        dense = Prefetch(limit=dense_depth, query=query, prefetches=prefetch, params=params,
-                         filter=None if inside else where)
-        fuse: Any = (Fusion.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight])
-                if fusion.method == "rrf" else Fusion.Dbsf())
-        return QueryRequest(limit=spec.k, query=fuse, prefetches=[dense, lexical], with_payload=payload)
-
     def _run(self, requests: list[QueryRequest], with_text: Sequence[bool]) -> list[list[Hit]]:
         try:
             if len(requests) == 1:
@@ -307,11 +201,11 @@ class EdgeCollection(Collection):
                 results = self.shard.query_batch(QueryBatchRequest(requests))
         except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.spec.name) from exc
-        return [ranked([_to_hit(p, text) for p in points]) for points, text in zip(results, with_text)]
+        return [ranked([to_hit(p, text) for p in points]) for points, text in zip(results, with_text)]
 
     def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
         try:  # the binding checks values (e.g. filter integers) when a request is built
-            requests = [self._request(queries, row, spec) for row, spec in enumerate(specs)]
+            requests = [self.requests.request(queries, row, spec) for row, spec in enumerate(specs)]
         except (TypeError, ValueError, OverflowError) as exc:
             raise _engine_error(exc, self.spec.name) from exc
         return self._run(requests, [spec.with_text for spec in specs])
@@ -320,8 +214,8 @@ class EdgeCollection(Collection):
         self, queries: np.ndarray, dim: int, k: int, exact: bool, hnsw_ef: int | None = None, with_text: bool = False
     ) -> list[list[Hit]]:
         using = vector_name(dim)
-        params = self._stage_params(dim, k, exact, hnsw_ef, refined=False)
-        payload = self._payload(with_text)
+        params = self.requests.stage_params(dim, k, exact, hnsw_ef, refined=False)
+        payload = self.requests.payload(with_text)
         requests = [
             QueryRequest(limit=k, query=Query.Nearest(row.tolist(), using=using), params=params, with_payload=payload)
             for row in queries
@@ -411,19 +305,6 @@ class EdgeCollection(Collection):
         if self._shard is not None:
             self._shard.close()
             self._shard = None
-
-
-def _to_hit(point, with_text: bool) -> Hit:  # noqa: ANN001 - qdrant_edge.ScoredPoint
-    payload = point.payload or {}
-    return Hit(
-        id=str(point.id),
-        doc_id=str(payload.get("doc_id", "")),
-        chunk=int(payload.get("chunk", 0)),
-        score=float(point.score),
-        text=payload.get("text") if with_text else None,
-        title=payload.get("title") or "",
-        metadata=payload.get("metadata") or {},
-    )
 
 
 class EdgeCatalog(Catalog):

@@ -23,21 +23,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from .catalog import EngineConfig
 from .errors import CollectionNotFoundError, ForeignCollectionError, StoreError
-from .filters import Match, MatchAny, PayloadFilter, Range
 from .hybrid import TEXT_FIELD
 from .ladder import vector_name
 from .paths import validate_collection_name
 from .server_client import NotFound, ServerConnection, not_found
-from .sharding import per_shard_limit, per_shard_plan
+from .server_query import TEXT_FIELDS, ServerRequests, to_hit
 from .store import (
-    MIN_HNSW_EF,
     Catalog,
     Collection,
     CollectionExistsError,
@@ -58,7 +56,6 @@ UPSERT_CHUNK = 256  # points per request
 UPSERT_THREADS = 4  # requests in flight (a server); local mode takes one at a time
 OPTIMIZE_WAIT_S = 600.0
 INDEXED_FIELDS = {"doc_id": "keyword", "chunk": "integer"}
-TEXT_FIELDS = ["doc_id", "chunk", "title", "metadata"]
 
 
 def vectors_config(spec: CollectionSpec) -> dict[str, Any]:
@@ -94,34 +91,6 @@ def text_index(spec: CollectionSpec) -> Any:
     )
 
 
-def server_filter(payload_filter: PayloadFilter | None) -> Any:
-    """The engine-neutral filter as a qdrant-client ``Filter`` (every condition must hold)."""
-    from qdrant_client import models
-
-    if not payload_filter:
-        return None
-    must: list[Any] = []
-    for key, cond in payload_filter.conditions:
-        if isinstance(cond, Match):
-            must.append(models.FieldCondition(key=key, match=models.MatchValue(value=cond.value)))
-        elif isinstance(cond, MatchAny):
-            values: list[str] | list[int] = list(cond.values)  # type: ignore[assignment] # all str or all int
-            must.append(models.FieldCondition(key=key, match=models.MatchAny(any=values)))
-        elif isinstance(cond, Range):
-            must.append(models.FieldCondition(key=key, range=models.Range(gte=cond.gte, gt=cond.gt, lte=cond.lte,
-                                                                          lt=cond.lt)))
-        else:  # pragma: no cover - PayloadFilter only holds the three kinds
-            raise TypeError(f"unknown filter condition {cond!r}")
-    return models.Filter(must=must)
-
-
-def _to_hit(point: Any, with_text: bool) -> Hit:
-    payload = point.payload or {}
-    return Hit(id=str(point.id), doc_id=str(payload.get("doc_id", "")), chunk=int(payload.get("chunk", 0)),
-               score=float(point.score), text=payload.get("text") if with_text else None,
-               title=payload.get("title") or "", metadata=payload.get("metadata") or {})
-
-
 class ServerCollection(Collection):
     """A collection on a Qdrant server; holds the connection open until :meth:`close`."""
 
@@ -129,6 +98,7 @@ class ServerCollection(Collection):
         self._catalog: ServerCatalog | None = catalog
         self.spec = spec
         self.shards = shards
+        self.requests = ServerRequests(spec, shards)
         self._calibration = metadata.get(CALIBRATION_KEY)
         catalog._users += 1
 
@@ -188,74 +158,6 @@ class ServerCollection(Collection):
 
     # --- searching -------------------------------------------------------------------------------
 
-    def _params(self, dim: int, limit: int, exact: bool, hnsw_ef: int | None, refined: bool) -> Any:
-        """As :meth:`EdgeCollection._stage_params`: exact scans the originals; a graph stage searches
-        with ``ef = hnsw_ef or max(128, limit)``; int8 is rescored unless a later stage re-scores."""
-        from qdrant_client import models
-
-        quantized = dim in self.spec.quantized_dims
-        if exact:
-            return models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True)
-                                       if quantized else None)
-        return models.SearchParams(hnsw_ef=hnsw_ef or max(MIN_HNSW_EF, limit),
-                                   quantization=models.QuantizationSearchParams(rescore=not refined) if quantized else None)
-
-    def _dense(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec, lexical: Any = None) -> dict[str, Any]:
-        """The dense funnel's last stage as keyword arguments of a request or prefetch (as
-        :meth:`EdgeCollection._dense`; ``lexical`` joins the first stage's shortlist)."""
-        from qdrant_client import models
-
-        where = server_filter(spec.filter)
-        if spec.plan is None:
-            top = self.spec.top_dim
-            exact = self._params(top, spec.k, True, None, False)
-            scan: dict[str, Any] = {"query": vectors[top][row].tolist(), "using": vector_name(top)}
-            if lexical is None:
-                return {**scan, "params": exact, "filter": where}
-            return {**scan, "prefetch": [models.Prefetch(**scan, limit=spec.k, params=exact, filter=where), lexical]}
-        plan = per_shard_plan(spec.plan, self.shards)  # limits are per shard in a nested prefetch
-        *coarse, last = plan.stages
-        prefetch: list[Any] | None = None
-        for i, stage in enumerate(coarse):
-            first = i == 0  # the filter applies to the shortlist; later stages only re-score it
-            prefetch = [models.Prefetch(query=vectors[stage.dim][row].tolist(), using=vector_name(stage.dim),
-                                        limit=stage.limit, prefetch=prefetch, filter=where if first else None,
-                                        params=self._params(stage.dim, stage.limit, False, spec.hnsw_ef, True)
-                                        if first else None)]
-            if first and lexical is not None:
-                prefetch.append(lexical)
-        top_stage: dict[str, Any] = {"query": vectors[last.dim][row].tolist(), "using": vector_name(last.dim)}
-        if not coarse and lexical is not None:
-            alone = self._params(last.dim, last.limit, False, spec.hnsw_ef, True)
-            return {**top_stage, "prefetch": [models.Prefetch(**top_stage, limit=last.limit, params=alone, filter=where),
-                                              lexical]}
-        if coarse:
-            return {**top_stage, "prefetch": prefetch}
-        return {**top_stage, "params": self._params(last.dim, last.limit, False, spec.hnsw_ef, False), "filter": where}
-
-    def _request(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec) -> Any:
-        from qdrant_client import models
-
-        payload: bool | list[str] = True if spec.with_text else TEXT_FIELDS
-        if spec.mode == "dense":
-            return models.QueryRequest(**self._dense(vectors, row, spec), limit=spec.k, with_payload=payload)
-        where = server_filter(spec.filter)
-        text: dict[str, Any] = {"query": models.TextQuery(text=spec.text or ""), "using": TEXT_FIELD}
-        if spec.mode == "lexical":
-            return models.QueryRequest(**text, limit=spec.k, filter=where, with_payload=payload)
-        fusion = spec.fusion_or_default
-        dense_depth, lexical_depth = fusion.depths(spec.k)
-        lexical = models.Prefetch(**text, limit=per_shard_limit(lexical_depth, self.shards, spec.k), filter=where)
-        if fusion.method == "union":
-            return models.QueryRequest(**self._dense(vectors, row, spec, lexical), limit=spec.k, with_payload=payload)
-        if spec.plan is not None and spec.plan.k >= dense_depth:
-            dense_depth = spec.plan.k  # the retriever planned the dense list for its depth
-        deep = replace(spec, plan=None if spec.plan is None else spec.plan.with_k(dense_depth), k=dense_depth)
-        dense = models.Prefetch(**self._dense(vectors, row, deep), limit=dense_depth)
-        fuse: Any = (models.RrfQuery(rrf=models.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight]))
-                     if fusion.method == "rrf" else models.FusionQuery(fusion=models.Fusion.DBSF))
-        return models.QueryRequest(query=fuse, prefetch=[dense, lexical], limit=spec.k, with_payload=payload)
-
     def _run(self, requests: list[Any], with_text: Sequence[bool]) -> list[list[Hit]]:
         client = self.catalog.conn.client
         if len(requests) == 1:
@@ -266,11 +168,11 @@ class ServerCollection(Collection):
             results = [response.points]
         else:
             results = [res.points for res in self._call("search", client.query_batch_points, requests=requests)]
-        return [ranked([_to_hit(p, text) for p in points]) for points, text in zip(results, with_text)]
+        return [ranked([to_hit(p, text) for p in points]) for points, text in zip(results, with_text)]
 
     def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
         try:
-            requests = [self._request(queries, row, spec) for row, spec in enumerate(specs)]
+            requests = [self.requests.request(queries, row, spec) for row, spec in enumerate(specs)]
         except (TypeError, ValueError) as exc:  # the request models validate values
             raise StoreError(f"collection {self.spec.name!r}: cannot build the query: {exc}") from exc
         return self._run(requests, [spec.with_text for spec in specs])
@@ -280,7 +182,7 @@ class ServerCollection(Collection):
     ) -> list[list[Hit]]:
         from qdrant_client import models
 
-        params = self._params(dim, k, exact, hnsw_ef, refined=False)
+        params = self.requests.stage_params(dim, k, exact, hnsw_ef, refined=False)
         payload: bool | list[str] = True if with_text else TEXT_FIELDS
         requests = [models.QueryRequest(query=row.tolist(), using=vector_name(dim), limit=k, params=params,
                                         with_payload=payload) for row in queries]

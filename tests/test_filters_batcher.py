@@ -9,7 +9,7 @@ import time
 import pytest
 
 from retriever.batcher import MicroBatcher
-from retriever.edge_store import edge_filter
+from retriever.edge_query import edge_filter
 from retriever.errors import InvalidFilterError
 from retriever.filters import Match, MatchAny, PayloadFilter, Range, parse_filter
 from retriever.store import QuerySpec
