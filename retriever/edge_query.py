@@ -9,7 +9,6 @@ list with BM25's (``rrf``, ``dbsf``).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -122,19 +121,14 @@ class EdgeRequests:
         if spec.mode == "lexical":
             return QueryRequest(limit=spec.k, query=text, with_payload=payload, filter=where)
         fusion = spec.fusion_or_default
-        dense_depth, lexical_depth = fusion.depths(spec.k)
-        lexical = Prefetch(limit=lexical_depth, query=text, filter=where)
+        lexical = Prefetch(limit=fusion.depths(spec.k)[1], query=text, filter=where)
         if fusion.method == "union":
             query, params, prefetch, inside = self.dense(vectors, row, spec, lexical)
             return QueryRequest(limit=spec.k, query=query, prefetches=prefetch, params=params, with_payload=payload,
                                 filter=None if inside else where)
-        # the dense list: the plan as given when it returns enough hits (the retriever plans it for
-        # ``dense_depth``), else the same stages widened to it
-        if spec.plan is not None and spec.plan.k >= dense_depth:
-            dense_depth = spec.plan.k
-        deep = replace(spec, plan=None if spec.plan is None else spec.plan.with_k(dense_depth), k=dense_depth)
+        deep = spec.dense_list()
         query, params, prefetch, inside = self.dense(vectors, row, deep)
-        dense = Prefetch(limit=dense_depth, query=query, prefetches=prefetch, params=params,
+        dense = Prefetch(limit=deep.k, query=query, prefetches=prefetch, params=params,
                          filter=None if inside else where)
         fuse: Any = (Fusion.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight])
                 if fusion.method == "rrf" else Fusion.Dbsf())

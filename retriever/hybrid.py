@@ -88,6 +88,11 @@ class Fusion:
         """(dense list depth, lexical list depth) for a top-``k`` query: each at least k."""
         return max(k, self.dense_limit), max(k, self.lexical_limit)
 
+    def plan_depth(self, k: int) -> int:
+        """Hits the dense side's plan returns for a top-``k`` query: k for ``union`` (its funnel
+        ranks the union itself), else the depth of the fused dense list."""
+        return k if self.method == "union" else self.depths(k)[0]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -99,8 +99,7 @@ def calibrate_fusion(
         return judge.metrics(hits)[f"ndcg@{k}"]
 
     def specs(mode: str, fusion: Fusion | None = None) -> list[QuerySpec]:
-        depth = k if fusion is None or fusion.method == "union" else fusion.depths(k)[0]
-        plan = None if mode == "lexical" else plan_for(depth)
+        plan = None if mode == "lexical" else plan_for(k if fusion is None else fusion.plan_depth(k))
         return [QuerySpec(plan, k, with_text=False, mode=mode, fusion=fusion, text=t) for t in texts]
 
     dense = ndcg(specs("dense"))

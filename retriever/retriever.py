@@ -292,8 +292,7 @@ class Retriever:
             return QuerySpec(None, k, with_text, where, mode="lexical")
         if mode == "hybrid":
             chosen = fusion_for(self.collection, fusion)
-            depth = k if chosen.method == "union" else chosen.depths(k)[0]
-            return QuerySpec(None if exact else self.plan(plan, depth), k, with_text, where, mode="hybrid",
+            return QuerySpec(None if exact else self.plan(plan, chosen.plan_depth(k)), k, with_text, where, mode="hybrid",
                              fusion=chosen)
         if adaptive is None:
             adaptive = not exact and not _plan_given(plan) and adaptive_by_default(self.collection)

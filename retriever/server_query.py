@@ -5,7 +5,6 @@ last sent per shard on a sharded collection (see :mod:`retriever.sharding`).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -110,14 +109,12 @@ class ServerRequests:
         if spec.mode == "lexical":
             return models.QueryRequest(**text, limit=spec.k, filter=where, with_payload=payload)
         fusion = spec.fusion_or_default
-        dense_depth, lexical_depth = fusion.depths(spec.k)
-        lexical = models.Prefetch(**text, limit=per_shard_limit(lexical_depth, self.shards, spec.k), filter=where)
+        lexical = models.Prefetch(**text, limit=per_shard_limit(fusion.depths(spec.k)[1], self.shards, spec.k),
+                                  filter=where)
         if fusion.method == "union":
             return models.QueryRequest(**self.dense(vectors, row, spec, lexical), limit=spec.k, with_payload=payload)
-        if spec.plan is not None and spec.plan.k >= dense_depth:
-            dense_depth = spec.plan.k  # the retriever planned the dense list for its depth
-        deep = replace(spec, plan=None if spec.plan is None else spec.plan.with_k(dense_depth), k=dense_depth)
-        dense = models.Prefetch(**self.dense(vectors, row, deep), limit=dense_depth)
+        deep = spec.dense_list()
+        dense = models.Prefetch(**self.dense(vectors, row, deep), limit=deep.k)
         fuse: Any = (models.RrfQuery(rrf=models.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight]))
                      if fusion.method == "rrf" else models.FusionQuery(fusion=models.Fusion.DBSF))
         return models.QueryRequest(query=fuse, prefetch=[dense, lexical], limit=spec.k, with_payload=payload)

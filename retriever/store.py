@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,15 @@ class QuerySpec:
     @property
     def fusion_or_default(self) -> Fusion:
         return self.fusion or Fusion()
+
+    def dense_list(self) -> QuerySpec:
+        """The dense side of a fused (``rrf``/``dbsf``) hybrid search, as a dense search: the plan as
+        given when it returns at least the fusion's dense depth (the retriever plans it for that
+        depth), else the same stages widened to it; an exact search returns that depth."""
+        depth = self.fusion_or_default.depths(self.k)[0]
+        if self.plan is not None and self.plan.k >= depth:
+            depth = self.plan.k
+        return replace(self, plan=None if self.plan is None else self.plan.with_k(depth), k=depth, mode="dense")
 
 
 @dataclass(frozen=True)

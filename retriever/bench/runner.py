@@ -296,8 +296,7 @@ def bench_modes(
     out = []
     n = len(texts)
     for label, mode, fusion, extra in wanted:
-        depth = k if fusion is None or fusion.method == "union" else fusion.depths(k)[0]
-        plan = None if mode == "lexical" else plan_for(depth)
+        plan = None if mode == "lexical" else plan_for(k if fusion is None else fusion.plan_depth(k))
         rows = [(i, QuerySpec(plan, k, with_text=False, mode=mode, fusion=fusion, text=texts[i])) for i in range(n)]
 
         def search_mode(row: tuple[int, QuerySpec]) -> list[Hit]:
