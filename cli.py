@@ -794,7 +794,7 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
             source = f"{len(batch.ids)} stored chunks used as queries"
         reference = r.collection.search(vectors, None, k, with_text=False)
         result = run_calibration(r.collection, vectors, k, target, reference=reference, timed=True)
-        adaptive = calibrate_adaptive(r.collection, vectors, result.plan, reference, target)
+        adaptive = calibrate_adaptive(r.collection, vectors, result.plan, reference, target, fixed_ef=result.hnsw_ef)
         record = result.record(source) | {"adaptive": adaptive.record()}
         fusion = None
         previous = (r.collection.calibration() or {}).get("hybrid")
@@ -811,7 +811,8 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
                    | ({"fusion_tried": fusion.tried} if fusion else {}))
         return
     verdict = "reaches" if result.met else "does NOT reach (no candidate did; this is the best one)"
-    err.print(f"calibrated {name} on {source}: plan [bold]{result.plan}[/] {verdict} recall@{k} "
+    width = f" (graph ef {result.hnsw_ef})" if result.hnsw_ef else ""
+    err.print(f"calibrated {name} on {source}: plan [bold]{result.plan}[/]{width} {verdict} recall@{k} "
               f"{result.recall:.3f} against exact (target {target}); saved as the collection's default plan")
     a = adaptive
     err.print(f"adaptive: first plan {a.rule.first} (ef {a.rule.first_ef or 'default'}), widen when "

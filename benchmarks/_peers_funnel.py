@@ -86,13 +86,15 @@ class FunnelBench:
         reference = [[Hit(id=point_id(int(i)), doc_id="", chunk=0, score=0.0, text=None) for i in row]
                      for row in self.run.tune_truth]
         cal = calibrate(collection, queries, 10, self.run.args.target, reference=reference, timed=True)
-        points = [{"setting": {"plan": t["plan"]}, "recall": t["recall_vs_exact"], "p50_ms": t["p50_ms"]}
-                  for t in cal.tried if "p50_ms" in t]
-        return {"plan": str(cal.plan), "calibration_met": cal.met, "plans_tried": len(cal.tried)}, points
+        points = [{"setting": {"plan": t["plan"], "hnsw_ef": t.get("narrowest_ef")}, "recall": t["recall_vs_exact"],
+                   "p50_ms": t["p50_ms"]} for t in cal.tried if "p50_ms" in t]
+        return {"plan": str(cal.plan), "hnsw_ef": cal.hnsw_ef, "calibration_met": cal.met,
+                "plans_tried": len(cal.tried)}, points
 
     def searcher(self, collection: EdgeCollection, setting: dict, **extra: Any) -> Callable[[np.ndarray], np.ndarray]:
         plan = parse_plan(setting["plan"], self.ladder, 10)
         ladder = self.ladder
+        extra = {"hnsw_ef": setting.get("hnsw_ef")} | extra
 
         def run(q: np.ndarray) -> np.ndarray:
             one = {d: (q[:d] / np.linalg.norm(q[:d]))[None, :] for d in ladder}
@@ -103,7 +105,8 @@ class FunnelBench:
 
     def memory(self, setting: dict) -> dict:
         save_queries(self.queries_file, ladder_queries(self.run.meas_q, self.ladder))
-        m = measure_collection_memory(self.data_dir, self.name, self.queries_file, f"plan:{setting['plan']}:auto")
+        m = measure_collection_memory(self.data_dir, self.name, self.queries_file,
+                                      f"plan:{setting['plan']}:{setting.get('hnsw_ef') or 'auto'}")
         return {"rss_open": m["collection_rss_open"], "rss_after": m["collection_rss"],
                 "rss_anon_after": m["collection_rss_anon"], "rss_file_after": m["collection_rss_file"]}
 
@@ -123,8 +126,9 @@ class FunnelBench:
             queries = ladder_queries(self.run.tune_q, self.ladder)
             reference = [[Hit(id=point_id(int(i)), doc_id="", chunk=0, score=0.0, text=None) for i in row]
                          for row in self.run.tune_truth]
-            cal = calibrate_adaptive(collection, queries, plan, reference, self.run.args.target)
-            spec = adaptive.AdaptiveSpec(plan, 10, with_text=False, rule=cal.rule)
+            ef = setting.get("hnsw_ef")
+            cal = calibrate_adaptive(collection, queries, plan, reference, self.run.args.target, fixed_ef=ef)
+            spec = adaptive.AdaptiveSpec(plan, 10, with_text=False, hnsw_ef=ef, rule=cal.rule)
             ladder = self.ladder
 
             def run(q: np.ndarray) -> np.ndarray:

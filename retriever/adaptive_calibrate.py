@@ -117,13 +117,15 @@ def calibrate_adaptive(
     reference: list[list[Hit]],
     target: float,
     probe: int | None = None,
+    fixed_ef: int | None = None,
 ) -> AdaptiveCalibration:
-    """Pick the adaptive rule for ``fixed`` (pass 2) at recall ``target`` on these queries (see module doc)."""
+    """Pick the adaptive rule for ``fixed`` (pass 2, its first stage walked with ``fixed_ef``) at recall
+    ``target`` on these queries (see module doc)."""
     k = fixed.k
     probe = probe or k
     n = len(reference)
     rows = [{dim: m[i : i + 1] for dim, m in queries.items()} for i in range(n)]
-    fixed_spec = QuerySpec(fixed, k, with_text=False)
+    fixed_spec = QuerySpec(fixed, k, with_text=False, hnsw_ef=fixed_ef)
     deep = recall_each(collection.search_each(queries, [fixed_spec] * n), reference, k)
     fixed_latency = _timed(collection, rows, fixed_spec)
     best: tuple[float, AdaptiveRule] | None = None
@@ -146,7 +148,7 @@ def calibrate_adaptive(
         plan, ef = first_candidates(fixed, collection.spec.dims, k, probe)[0]
         best = (math.inf, AdaptiveRule(plan, probe, "margin", ALWAYS, ef))
     rule = best[1]
-    spec = AdaptiveSpec(fixed, k, with_text=False, rule=rule)
+    spec = AdaptiveSpec(fixed, k, with_text=False, hnsw_ef=fixed_ef, rule=rule)
     results = search_each(collection, queries, [spec] * n)
     latency = _timed(collection, rows, spec)
     return AdaptiveCalibration(

@@ -11,6 +11,13 @@ Without timing, the cheapest plan by that model that reaches the target wins (de
 one query at a time on this machine, and the fastest wins: the cost model ignores the engine's
 fixed cost per stage, which often makes a two-stage plan faster than a four-stage one that scores
 fewer components.
+
+The graph search width (``ef``) of the first stage is calibrated with the plan: by default a stage
+walks its graph with ``ef = max(128, shortlist)``, far wider than a small shortlist needs, so every
+candidate plan whose first stage walks a graph is also tried with each narrower width of
+:data:`EF_STEPS` (at least its shortlist), costed by that width: a wider shortlist walked narrowly
+can beat a narrow one walked wide. With ``timed=True`` the cheapest passing candidates of each
+structure (up to ``1 + WIDER_PER_STRUCTURE``) are timed.
 """
 
 from __future__ import annotations
@@ -32,14 +39,19 @@ TOP_FACTORS = (2, 3, 5, 10, 20, 40)
 # points: 0.4 ms against 1.0 ms for the calibrated funnel), and timing it stays cheap.
 SCAN_CANDIDATE_MAX_POINTS = 50_000
 GROWTH = (1, 2, 4)
+# Graph search widths tried for a passing plan's first stage (those ≥ its shortlist and below the default).
+EF_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+# With timing, this many more passing candidates of each structure (after its cheapest) are timed.
+WIDER_PER_STRUCTURE = 2
 DEFAULT_TARGET = 0.98
 DEFAULT_SAMPLE = 200
 
 
-def plan_cost(plan: FunnelPlan) -> int:
-    """Vector components scored by one query of ``plan`` (see the module docstring)."""
+def plan_cost(plan: FunnelPlan, hnsw_ef: int | None = None) -> int:
+    """Vector components scored by one query of ``plan`` whose first stage walks its graph with
+    ``hnsw_ef`` (``None``: the default width ``max(128, shortlist)``; see the module docstring)."""
     first = plan.stages[0]
-    cost = max(MIN_HNSW_EF, first.limit) * first.dim
+    cost = (hnsw_ef or max(MIN_HNSW_EF, first.limit)) * first.dim
     for before, stage in zip(plan.stages, plan.stages[1:]):
         cost += before.limit * stage.dim
     return cost
@@ -59,19 +71,32 @@ def candidate_plans(ladder: tuple[int, ...], k: int) -> list[FunnelPlan]:
     return sorted(plans, key=lambda p: (plan_cost(p), str(p)))
 
 
-def _candidates(collection: Collection, k: int, points: int) -> list[FunnelPlan]:
-    """The candidate plans of :func:`candidate_plans`, plus, on a small collection, the single top-dim
-    stage in its place in the cost order (it scores every point: ``points × top dim`` components)."""
+Candidate = tuple[FunnelPlan, "int | None"]  # a plan and its first stage's graph width (None: the default)
+
+
+def _widths(collection: Collection, plan: FunnelPlan) -> list[int | None]:
+    """The graph widths to try for ``plan``: each of :data:`EF_STEPS` at least its shortlist and below the
+    default width, then the default (``None``); only the default where the first stage walks no graph."""
+    dim, limit = plan.stages[0].dim, plan.stages[0].limit
+    if len(plan.stages) == 1 or dim not in (collection.spec.hnsw_dims or ()) or collection.hnsw_is_full_scan(dim):
+        return [None]
+    return [*(e for e in EF_STEPS if limit <= e < max(MIN_HNSW_EF, limit)), None]
+
+
+def _candidates(collection: Collection, k: int, points: int) -> list[Candidate]:
+    """The candidate plans of :func:`candidate_plans`, each with every graph width of :func:`_widths`,
+    plus, on a small collection, the single top-dim stage (it scores every point: ``points × top
+    dim`` components), all in cost order."""
     plans = candidate_plans(collection.spec.dims, k)
-    if len(collection.spec.dims) == 1 or points > SCAN_CANDIDATE_MAX_POINTS:
-        return plans
-    scan = FunnelPlan((Stage(collection.spec.top_dim, k),))
-    return sorted([*plans, scan], key=lambda p: (_cost(p, points), str(p)))
+    if len(collection.spec.dims) > 1 and points <= SCAN_CANDIDATE_MAX_POINTS:
+        plans.append(FunnelPlan((Stage(collection.spec.top_dim, k),)))
+    pairs = [(plan, ef) for plan in plans for ef in _widths(collection, plan)]
+    return sorted(pairs, key=lambda c: (_cost(c[0], points, c[1]), str(c[0]), c[1] or 0))
 
 
-def _cost(plan: FunnelPlan, points: int) -> int:
+def _cost(plan: FunnelPlan, points: int, hnsw_ef: int | None = None) -> int:
     """:func:`plan_cost`, except that a single top-dim stage scans all ``points``."""
-    return points * plan.stages[0].dim if len(plan.stages) == 1 else plan_cost(plan)
+    return points * plan.stages[0].dim if len(plan.stages) == 1 else plan_cost(plan, hnsw_ef)
 
 
 def recall_against(found: list[list[Hit]], reference: list[list[Hit]], k: int) -> float:
@@ -97,11 +122,12 @@ class Calibration:
     met: bool
     queries: int
     tried: list[dict] = field(default_factory=list)
+    hnsw_ef: int | None = None  # the first stage's calibrated graph width (None: the default rule)
 
     def record(self, source: str) -> dict:
         """What a collection saves (``funnel calibrate``): enough to derive a plan for any k."""
-        return {"plan": str(self.plan), "k": self.plan.k, "recall_vs_exact": self.recall, "target": self.target,
-                "met": self.met, "queries": self.queries, "source": source}
+        return {"plan": str(self.plan), "k": self.plan.k, "hnsw_ef": self.hnsw_ef, "recall_vs_exact": self.recall,
+                "target": self.target, "met": self.met, "queries": self.queries, "source": source}
 
 
 def calibrated_plan(record: dict, ladder: tuple[int, ...], k: int) -> FunnelPlan:
@@ -117,6 +143,18 @@ def calibrated_plan(record: dict, ladder: tuple[int, ...], k: int) -> FunnelPlan
     scale = k / saved.k
     stages = [Stage(s.dim, min(MAX_SHORTLIST, max(k, math.ceil(s.limit * scale)))) for s in saved.stages[:-1]]
     return FunnelPlan(tuple(stages) + (Stage(ladder[-1], k),))
+
+
+def calibrated_ef(record: dict, plan: FunnelPlan) -> int | None:
+    """The saved calibration's first-stage graph width for ``plan`` (the saved plan scaled to another
+    k), scaled like the shortlists and never below the first shortlist; ``None`` when none was saved."""
+    try:
+        ef, k = record.get("hnsw_ef"), int(record["k"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not isinstance(ef, int) or ef <= 0:
+        return None
+    return max(plan.stages[0].limit, math.ceil(ef * plan.k / k))
 
 
 def calibrate(
@@ -141,37 +179,38 @@ def calibrate(
     if reference is None:
         reference = collection.search(queries, None, k, with_text=False)
     tried: list[dict] = []
-    best: tuple[float, FunnelPlan] | None = None
+    best: tuple[float, FunnelPlan, int | None] | None = None
     passing: list[tuple[FunnelPlan, float, dict]] = []
-    structures: set[tuple[int, ...]] = set()  # stage dims of the plans that passed already
+    passed: dict[tuple[int, ...], int] = {}  # stage dims → how many candidates of that structure passed
     points = collection.count()
-    for plan in _candidates(collection, k, points):
+    for plan, ef in _candidates(collection, k, points):
         dims = tuple(s.dim for s in plan.stages)
-        if dims in structures:
-            continue  # a cheaper plan of this structure passed: this one can only be slower
-        found = collection.search(queries, plan, k, with_text=False)
+        if passed.get(dims, 0) > (WIDER_PER_STRUCTURE if timed else 0):
+            continue  # cheaper candidates of this structure passed: this one can only be slower
+        found = collection.search(queries, plan, k, with_text=False, hnsw_ef=ef)
         recall = recall_against(found, reference, k)
-        entry = {"plan": str(plan), "cost": _cost(plan, points), "recall_vs_exact": recall}
+        entry: dict = {"plan": str(plan), "hnsw_ef": ef, "cost": _cost(plan, points, ef), "recall_vs_exact": recall}
         tried.append(entry)
         if best is None or recall > best[0]:
-            best = (recall, plan)
+            best = (recall, plan, ef)
         if recall >= target:
             passing.append((plan, recall, entry))
-            structures.add(dims)
+            passed[dims] = passed.get(dims, 0) + 1
             if not timed:
                 break
     if not passing:
         assert best is not None
-        return Calibration(best[1], best[0], target, False, n, tried)
+        return Calibration(best[1], best[0], target, False, n, tried, best[2])
     if timed:
         rows = [{dim: m[i : i + 1] for dim, m in queries.items()} for i in range(n)]
         for plan, _, entry in passing:
-            def search_plan(q: dict[int, np.ndarray], plan: FunnelPlan = plan) -> list[list[Hit]]:
-                return collection.search(q, plan, k, with_text=False)
+            def search_plan(q: dict[int, np.ndarray], plan: FunnelPlan = plan, ef: int | None = entry["hnsw_ef"]
+                            ) -> list[list[Hit]]:
+                return collection.search(q, plan, k, with_text=False, hnsw_ef=ef)
 
             _, latency = time_each(search_plan, rows, warmup=n)
             entry["p50_ms"] = latency.p50
-        plan, recall, _ = min(passing, key=lambda p: p[2]["p50_ms"])
+        plan, recall, chosen = min(passing, key=lambda p: p[2]["p50_ms"])
     else:
-        plan, recall, _ = passing[0]
-    return Calibration(plan, recall, target, True, n, tried)
+        plan, recall, chosen = passing[0]
+    return Calibration(plan, recall, target, True, n, tried, chosen["hnsw_ef"])

@@ -18,7 +18,7 @@ import numpy as np
 
 from .adaptive import AdaptiveRule, AdaptiveSpec, SearchResult, scale_rule
 from .adaptive import search_each as adaptive_search_each
-from .calibrate import calibrated_plan
+from .calibrate import calibrated_ef, calibrated_plan
 from .catalog import EngineConfig, open_catalog
 from .embedder import Embedder
 from .errors import BadInputError, InvalidPlanError, ModelMismatchError
@@ -99,6 +99,13 @@ def default_plan_for(collection: Collection, k: int) -> FunnelPlan:
     if record is None:
         return default_plan(collection.spec.dims, k)
     return calibrated_plan(record, collection.spec.dims, k)
+
+
+def default_ef_for(collection: Collection, plan: FunnelPlan) -> int | None:
+    """The first-stage graph width calibrated with the collection's plan (``plan`` is that plan for
+    some k), or ``None``: the default rule (``max(128, shortlist)``)."""
+    record = collection.calibration()
+    return None if record is None else calibrated_ef(record, plan)
 
 
 def adaptive_rule_for(collection: Collection, k: int) -> AdaptiveRule | None:
@@ -292,8 +299,8 @@ class Retriever:
             return QuerySpec(None, k, with_text, where, mode="lexical")
         if mode == "hybrid":
             chosen = fusion_for(self.collection, fusion)
-            return QuerySpec(None if exact else self.plan(plan, chosen.plan_depth(k)), k, with_text, where, mode="hybrid",
-                             fusion=chosen)
+            dense = None if exact else self.plan(plan, chosen.plan_depth(k))
+            return QuerySpec(dense, k, with_text, where, hnsw_ef=self._ef(plan, dense), mode="hybrid", fusion=chosen)
         if adaptive is None:
             adaptive = not exact and not _plan_given(plan) and adaptive_by_default(self.collection)
         if adaptive:
@@ -301,8 +308,16 @@ class Retriever:
             if rule is None:
                 raise InvalidPlanError(f"collection {self.name!r} has no adaptive calibration: run "
                                        "funnel calibrate first")
-            return AdaptiveSpec(self.plan(None, k), k, with_text, where, rule=rule)
-        return QuerySpec(None if exact else self.plan(plan, k), k, with_text, where)
+            deep = self.plan(None, k)
+            return AdaptiveSpec(deep, k, with_text, where, hnsw_ef=self._ef(None, deep), rule=rule)
+        chosen_plan = None if exact else self.plan(plan, k)
+        return QuerySpec(chosen_plan, k, with_text, where, hnsw_ef=self._ef(plan, chosen_plan))
+
+    def _ef(self, given: Any, plan: FunnelPlan | None) -> int | None:
+        """The calibrated graph width for the collection's own plan; a given plan keeps the default rule."""
+        if plan is None or _plan_given(given):
+            return None
+        return default_ef_for(self.collection, plan)
 
     def search(
         self,

@@ -126,3 +126,50 @@ def test_real_model_funnel_is_approximate_and_close_to_exact(tmp_path, graph_thr
     assert funnel_recall >= 0.95 and funnel_recall > tight_recall
     top1 = np.mean([bool(d) and d[0].id == e[0].id for d, e in zip(funnel, exact)])
     assert top1 >= 0.95
+
+
+def test_calibration_narrows_the_graph_search_and_searches_use_it(tmp_path, graph_thresholds):
+    """The first stage walks its graph with ef = max(128, shortlist) unless calibrated: calibration also
+    tries narrower widths, keeps the cheapest (plan, width) that meets the target, saves it, and a
+    search without a plan uses it. Steeply Matryoshka vectors (variance exp(-i/12)): a short 64-dim
+    shortlist suffices, so the default width is far wider than needed."""
+    from types import SimpleNamespace
+
+    from retriever.calibrate import EF_STEPS, calibrate, calibrated_ef
+    from retriever.retriever import Retriever, default_ef_for, default_plan_for
+    from retriever.store import MIN_HNSW_EF
+
+    rng = np.random.default_rng(11)
+    scale = np.exp(-np.arange(384, dtype=np.float32) / 12)
+    full = rng.standard_normal((N_POINTS, 384)).astype(np.float32) * scale
+    spec = CollectionSpec(name="steep", model="synthetic", model_fingerprint="0", model_dim=384, dims=LADDER,
+                          chunk_size=16, chunk_overlap=0)
+    catalog = EdgeCatalog(tmp_path / "data")
+    with catalog.create(spec) as coll:
+        ids = [f"00000000-0000-0000-0000-{i:012x}" for i in range(N_POINTS)]
+        coll.upsert(PointBatch(ids, _prefixes(full), [{"doc_id": i, "chunk": 0} for i in ids]))
+        coll.finish_indexing()
+    queries = _prefixes(rng.standard_normal((60, 384)).astype(np.float32) * scale)
+    with catalog.open("steep") as coll:
+        exact = coll.search(queries, None, K, with_text=False)
+        target = 0.95
+        cal = calibrate(coll, queries, K, target, reference=exact)
+        assert cal.met and cal.hnsw_ef is not None, cal.tried
+        first = cal.plan.stages[0]
+        assert first.limit <= cal.hnsw_ef < max(MIN_HNSW_EF, first.limit), "no narrower graph search than the default"
+        # The saved recall is the one at the calibrated width, and it meets the target there ...
+        at_ef = recall_against(coll.search(queries, cal.plan, K, with_text=False, hnsw_ef=cal.hnsw_ef), exact, K)
+        assert at_ef == pytest.approx(cal.recall) and at_ef >= target
+        # ... and the calibration really walked the graph: the narrowest width of all is too narrow here.
+        assert recall_against(coll.search(queries, cal.plan, K, with_text=False, hnsw_ef=first.limit), exact, K) < 1.0
+        tried_widths = {t["hnsw_ef"] for t in cal.tried if t["plan"] == str(cal.plan)}
+        assert {e for e in EF_STEPS if first.limit <= e <= cal.hnsw_ef} <= tried_widths
+        coll.save_calibration(cal.record("test"))
+        plan20 = default_plan_for(coll, 2 * K)
+        assert default_ef_for(coll, default_plan_for(coll, K)) == cal.hnsw_ef
+        assert default_ef_for(coll, plan20) == max(plan20.stages[0].limit, 2 * cal.hnsw_ef)  # scaled with k
+        assert calibrated_ef({"plan": str(cal.plan), "k": K}, cal.plan) is None  # records from before: default rule
+        # The Retriever's default dense search carries the width; a plan given by the caller keeps the default rule.
+        retriever = Retriever(coll, SimpleNamespace(name="synthetic", fingerprint="0"))  # type: ignore[arg-type]
+        assert retriever.query_spec(k=K, adaptive=False).hnsw_ef == cal.hnsw_ef
+        assert retriever.query_spec(k=K, plan=str(cal.plan)).hnsw_ef is None

@@ -214,19 +214,20 @@ def bench_variant(
         extra: dict[str, Any] = {}
         if given is None and not calibrated:  # auto and adaptive: calibrate on a sample of the queries
             cal = calibrate(collection, sample, k, config.target, reference=exact[:DEFAULT_SAMPLE], timed=True)
-            calibrated = {"plan": cal.plan, "calibration": {
+            calibrated = {"plan": cal.plan, "hnsw_ef": cal.hnsw_ef, "calibration": {
                 "target": cal.target, "met": cal.met, "queries": cal.queries, "recall_vs_exact": cal.recall,
-                "plans_tried": len(cal.tried)}}
+                "hnsw_ef": cal.hnsw_ef, "plans_tried": len(cal.tried)}}
             if not cal.met:
                 progress.note(f"auto: no candidate plan reached recall {cal.target} on {spec.name}; "
                               f"the best one ({cal.plan}) reached {cal.recall:.3f}")
         plan: FunnelPlan = given or calibrated["plan"]
-        query_spec = QuerySpec(plan, k, with_text=False)
+        ef = None if given is not None else calibrated["hnsw_ef"]
+        query_spec = QuerySpec(plan, k, with_text=False, hnsw_ef=ef)
         if given is None:
             extra = {"calibration": calibrated["calibration"]}
         if label == ADAPTIVE:
-            adaptive = calibrate_adaptive(collection, sample, plan, exact[:DEFAULT_SAMPLE], config.target)
-            query_spec = AdaptiveSpec(plan, k, with_text=False, rule=adaptive.rule)
+            adaptive = calibrate_adaptive(collection, sample, plan, exact[:DEFAULT_SAMPLE], config.target, fixed_ef=ef)
+            query_spec = AdaptiveSpec(plan, k, with_text=False, hnsw_ef=ef, rule=adaptive.rule)
             extra["adaptive"] = adaptive.record()
 
         def search_plan(q: dict[int, np.ndarray], spec: QuerySpec = query_spec) -> list[SearchResult]:
