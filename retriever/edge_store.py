@@ -63,6 +63,7 @@ from .store import (
     Hit,
     PointBatch,
     QuerySpec,
+    engine_id,
     ranked,
 )
 
@@ -165,7 +166,7 @@ class EdgeCollection(Collection):
         rows = {dim: np.asarray(batch.vectors[dim], dtype=np.float64) for dim in self.spec.dims}
         try:
             points = [
-                Point(point_id, {names[dim]: rows[dim][i] for dim in self.spec.dims}, payload)
+                Point(engine_id(point_id), {names[dim]: rows[dim][i] for dim in self.spec.dims}, payload)
                 for i, (point_id, payload) in enumerate(zip(batch.ids, batch.payloads))
             ]
             self.shard.update(UpdateOperation.upsert_points(points))
@@ -174,7 +175,7 @@ class EdgeCollection(Collection):
 
     def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         try:
-            records = self.shard.retrieve(list(ids), with_payload=True, with_vector=False)
+            records = self.shard.retrieve([engine_id(i) for i in ids], with_payload=True, with_vector=False)
         except Exception as exc:  # noqa: BLE001
             raise _engine_error(exc, self.spec.name) from exc
         return {str(r.id): r.payload or {} for r in records}

@@ -125,7 +125,7 @@ def write_group(
         for c in chunks:
             finished[c.doc_id] = max(finished.get(c.doc_id, 0), c.index + 1)
     chunks_per_doc = finished
-    probes = {chunk_id(doc, n): doc for doc, n in chunks_per_doc.items()}
+    probes = {chunk_id(doc, n, collection.spec.point_ids): doc for doc, n in chunks_per_doc.items()}
     payloads = {c.id: c.payload() for c in chunks}
     stored = collection.payloads(list(payloads) + list(probes))
     changed = [c for c in chunks if stored.get(c.id) != payloads[c.id]]
@@ -227,8 +227,10 @@ def check_batch_size(batch_size: int) -> None:
 def _index_valid(catalog: Catalog, spec: CollectionSpec, corpus: ValidCorpus, embedder: Embedder, batch_size: int,
                  progress: IndexProgress | None, started: float) -> IndexResult:
     report = corpus.report
-    chunker = TokenChunker(embedder.tokenizer, spec.chunk_size, spec.chunk_overlap, embedder.max_tokens)
     with catalog.open_or_create(spec) as collection:
+        # the stored collection's id scheme: one made before integer ids keeps its UUIDs
+        chunker = TokenChunker(embedder.tokenizer, spec.chunk_size, spec.chunk_overlap, embedder.max_tokens,
+                               collection.spec.point_ids)
         if progress:
             progress.start(report.documents)
         counts = index_chunks(collection, embedder, chunker, corpus.documents(), batch_size, progress=progress)

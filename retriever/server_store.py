@@ -43,6 +43,7 @@ from .store import (
     Hit,
     PointBatch,
     QuerySpec,
+    engine_id,
     ranked,
 )
 
@@ -128,7 +129,7 @@ class ServerCollection(Collection):
             end = start + UPSERT_CHUNK
             vectors = {vector_name(d): np.asarray(batch.vectors[d][start:end], dtype=np.float32).tolist()
                        for d in self.spec.dims}
-            points = models.Batch(ids=list(batch.ids[start:end]), vectors=vectors, payloads=list(batch.payloads[start:end]))
+            points = models.Batch(ids=[engine_id(i) for i in batch.ids[start:end]], vectors=vectors, payloads=list(batch.payloads[start:end]))
             self._call(f"upsert {len(points.ids):,} points", self.catalog.conn.client.upsert, points=points, wait=True)
 
         starts = range(0, len(batch.ids), UPSERT_CHUNK)
@@ -140,7 +141,7 @@ class ServerCollection(Collection):
             list(pool.map(send, starts))  # list(): re-raise the first failure
 
     def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        records = self._call("read payloads", self.catalog.conn.client.retrieve, ids=list(ids), with_payload=True,
+        records = self._call("read payloads", self.catalog.conn.client.retrieve, ids=[engine_id(i) for i in ids], with_payload=True,
                              with_vectors=False)
         return {str(r.id): r.payload or {} for r in records}
 

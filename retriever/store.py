@@ -73,6 +73,7 @@ class CollectionSpec:
     version: int = SPEC_VERSION
     lexical: str | None = None
     lexical_analyzer: str = "english"
+    point_ids: str = "int"
 
     def __post_init__(self) -> None:
         graph_dims = self.dims[:1] if self.hnsw_dims is None else self.hnsw_dims
@@ -82,6 +83,8 @@ class CollectionSpec:
         if not set(graph_dims) <= set(self.dims):
             raise InvalidDimsError(f"HNSW dims {list(graph_dims)} are not all in the ladder {list(self.dims)}")
         check_lexical(self.lexical, self.lexical_analyzer)
+        if self.point_ids not in ("int", "uuid"):
+            raise InvalidDimsError(f"unknown point id scheme {self.point_ids!r} (choose from int, uuid)")
 
     @property
     def top_dim(self) -> int:
@@ -103,6 +106,7 @@ class CollectionSpec:
     def from_dict(cls, data: dict[str, Any]) -> CollectionSpec:
         data = dict(data)
         data["dims"] = tuple(data["dims"])
+        data.setdefault("point_ids", "uuid")  # collections made before integer ids
         if data.get("hnsw_dims") is not None:
             data["hnsw_dims"] = tuple(data["hnsw_dims"])
         return cls(**data)
@@ -134,6 +138,12 @@ class CollectionSpec:
                 f"collection {self.name!r} has storage layout {mine}, not {theirs}: "
                 "use the same layout options or a new collection"
             )
+
+
+def engine_id(point_id: str) -> int | str:
+    """A point id as the engines take it: a decimal id (see :func:`retriever.chunking.chunk_id`) as an
+    unsigned integer, a UUID as its string. Ids are strings everywhere above the stores."""
+    return int(point_id) if point_id.isdecimal() else point_id
 
 
 @dataclass(frozen=True)

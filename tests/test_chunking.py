@@ -26,20 +26,38 @@ def numbered_words(n: int) -> list[str]:
 # --- chunk ids -----------------------------------------------------------------------------------
 
 
-def test_chunk_id_is_a_stable_uuid5():
-    cid = chunk_id("doc-1", 0)
-    assert cid == chunk_id("doc-1", 0)
+def test_chunk_id_is_stable():
+    # Pinned value: changing the hash or the scheme would orphan every stored point.
+    assert chunk_id("doc-1", 0) == chunk_id("doc-1", 0, "int") == "7626413028046305929"
+
+
+def test_uuid_chunk_id_is_a_stable_uuid5():
+    cid = chunk_id("doc-1", 0, "uuid")
+    assert cid == chunk_id("doc-1", 0, "uuid")
     assert cid == str(uuid.uuid5(CHUNK_NAMESPACE, "doc-1\x1f0"))
     assert uuid.UUID(cid).version == 5
     # Pinned value: changing the namespace or the scheme would orphan every stored point.
     assert cid == "48db2ce5-0bf0-562d-8b6f-cd7c56c1dae0"
 
 
-def test_chunk_ids_differ_by_document_and_index():
-    ids = {chunk_id(doc, i) for doc in ("a", "b", "a1", "1") for i in range(5)}
+@pytest.mark.parametrize("scheme", ["int", "uuid"])
+def test_chunk_ids_differ_by_document_and_index(scheme):
+    ids = {chunk_id(doc, i, scheme) for doc in ("a", "b", "a1", "1") for i in range(5)}
     assert len(ids) == 20
     # The separator keeps ("a1", 0) and ("a", 10) apart.
-    assert chunk_id("a1", 0) != chunk_id("a", 10)
+    assert chunk_id("a1", 0, scheme) != chunk_id("a", 10, scheme)
+
+
+def test_integer_chunk_ids_are_63_bit_decimals_and_engine_ids():
+    from retriever.store import engine_id
+
+    ids = [chunk_id(f"doc-{i}", j, "int") for i in range(200) for j in range(5)]
+    assert len(set(ids)) == len(ids) and all(i.isdecimal() for i in ids)
+    assert all(0 <= int(i) < 2**63 for i in ids) and max(int(i) for i in ids) > 2**60  # the whole range is used
+    assert chunk_id("doc-1", 0, "int") == chunk_id("doc-1", 0, "int")
+    assert engine_id(ids[0]) == int(ids[0])
+    uid = chunk_id("doc-1", 0, "uuid")
+    assert engine_id(uid) == uid and len(uid) == 36
 
 
 # --- validation ----------------------------------------------------------------------------------

@@ -106,7 +106,30 @@ def test_chunk_ids_are_stable(indexed):
     catalog, _, _ = indexed
     with catalog.open("topics") as coll:
         keys = point_keys(coll)
-    assert sorted(keys) == sorted((chunk_id(doc_id, 0), doc_id, 0) for doc_id, _, _ in TOPIC_DOCS)
+        assert coll.spec.point_ids == "int"
+    assert sorted(keys) == sorted((chunk_id(doc_id, 0, "int"), doc_id, 0) for doc_id, _, _ in TOPIC_DOCS)
+    assert all(k[0].isdecimal() for k in keys), "a new collection stores integer point ids"
+
+
+def test_a_collection_from_before_integer_ids_keeps_its_uuids(tmp_path, embedder):
+    """A collection whose spec has no point_ids (made before integer ids) keeps UUIDv5 ids: re-indexing
+    it updates its points in place instead of adding integer-id twins; search and payloads work."""
+    import json
+
+    corpus = write_jsonl(tmp_path / "topics.jsonl", topic_records())
+    catalog = EdgeCatalog(tmp_path / "data")
+    spec = build_spec("old", embedder, None, None, None)
+    old = {k: v for k, v in json.loads(spec.to_json()).items() if k != "point_ids"}
+    catalog.create(spec).close()
+    (catalog.root / "old" / "collection.json").write_text(json.dumps(old))
+    first = index_corpus(catalog, "old", [corpus], embedder)
+    again = index_corpus(catalog, "old", [corpus], embedder)
+    assert (first.points, again.points, again.unchanged) == (N_DOCS, N_DOCS, N_DOCS)
+    with catalog.open("old") as coll:
+        assert coll.spec.point_ids == "uuid"
+        keys = point_keys(coll)
+        assert sorted(keys) == sorted((chunk_id(doc_id, 0, "uuid"), doc_id, 0) for doc_id, _, _ in TOPIC_DOCS)
+        assert set(coll.payloads([keys[0][0]])) == {keys[0][0]}
 
 
 def test_funnel_top1_equals_exact_top1(retriever):

@@ -214,7 +214,7 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
         validate_query(body.query)
         if feedback is None:
             raise FunnelError("feedback is not enabled on this server")
-        point = chunk_id(body.doc_id, body.chunk)
+        point = chunk_id(body.doc_id, body.chunk, service.collection.spec.point_ids)
         found = await asyncio.get_running_loop().run_in_executor(
             _batcher(request).executor, service.collection.payloads, [point]
         )

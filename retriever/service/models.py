@@ -121,7 +121,7 @@ class SearchRequest(BaseModel):
 class HitModel(BaseModel):
     """One chunk with its score."""
 
-    id: str = Field(description="the chunk's point id (UUIDv5 of doc_id and chunk)")
+    id: str = Field(description="the chunk's point id (a hash of doc_id and chunk: an integer in decimal, or a UUID in collections made before integer ids)")
     doc_id: str
     chunk: int = Field(description="the chunk's index in its document")
     score: float
