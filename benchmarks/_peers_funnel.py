@@ -27,7 +27,13 @@ THREADS = ("search 1: funnel's store creates the shard with max_search_threads u
 
 
 def point_id(i: int) -> str:
-    return str(uuid.UUID(int=i + 1))
+    """Row ``i``'s point id: an integer id, as funnel's indexer makes since integer ids."""
+    return str(i + 1)
+
+
+def row_of(point: str) -> int:
+    """The row of a point id (integer ids; UUIDs in collections cached before them)."""
+    return int(point) - 1 if point.isdecimal() else uuid.UUID(point).int - 1
 
 
 def ladder_queries(q: np.ndarray, ladder: tuple[int, ...]) -> dict[int, np.ndarray]:
@@ -99,7 +105,7 @@ class FunnelBench:
         def run(q: np.ndarray) -> np.ndarray:
             one = {d: (q[:d] / np.linalg.norm(q[:d]))[None, :] for d in ladder}
             hits = collection.search(one, plan, 10, with_text=False, **extra)[0]
-            return np.fromiter((uuid.UUID(h.id).int - 1 for h in hits), dtype=np.int64, count=len(hits))
+            return np.fromiter((row_of(h.id) for h in hits), dtype=np.int64, count=len(hits))
 
         return run
 
@@ -134,7 +140,7 @@ class FunnelBench:
             def run(q: np.ndarray) -> np.ndarray:
                 one = {d: (q[:d] / np.linalg.norm(q[:d]))[None, :] for d in ladder}
                 hits = adaptive.search_each(collection, one, [spec])[0]
-                return np.fromiter((uuid.UUID(h.id).int - 1 for h in hits), dtype=np.int64, count=len(hits))
+                return np.fromiter((row_of(h.id) for h in hits), dtype=np.int64, count=len(hits))
 
             run(self.run.tune_q[0])
         except (ImportError, AttributeError, TypeError, KeyError) as exc:
