@@ -46,7 +46,8 @@ class FunnelBench:
         graph_dim = graph_dim or run.ladder[0]
         self.ladder: tuple[int, ...] = tuple(d for d in run.ladder if d >= graph_dim)
         self.quantization = quantization
-        self.name = ("funnel" + ("-int8" if quantization == "int8" else "") + ("" if on_disk else "-ram")
+        short = {"none": "", "int8": "-int8", "binary": "-bin", "binary1.5": "-bin1.5", "binary2": "-bin2"}
+        self.name = ("funnel" + short[quantization] + ("" if on_disk else "-ram")
                      + ("" if graph_dim == run.ladder[0] else f"-g{graph_dim}"))
         self.data_dir: Path = run.cache / "funnel"
         self.catalog = EdgeCatalog(self.data_dir)

@@ -501,7 +501,8 @@ class Run:
 
 
 CONFIG_ORDER = ("numpy", "edge-exact", "edge-hnsw", "edge-int8", "edge-binary", "faiss", "cascade", "cascade-128",
-                "cascade-256", "funnel-int8", "funnel", "funnel-int8-128", "funnel-int8-256")
+                "cascade-256", "funnel-int8", "funnel", "funnel-int8-128", "funnel-int8-256", "funnel-bin-256",
+                "funnel-bin2-256", "funnel-int8-384")
 
 
 def run_all(args: argparse.Namespace, console: Console) -> dict:
@@ -522,6 +523,9 @@ def run_all(args: argparse.Namespace, console: Console) -> dict:
         "funnel": lambda: run.funnel("none"),
         "funnel-int8-128": lambda: run.funnel("int8", graph_dim=128),
         "funnel-int8-256": lambda: run.funnel("int8", graph_dim=256),
+        "funnel-bin-256": lambda: run.funnel("binary", graph_dim=256),
+        "funnel-bin2-256": lambda: run.funnel("binary2", graph_dim=256),
+        "funnel-int8-384": lambda: run.funnel("int8", graph_dim=run.ladder[-1]),
     }
     for name in args.configs:
         steps[name]()

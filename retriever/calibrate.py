@@ -78,7 +78,7 @@ def _widths(collection: Collection, plan: FunnelPlan) -> list[int | None]:
     """The graph widths to try for ``plan``: each of :data:`EF_STEPS` at least its shortlist and below the
     default width, then the default (``None``); only the default where the first stage walks no graph."""
     dim, limit = plan.stages[0].dim, plan.stages[0].limit
-    if len(plan.stages) == 1 or dim not in (collection.spec.hnsw_dims or ()) or collection.hnsw_is_full_scan(dim):
+    if dim not in (collection.spec.hnsw_dims or ()) or collection.hnsw_is_full_scan(dim):
         return [None]
     return [*(e for e in EF_STEPS if limit <= e < max(MIN_HNSW_EF, limit)), None]
 
