@@ -24,7 +24,7 @@ import numpy as np
 from .bench.timing import time_each
 from .errors import BadInputError
 from .plan import MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
-from .store import MIN_HNSW_EF, Collection, Hit
+from .store import MIN_HNSW_EF, Collection, CollectionSpec, Hit
 
 TOP_FACTORS = (2, 3, 5, 10, 20, 40)
 # Up to this many points a single top-dim stage (a scan of the top-dim vector, which has no graph) is
@@ -59,11 +59,20 @@ def candidate_plans(ladder: tuple[int, ...], k: int) -> list[FunnelPlan]:
     return sorted(plans, key=lambda p: (plan_cost(p), str(p)))
 
 
+def search_ladder(spec: CollectionSpec) -> tuple[int, ...]:
+    """The ladder dims a plan's stages use: from the dim that carries the graph (the coarsest by
+    default; a layout may put it higher, see :mod:`retriever.layout_calibrate`) up to the top: a
+    first stage at a coarser dim would scan every point."""
+    graph = (spec.hnsw_dims or spec.dims)[0]
+    return tuple(d for d in spec.dims if d >= graph)
+
+
 def _candidates(collection: Collection, k: int, points: int) -> list[FunnelPlan]:
     """The candidate plans of :func:`candidate_plans`, plus, on a small collection, the single top-dim
     stage in its place in the cost order (it scores every point: ``points × top dim`` components)."""
-    plans = candidate_plans(collection.spec.dims, k)
-    if len(collection.spec.dims) == 1 or points > SCAN_CANDIDATE_MAX_POINTS:
+    ladder = search_ladder(collection.spec)
+    plans = candidate_plans(ladder, k)
+    if len(ladder) == 1 or points > SCAN_CANDIDATE_MAX_POINTS:
         return plans
     scan = FunnelPlan((Stage(collection.spec.top_dim, k),))
     return sorted([*plans, scan], key=lambda p: (_cost(p, points), str(p)))

@@ -25,6 +25,7 @@ from rich.text import Text
 from .adaptive import Depth
 from .bench.runner import BenchProgress
 from .indexer import IndexResult
+from .layout_calibrate import LayoutCalibration
 from .store import CollectionInfo, CollectionSpec, Hit
 
 out = Console(soft_wrap=False)
@@ -233,3 +234,26 @@ def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive:
     for k, v in rows.items():
         table.add_row(k, Text(v))
     out.print(table)
+
+
+def print_layouts(result: LayoutCalibration, name: str) -> None:
+    """The layouts ``funnel calibrate --layouts`` measured, and which one it chose (stderr)."""
+    table = Table(title=f"layouts of {name}: recall@{result.k} target {result.target}, {result.queries} queries",
+                  caption="chosen: lowest p50 meeting the target; the current layout stays unless another is ≥5 % "
+                  "faster; equal p50: fewer bytes")
+    for column in ("layout", "plan", "recall", "p50 ms", "build s", "disk"):
+        table.add_column(column, justify="left" if column in ("layout", "plan") else "right")
+    for t in result.trials:
+        mark = ("→ " if t is result.chosen else "  ") + t.layout + (" (current)" if t.current else "")
+        table.add_row(mark, t.plan, f"{t.recall:.3f}" + ("" if t.met else " ✗"), f"{t.p50_ms:.2f}",
+                      "—" if t.build_s is None else f"{t.build_s:.1f}",
+                      "—" if t.disk_bytes is None else human_bytes(t.disk_bytes))
+    err.print(table)
+    if not result.changed:
+        err.print(f"kept layout {result.chosen.layout}: no other layout met the target ≥5 % faster")
+    elif result.applied:
+        err.print(f"re-laid {name} into layout {result.chosen.layout}, with plan {result.chosen.plan}")
+    else:
+        err.print(f"layout {result.chosen.layout} is faster: re-lay {name} with funnel calibrate {name} --layouts "
+                  f"{result.chosen.layout} --apply (embedded engine), or funnel collections copy {name} NEW --layout "
+                  f"{result.chosen.layout}", highlight=False)
