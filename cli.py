@@ -661,7 +661,7 @@ class _GenerateProgress:
               "(calibrated adaptive search) [default: default, auto and adaptive]")
 @click.option("-k", "--k", "k", envvar="FUNNEL_K", show_envvar=True, type=int, default=10, help="results per query")
 @click.option("--quantization", envvar="FUNNEL_BENCH_QUANTIZATION", show_envvar=True, default="none",
-              help="comma-separated storage variants to measure: none, int8")
+              help="comma-separated storage variants to measure: none, int8, binary, binary1.5, binary2")
 @click.option("--split", envvar="FUNNEL_BENCH_SPLIT", show_envvar=True, default="test", help="qrels split")
 @click.option("--max-queries", envvar="FUNNEL_BENCH_MAX_QUERIES", show_envvar=True, type=int, default=None,
               help="use only the first N judged queries [default: all]")

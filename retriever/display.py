@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -25,8 +25,10 @@ from rich.text import Text
 from .adaptive import Depth
 from .bench.runner import BenchProgress
 from .indexer import IndexResult
-from .layout_calibrate import LayoutCalibration
 from .store import CollectionInfo, CollectionSpec, Hit
+
+if TYPE_CHECKING:
+    from .layout_calibrate import LayoutCalibration
 
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
@@ -238,9 +240,11 @@ def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive:
 
 def print_layouts(result: LayoutCalibration, name: str) -> None:
     """The layouts ``funnel calibrate --layouts`` measured, and which one it chose (stderr)."""
+    from . import layout_calibrate
+
     table = Table(title=f"layouts of {name}: recall@{result.k} target {result.target}, {result.queries} queries",
-                  caption="chosen: lowest p50 meeting the target; the current layout stays unless another is ≥5 % "
-                  "faster; equal p50: fewer bytes")
+                  caption=f"chosen: lowest p50 meeting the target; the current layout stays unless another is ≥"
+                  f"{layout_calibrate.MIN_GAIN:.0%} faster; equal p50: fewer bytes")
     for column in ("layout", "plan", "recall", "p50 ms", "build s", "disk"):
         table.add_column(column, justify="left" if column in ("layout", "plan") else "right")
     for t in result.trials:
@@ -250,7 +254,8 @@ def print_layouts(result: LayoutCalibration, name: str) -> None:
                       "—" if t.disk_bytes is None else human_bytes(t.disk_bytes))
     err.print(table)
     if not result.changed:
-        err.print(f"kept layout {result.chosen.layout}: no other layout met the target ≥5 % faster")
+        err.print(f"kept layout {result.chosen.layout}: no other layout met the target ≥{layout_calibrate.MIN_GAIN:.0%} "
+                  "faster")
     elif result.applied:
         err.print(f"re-laid {name} into layout {result.chosen.layout}, with plan {result.chosen.plan}")
     else:

@@ -180,7 +180,7 @@ def _trial(layout: str, p50: float, met: bool = True, current: bool = False, siz
 def test_choice_is_the_fastest_meeting_the_target_and_the_current_unless_clearly_beaten():
     now = _trial("64:none", 1.0, current=True)
     assert choose([now, _trial("128:int8", 0.5), _trial("128:binary", 0.4, met=False)]).layout == "128:int8"
-    assert choose([now, _trial("128:int8", 0.97)]).layout == "64:none"  # < 5 % faster: keep
+    assert choose([now, _trial("128:int8", 0.92)]).layout == "64:none"  # < 10 % faster: keep
     assert choose([now, _trial("a", 0.5, size=2), _trial("b", 0.5, size=1)]).layout == "b"  # tie: fewer bytes
     missed = _trial("64:none", 0.1, met=False, current=True)
     assert choose([missed, _trial("128:int8", 3.0)]).layout == "128:int8"  # the current misses the target
@@ -221,9 +221,9 @@ def test_layout_calibration_measures_each_layout_and_chooses_the_fastest_meeting
     others = [t for t in met if not t.current]
     if result.changed:
         assert result.chosen.p50_ms == min(t.p50_ms for t in others)
-        assert result.chosen.p50_ms <= result.current.p50_ms * 0.95
+        assert result.chosen.p50_ms <= result.current.p50_ms * (1 - layout_calibrate.MIN_GAIN)
     else:
-        assert all(t.p50_ms > result.current.p50_ms * 0.95 for t in others)
+        assert all(t.p50_ms > result.current.p50_ms * (1 - layout_calibrate.MIN_GAIN) for t in others)
     record = result.record()
     assert record["chosen"] == result.chosen.layout and len(record["trials"]) == 4 and not record["applied"]
     assert _no_scratch(catalog) == [] and catalog.names() == ["lay"]
@@ -354,3 +354,17 @@ def test_cli_layouts_apply_and_copy_layout(cli_collection, monkeypatch):
     assert (cli_collection.read_spec("syn2").hnsw_dims, cli_collection.read_spec("syn2").quantization) == (
         (64,), "binary2")
     assert _no_scratch(cli_collection) == []
+
+
+def test_layout_trials_on_a_server_use_scratch_collections_that_are_dropped(tmp_path, data):
+    """qdrant-client's local mode: the same client calls as a server (it ignores the layout when searching)."""
+    full, queries = data
+    catalog = open_catalog(EngineConfig(data_dir=tmp_path / "data", url=":memory:"))
+    few = {d: m[:8] for d, m in queries.items()}
+    with catalog, catalog.create(_spec()) as coll:
+        _fill(coll, full[:300])
+        result = calibrate_layouts(catalog, coll, [LayoutChoice(128, "binary2")], few, K, TARGET)
+        assert [t.layout for t in result.trials] == ["64:none", "128:binary2"] and result.trials[1].met
+        assert result.trials[1].disk_bytes is None  # a server does not say
+        assert catalog.names() == ["lay"]
+        catalog.drop("lay")
