@@ -844,15 +844,16 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
         assert catalog is not None
         record = apply_layout_to(catalog, name, relaid, source,
                                  {"hybrid": record["hybrid"]} if "hybrid" in record else None)
-    if relaid is not None and not as_json:
-        print_layouts(relaid, name)
     if as_json:
         print_json(record | {"tried": result.tried, "adaptive_tried": adaptive.tried}
                    | ({"fusion_tried": fusion.tried} if fusion else {}))
         return
     verdict = "reaches" if result.met else "does NOT reach (no candidate did; this is the best one)"
-    err.print(f"calibrated {name} on {source}: plan [bold]{result.plan}[/] {verdict} recall@{k} "
-              f"{result.recall:.3f} against exact (target {target}); saved as the collection's default plan")
+    relaid_now = relaid is not None and relaid.applied
+    layout_note = f" (layout {relaid.current.layout})" if relaid is not None else ""
+    err.print(f"calibrated {name}{layout_note} on {source}: plan [bold]{result.plan}[/] {verdict} recall@{k} "
+              f"{result.recall:.3f} against exact (target {target})"
+              + ("" if relaid_now else "; saved as the collection's default plan"))
     a = adaptive
     err.print(f"adaptive: first plan {a.rule.first} (ef {a.rule.first_ef or 'default'}), widen when "
               f"{a.rule.signal} < {a.rule.threshold:.4f} ({a.widened_share:.0%} widened); recall@{k} {a.recall:.3f}, "
@@ -863,6 +864,8 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
         err.print(f"hybrid: best fusion {fusion.fusion} NDCG@{k} {nd['hybrid']:.4f} vs dense {nd['dense']:.4f}, "
                   f"lexical {nd['lexical']:.4f} on {fusion.queries} judged queries: default mode "
                   f"[bold]{fusion.default_mode}[/]")
+    if relaid is not None:
+        print_layouts(relaid, name)
 
 
 def _calibrate_layouts_options(ctx: click.Context, name: str, text: str | None,

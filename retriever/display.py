@@ -257,7 +257,10 @@ def print_layouts(result: LayoutCalibration, name: str) -> None:
         err.print(f"kept layout {result.chosen.layout}: no other layout met the target ≥{layout_calibrate.MIN_GAIN:.0%} "
                   "faster")
     elif result.applied:
-        err.print(f"re-laid {name} into layout {result.chosen.layout}, with plan {result.chosen.plan}")
+        a = result.adaptive
+        err.print(f"re-laid {name} into layout {result.chosen.layout}; its default plan is now {result.chosen.plan}"
+                  + ("" if a is None else f", adaptive search {'the default' if a.pays else 'not the default'} "
+                     f"(mean {a.adaptive.mean:.2f} ms vs fixed {a.fixed.mean:.2f} ms)"), highlight=False)
     else:
         err.print(f"layout {result.chosen.layout} is faster: re-lay {name} with funnel calibrate {name} --layouts "
                   f"{result.chosen.layout} --apply (embedded engine), or funnel collections copy {name} NEW --layout "

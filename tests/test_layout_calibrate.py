@@ -336,7 +336,7 @@ def test_cli_layouts_apply_and_copy_layout(cli_collection, monkeypatch):
     result = CliRunner().invoke(main, ["calibrate", "syn", "--sample", "30", "--target", str(TARGET),
                                        "--layouts", "128:int8", "--apply"])
     assert result.exit_code == 0, result.output
-    assert "re-laid syn into layout 128:int8" in " ".join(result.stderr.split())
+    assert "re-laid syn into layout 128:int8; its default plan is now 128:" in " ".join(result.stderr.split())
     spec = cli_collection.read_spec("syn")
     assert (spec.hnsw_dims, spec.quantization) == ((128,), "int8")
     record = json.loads((cli_collection.root / "syn" / edge_store.CALIBRATION_FILE).read_text())
