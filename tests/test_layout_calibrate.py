@@ -347,6 +347,12 @@ def test_cli_layouts_apply_and_copy_layout(cli_collection, monkeypatch):
     assert again.exit_code == 0, again.output
     out = json.loads(again.stdout)
     assert out["layouts"]["chosen"] == "128:int8" and not out["plan"].startswith("64:")
+    # Indexing more into the re-laid collection keeps its layout (no "another layout" refusal).
+    corpus = cli_collection.root.parent / "more.jsonl"
+    corpus.write_text(json.dumps({"_id": "extra", "text": "One more passage about graphs."}) + "\n")
+    more = CliRunner().invoke(main, ["index", str(corpus), "-c", "syn", "--no-progress"])
+    assert more.exit_code == 0, more.output
+    assert cli_collection.read_spec("syn") == spec
     # The layout a server user would copy into instead.
     copied = CliRunner().invoke(main, ["collections", "copy", "syn", "syn2", "--layout", "64:binary2"])
     assert copied.exit_code == 0, copied.output
