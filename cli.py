@@ -11,11 +11,17 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from retriever.errors import BadInputError, FunnelError
 from retriever.hybrid import Fusion
+
+if TYPE_CHECKING:
+    from retriever.layout import LayoutChoice
+    from retriever.layout_calibrate import LayoutTrial
+    from retriever.store import Catalog
 
 QUERY_BATCH = 512  # queries encoded and searched together in --queries mode
 MODEL_HELP = "sentence-transformers model name or local path [default: all-MiniLM-L6-v2, or the collection's]"
@@ -179,8 +185,9 @@ json_option = click.option(
 @click.option("--format", "fmt", envvar="FUNNEL_FORMAT", show_envvar=True,
               type=click.Choice(["jsonl", "csv", "tsv", "parquet", "text"]), default=None,
               help="read every PATH as this format [default: from the suffix; jsonl for - (stdin)]")
-@click.option("--quantization", envvar="FUNNEL_QUANTIZATION", show_envvar=True, type=click.Choice(["none", "int8"]),
-              default=None, help="int8: an int8 copy of the coarsest vector in RAM [default: none, or the collection's]")
+@click.option("--quantization", envvar="FUNNEL_QUANTIZATION", show_envvar=True, type=click.Choice(["none", "int8", "binary", "binary1.5", "binary2"]), default=None,
+              help="a quantized copy of the graph's vector in RAM: int8 (scalar) or binary with 1, 1.5 or 2 bits per "
+              "component [default: none, or the collection's]")
 @click.option("--on-disk/--in-ram", "on_disk", envvar="FUNNEL_ON_DISK", show_envvar=True, default=None,
               help="keep the vectors search does not traverse on disk (memory-mapped) [default: in RAM, or the collection's]")
 @click.option("--lexical", envvar="FUNNEL_LEXICAL", show_envvar=True, type=click.Choice(["none", "bm25"]),
@@ -236,6 +243,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
         raise BadInputError("--lexical-analyzer applies to a lexical index: add --lexical bm25")
     layout = Layout(quantization=quantization or "none", on_disk=bool(on_disk),
                     hnsw_all_dims=existing is not None and existing.hnsw_dims == existing.dims and len(existing.dims) > 1,
+                    hnsw_dims=existing.hnsw_dims if existing is not None else None,
                     lexical=None if lexical in (None, "none") else lexical,
                     lexical_analyzer=lexical_analyzer or "english")
     catalog.check_writable(collection, len(dims.split(",")) if dims else 4)
@@ -653,7 +661,7 @@ class _GenerateProgress:
               "(calibrated adaptive search) [default: default, auto and adaptive]")
 @click.option("-k", "--k", "k", envvar="FUNNEL_K", show_envvar=True, type=int, default=10, help="results per query")
 @click.option("--quantization", envvar="FUNNEL_BENCH_QUANTIZATION", show_envvar=True, default="none",
-              help="comma-separated storage variants to measure: none, int8")
+              help="comma-separated storage variants to measure: none, int8, binary, binary1.5, binary2")
 @click.option("--split", envvar="FUNNEL_BENCH_SPLIT", show_envvar=True, default="test", help="qrels split")
 @click.option("--max-queries", envvar="FUNNEL_BENCH_MAX_QUERIES", show_envvar=True, type=int, default=None,
               help="use only the first N judged queries [default: all]")
@@ -740,25 +748,36 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
 @click.option("--qrels", "qrels_file", envvar="FUNNEL_QRELS", show_envvar=True, type=click.Path(path_type=Path),
               default=None, help="relevance judgements of --queries (BEIR qrels TSV): also choose the hybrid fusion "
               "(and whether hybrid is the default mode) by NDCG on the judged queries; needs a --lexical index")
+@click.option("--layouts", "layouts_text", envvar="FUNNEL_CALIBRATE_LAYOUTS", show_envvar=True, default=None,
+              help="also measure other storage layouts on copies of the collection and choose the fastest that keeps "
+              "the target: auto (a graph on each dim below the top, none/int8/binary) or DIM:QUANTIZATION[:disk|:ram],… "
+              "(quantization none, int8, binary, binary1.5, binary2)")
+@click.option("--apply", "apply_layout", is_flag=True, envvar="FUNNEL_CALIBRATE_APPLY", show_envvar=True,
+              help="with --layouts: re-lay the collection in place into the chosen layout (embedded engine only)")
 @model_option
 @device_option
 @json_option
 @engine_options
 @click.pass_context
 def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, target: float, sample: int,
-              skip_bad: bool, qrels_file: Path | None, model: str | None, device: str | None, as_json: bool) -> None:
+              skip_bad: bool, qrels_file: Path | None, layouts_text: str | None, apply_layout: bool,
+              model: str | None, device: str | None, as_json: bool) -> None:
     """Find and save the fastest funnel plan that keeps recall@k against exact search ≥ TARGET.
 
     Candidate plans are checked against exact search on real queries (--queries) or on stored
     chunks used as queries; the cheapest passing plan of each stage structure is timed here and the
     fastest is saved with the collection: later searches without --plan use it (scaled to their k).
+    With --layouts, other storage layouts are measured the same way on scratch copies, and --apply
+    swaps the collection into the chosen one.
     """
     from retriever.adaptive_calibrate import calibrate_adaptive
     from retriever.beir import read_qrels
     from retriever.calibrate import calibrate as run_calibration
     from retriever.calibrate import calibrated_plan
-    from retriever.display import err, print_json
+    from retriever.display import err, print_json, print_layouts
     from retriever.hybrid_calibrate import calibrate_fusion
+    from retriever.layout_calibrate import apply_layout as apply_layout_to
+    from retriever.layout_calibrate import calibrate_layouts
     from retriever.plan import validate_k
     from retriever.queries import read_queries
     from retriever.retriever import Retriever
@@ -768,6 +787,7 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
     relevant: list[set[str]] = []
     if qrels_file is not None and queries_file is None:
         raise BadInputError("--qrels judges the --queries: give both")
+    catalog, layouts = _calibrate_layouts_options(ctx, name, layouts_text, apply_layout)
     if queries_file is not None:  # read before the model loads: a bad file fails at once
         found = read_queries(queries_file, skip_bad=skip_bad, limit=None if qrels_file else sample)
         _report_skipped_queries(found, queries_file)
@@ -805,15 +825,36 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
             fusion = calibrate_fusion(r.collection, vectors, texts, relevant, k,
                                       lambda depth: calibrated_plan(plan_record, r.collection.spec.dims, depth))
             record["hybrid"] = fusion.record(f"{len(texts)} judged queries from {queries_file} / {qrels_file}")
-        r.collection.save_calibration(record)
+        relaid = None
+        if layouts:
+            assert catalog is not None
+            relaid = calibrate_layouts(catalog, r.collection, layouts, vectors, k, target, reference=reference,
+                                       current_plan=result.plan, current_ef=result.hnsw_ef, keep_chosen=apply_layout,
+                                       on_trial=None if as_json else _layout_progress)
+            record["layouts"] = relaid.record()
+        elif (previous_layouts := (r.collection.calibration() or {}).get("layouts")) is not None:
+            record["layouts"] = previous_layouts  # a plan-only re-calibration keeps the last layout measurements
+        try:
+            r.collection.save_calibration(record)
+        except BaseException:
+            if relaid is not None and relaid.built is not None and catalog is not None:
+                catalog.discard_scratch(*relaid.built)
+            raise
+    if relaid is not None and relaid.built is not None:
+        assert catalog is not None
+        record = apply_layout_to(catalog, name, relaid, source,
+                                 {"hybrid": record["hybrid"]} if "hybrid" in record else None)
     if as_json:
         print_json(record | {"tried": result.tried, "adaptive_tried": adaptive.tried}
                    | ({"fusion_tried": fusion.tried} if fusion else {}))
         return
     verdict = "reaches" if result.met else "does NOT reach (no candidate did; this is the best one)"
+    relaid_now = relaid is not None and relaid.applied
+    layout_note = f" (layout {relaid.current.layout})" if relaid is not None else ""
     width = f" (graph ef {result.hnsw_ef})" if result.hnsw_ef else ""
-    err.print(f"calibrated {name} on {source}: plan [bold]{result.plan}[/]{width} {verdict} recall@{k} "
-              f"{result.recall:.3f} against exact (target {target}); saved as the collection's default plan")
+    err.print(f"calibrated {name}{layout_note} on {source}: plan [bold]{result.plan}[/]{width} {verdict} recall@{k} "
+              f"{result.recall:.3f} against exact (target {target})"
+              + ("" if relaid_now else "; saved as the collection's default plan"))
     a = adaptive
     err.print(f"adaptive: first plan {a.rule.first} (ef {a.rule.first_ef or 'default'}), widen when "
               f"{a.rule.signal} < {a.rule.threshold:.4f} ({a.widened_share:.0%} widened); recall@{k} {a.recall:.3f}, "
@@ -824,6 +865,33 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
         err.print(f"hybrid: best fusion {fusion.fusion} NDCG@{k} {nd['hybrid']:.4f} vs dense {nd['dense']:.4f}, "
                   f"lexical {nd['lexical']:.4f} on {fusion.queries} judged queries: default mode "
                   f"[bold]{fusion.default_mode}[/]")
+    if relaid is not None:
+        print_layouts(relaid, name)
+
+
+def _calibrate_layouts_options(ctx: click.Context, name: str, text: str | None,
+                               apply: bool) -> tuple[Catalog | None, list[LayoutChoice]]:
+    """``calibrate --layouts/--apply``, checked before the model loads: the catalog and the layouts."""
+    from retriever.layout import parse_layouts
+    from retriever.layout_calibrate import check_apply
+
+    if text is None:
+        if apply:
+            raise BadInputError("--apply re-lays the collection into the layout --layouts chooses: give --layouts too")
+        return None, []
+    catalog = _catalog(ctx)
+    layouts = parse_layouts(text, catalog.read_spec(name))
+    if apply:
+        check_apply(catalog, name)
+    return catalog, layouts
+
+
+def _layout_progress(trial: LayoutTrial) -> None:
+    from retriever.display import err
+
+    built = "measured in place" if trial.build_s is None else f"built in {trial.build_s:.1f} s"
+    err.print(f"layout {trial.layout}{' (current)' if trial.current else ''}: plan {trial.plan}, recall "
+              f"{trial.recall:.3f}, p50 {trial.p50_ms:.2f} ms ({built})", highlight=False, markup=False)
 
 
 @main.command()
@@ -917,12 +985,16 @@ def _engine_url(value: str | None) -> tuple[str | None, Path | None]:
               help="points per batch")
 @click.option("--verify-sample", envvar="FUNNEL_COPY_VERIFY_SAMPLE", show_envvar=True, type=click.IntRange(0, 1000),
               default=20, help="stored points used as exact-search queries on both sides to check the copy")
+@click.option("--layout", "layout_text", envvar="FUNNEL_COPY_LAYOUT", show_envvar=True, default=None,
+              help="give TARGET another storage layout, DIM:QUANTIZATION[:disk|:ram] (graph dim; none, int8, binary, "
+              "binary1.5 or binary2), e.g. the one funnel calibrate --layouts chose; the calibration is then not "
+              "copied (calibrate TARGET) [default: the source's]")
 @json_option
 @engine_options
 @placement_options
 @click.pass_context
 def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_url: str | None, batch_size: int,
-         verify_sample: int, as_json: bool) -> None:
+         verify_sample: int, layout_text: str | None, as_json: bool) -> None:
     """Copy collection SOURCE to TARGET, between any two engines: points, spec and calibration.
 
     Resumable: re-run the same command after an interruption. Checked at the end: point counts and
@@ -932,18 +1004,21 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
 
     from retriever.copy import copy_collection
     from retriever.display import err, print_json
+    from retriever.layout import parse_layout
 
     src_url, src_dir = _engine_url(from_url)
     dst_url, dst_dir = _engine_url(to_url)
     src = _catalog(ctx, src_url, src_dir, placement=False)
     dst = _catalog(ctx, dst_url, dst_dir)
-    result = copy_collection(src, source, dst, target, batch_size=batch_size, verify_sample=verify_sample)
+    layout = parse_layout(layout_text, src.read_spec(source)) if layout_text is not None else None
+    result = copy_collection(src, source, dst, target, batch_size=batch_size, verify_sample=verify_sample,
+                             layout=layout)
     if as_json:
         print_json(asdict(result) | {"from": src.location, "to": dst.location})
         return
     err.print(f"copied {source} ({src.location}) → {target} ({dst.location}): {result.points:,} points, "
               f"{result.written:,} written, {result.unchanged:,} already there; calibration "
-              f"{'copied' if result.calibration else 'none'}; checked {result.verified_queries} exact searches "
+              f"{'copied' if result.calibration else 'none' if layout is None else f'not copied (new layout {layout}: run funnel calibrate {target})'}; checked {result.verified_queries} exact searches "
               f"in {result.seconds:.1f} s", highlight=False, markup=False)
 
 

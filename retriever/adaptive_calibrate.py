@@ -20,6 +20,7 @@ import numpy as np
 
 from .adaptive import SIGNALS, AdaptiveRule, AdaptiveSpec, first_plan, search_each, settle_signal
 from .bench.timing import Latency, time_each
+from .calibrate import search_ladder
 from .plan import FunnelPlan
 from .store import Collection, Hit, QuerySpec
 
@@ -130,7 +131,7 @@ def calibrate_adaptive(
     fixed_latency = _timed(collection, rows, fixed_spec)
     best: tuple[float, AdaptiveRule] | None = None
     tried: list[dict] = []
-    for plan, ef in first_candidates(fixed, collection.spec.dims, k, probe):
+    for plan, ef in first_candidates(fixed, search_ladder(collection.spec), k, probe):
         first = QuerySpec(plan, plan.k, with_text=False, hnsw_ef=ef)
         hits = collection.search_each(queries, [first] * n)
         shallow = recall_each(hits, reference, k)
@@ -145,7 +146,7 @@ def calibrate_adaptive(
             if recall >= target - 1e-12 and (best is None or expected < best[0]):
                 best = (expected, AdaptiveRule(plan, probe, signal, threshold, ef))
     if best is None:  # not even the fixed plan reaches the target: widen everything (never the default)
-        plan, ef = first_candidates(fixed, collection.spec.dims, k, probe)[0]
+        plan, ef = first_candidates(fixed, search_ladder(collection.spec), k, probe)[0]
         best = (math.inf, AdaptiveRule(plan, probe, "margin", ALWAYS, ef))
     rule = best[1]
     spec = AdaptiveSpec(fixed, k, with_text=False, hnsw_ef=fixed_ef, rule=rule)

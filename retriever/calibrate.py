@@ -31,7 +31,7 @@ import numpy as np
 from .bench.timing import time_each
 from .errors import BadInputError
 from .plan import MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
-from .store import MIN_HNSW_EF, Collection, Hit
+from .store import MIN_HNSW_EF, Collection, CollectionSpec, Hit
 
 TOP_FACTORS = (2, 3, 5, 10, 20, 40)
 # Up to this many points a single top-dim stage (a scan of the top-dim vector, which has no graph) is
@@ -74,6 +74,14 @@ def candidate_plans(ladder: tuple[int, ...], k: int) -> list[FunnelPlan]:
 Candidate = tuple[FunnelPlan, "int | None"]  # a plan and its first stage's graph width (None: the default)
 
 
+def search_ladder(spec: CollectionSpec) -> tuple[int, ...]:
+    """The ladder dims a plan's stages use: from the dim that carries the graph (the coarsest by
+    default; a layout may put it higher, see :mod:`retriever.layout_calibrate`) up to the top: a
+    first stage at a coarser dim would scan every point."""
+    graph = (spec.hnsw_dims or spec.dims)[0]
+    return tuple(d for d in spec.dims if d >= graph)
+
+
 def _widths(collection: Collection, plan: FunnelPlan) -> list[int | None]:
     """The graph widths to try for ``plan``: each of :data:`EF_STEPS` at least its shortlist and below the
     default width, then the default (``None``); only the default where the first stage walks no graph."""
@@ -84,11 +92,12 @@ def _widths(collection: Collection, plan: FunnelPlan) -> list[int | None]:
 
 
 def _candidates(collection: Collection, k: int, points: int) -> list[Candidate]:
-    """The candidate plans of :func:`candidate_plans`, each with every graph width of :func:`_widths`,
-    plus, on a small collection, the single top-dim stage (it scores every point: ``points × top
-    dim`` components), all in cost order."""
-    plans = candidate_plans(collection.spec.dims, k)
-    if len(collection.spec.dims) > 1 and points <= SCAN_CANDIDATE_MAX_POINTS:
+    """The candidate plans of :func:`candidate_plans` on the :func:`search_ladder`, each with every graph
+    width of :func:`_widths`, plus, on a small collection, the single top-dim stage (it scores every
+    point: ``points × top dim`` components), all in cost order."""
+    ladder = search_ladder(collection.spec)
+    plans = candidate_plans(ladder, k)
+    if len(ladder) > 1 and points <= SCAN_CANDIDATE_MAX_POINTS:
         plans.append(FunnelPlan((Stage(collection.spec.top_dim, k),)))
     pairs = [(plan, ef) for plan in plans for ef in _widths(collection, plan)]
     return sorted(pairs, key=lambda c: (_cost(c[0], points, c[1]), str(c[0]), c[1] or 0))

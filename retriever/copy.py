@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import BadInputError, StoreError
+from .layout import LayoutChoice
 from .paths import validate_collection_name
 from .store import Catalog, Collection, Hit, PointBatch
 
@@ -79,6 +80,23 @@ def verify_copy(source: Collection, target: Collection, sample: int = DEFAULT_VE
     return len(batch.ids)
 
 
+def copy_points(source: Collection, target: Collection, batch_size: int = DEFAULT_BATCH,
+                on_batch: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+    """Write the source's points the target lacks or holds with another payload, in batches:
+    (written, unchanged)."""
+    total = source.count() if on_batch is not None else 0
+    written = unchanged = 0
+    for batch in source.points(batch_size=batch_size):
+        rows = _changed(batch, target.payloads(batch.ids))
+        if rows:
+            target.upsert(_rows(batch, rows))
+        written += len(rows)
+        unchanged += len(batch.ids) - len(rows)
+        if on_batch is not None:
+            on_batch(written + unchanged, total)
+    return written, unchanged
+
+
 def copy_collection(
     source_catalog: Catalog,
     source_name: str,
@@ -87,9 +105,13 @@ def copy_collection(
     batch_size: int = DEFAULT_BATCH,
     verify_sample: int = DEFAULT_VERIFY_SAMPLE,
     on_batch: Callable[[int, int], None] | None = None,
+    layout: LayoutChoice | None = None,
 ) -> CopyResult:
     """Copy ``source_name`` into ``target_name`` (created with the source's spec, or an existing one
-    built the same way: another model, ladder, chunking or layout is refused), then verify it."""
+    built the same way: another model, ladder, chunking or layout is refused), then verify it.
+
+    ``layout``: give the target this storage layout (graph dim, quantization, on-disk) instead of the
+    source's; the vectors are copied as they are (exact search is the same on both)."""
     validate_collection_name(target_name)
     if batch_size < 1:
         raise BadInputError(f"invalid batch size {batch_size}: use 1 or more")
@@ -98,19 +120,13 @@ def copy_collection(
     started = time.perf_counter()
     with source_catalog.open(source_name) as source:
         spec = dataclasses.replace(source.spec, name=target_name)
+        if layout is not None:
+            spec = layout.apply_to(spec)
         total = source.count()
         with target_catalog.open_or_create(spec) as target:
-            written = unchanged = 0
-            for batch in source.points(batch_size=batch_size):
-                rows = _changed(batch, target.payloads(batch.ids))
-                if rows:
-                    target.upsert(_rows(batch, rows))
-                written += len(rows)
-                unchanged += len(batch.ids) - len(rows)
-                if on_batch is not None:
-                    on_batch(written + unchanged, total)
+            written, unchanged = copy_points(source, target, batch_size, on_batch)
             target.finish_indexing()
-            record = source.calibration()
+            record = source.calibration() if layout is None else None  # another layout needs its own plan
             if record is not None:
                 target.save_calibration(record)
             verified = verify_copy(source, target, verify_sample)

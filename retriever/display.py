@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -26,6 +26,9 @@ from .adaptive import Depth
 from .bench.runner import BenchProgress
 from .indexer import IndexResult
 from .store import CollectionInfo, CollectionSpec, Hit
+
+if TYPE_CHECKING:
+    from .layout_calibrate import LayoutCalibration
 
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
@@ -233,3 +236,32 @@ def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive:
     for k, v in rows.items():
         table.add_row(k, Text(v))
     out.print(table)
+
+
+def print_layouts(result: LayoutCalibration, name: str) -> None:
+    """The layouts ``funnel calibrate --layouts`` measured, and which one it chose (stderr)."""
+    from . import layout_calibrate
+
+    table = Table(title=f"layouts of {name}: recall@{result.k} target {result.target}, {result.queries} queries",
+                  caption=f"chosen: lowest p50 meeting the target; the current layout stays unless another is ≥"
+                  f"{layout_calibrate.MIN_GAIN:.0%} faster; equal p50: fewer bytes")
+    for column in ("layout", "plan", "recall", "p50 ms", "build s", "disk"):
+        table.add_column(column, justify="left" if column in ("layout", "plan") else "right")
+    for t in result.trials:
+        mark = ("→ " if t is result.chosen else "  ") + t.layout + (" (current)" if t.current else "")
+        table.add_row(mark, t.plan, f"{t.recall:.3f}" + ("" if t.met else " ✗"), f"{t.p50_ms:.2f}",
+                      "—" if t.build_s is None else f"{t.build_s:.1f}",
+                      "—" if t.disk_bytes is None else human_bytes(t.disk_bytes))
+    err.print(table)
+    if not result.changed:
+        err.print(f"kept layout {result.chosen.layout}: no other layout met the target ≥{layout_calibrate.MIN_GAIN:.0%} "
+                  "faster")
+    elif result.applied:
+        a = result.adaptive
+        err.print(f"re-laid {name} into layout {result.chosen.layout}; its default plan is now {result.chosen.plan}"
+                  + ("" if a is None else f", adaptive search {'the default' if a.pays else 'not the default'} "
+                     f"(mean {a.adaptive.mean:.2f} ms vs fixed {a.fixed.mean:.2f} ms)"), highlight=False)
+    else:
+        err.print(f"layout {result.chosen.layout} is faster: re-lay {name} with funnel calibrate {name} --layouts "
+                  f"{result.chosen.layout} --apply (embedded engine), or funnel collections copy {name} NEW --layout "
+                  f"{result.chosen.layout}", highlight=False)

@@ -31,7 +31,7 @@ from .filters import Match, PayloadFilter, Range
 from .filters import MatchAny as AnyOf
 from .hybrid import TEXT_FIELD
 from .ladder import vector_name
-from .store import MIN_HNSW_EF, CollectionSpec, Hit, QuerySpec
+from .store import MIN_HNSW_EF, QUANTIZED_OVERSAMPLING, CollectionSpec, Hit, QuerySpec
 
 
 def edge_filter(payload_filter: PayloadFilter | None) -> Filter | None:
@@ -65,13 +65,16 @@ class EdgeRequests:
         """Params of the stage that searches the whole collection at ``dim``.
 
         Exact: a full scan on the original vectors. Otherwise HNSW (where the dim has a graph) with
-        ``ef`` = ``hnsw_ef`` or ``max(128, limit)``; an int8 vector is rescored with the originals
-        unless a later stage (``refined``) re-scores the shortlist anyway.
+        ``ef`` = ``hnsw_ef`` or ``max(128, limit)``; a quantized vector is rescored with the originals
+        (binary ones oversampled: ``QUANTIZED_OVERSAMPLING``) unless a later stage (``refined``)
+        re-scores the shortlist anyway.
         """
         if exact:
             quantization = QuantizationSearchParams(ignore=True) if dim in self.spec.quantized_dims else None
             return SearchParams(exact=True, quantization=quantization)
-        quantization = QuantizationSearchParams(rescore=not refined) if dim in self.spec.quantized_dims else None
+        quantization = QuantizationSearchParams(rescore=not refined, oversampling=None if refined else
+                                                QUANTIZED_OVERSAMPLING[self.spec.quantization]) \
+            if dim in self.spec.quantized_dims else None
         return SearchParams(hnsw_ef=hnsw_ef or max(MIN_HNSW_EF, limit), quantization=quantization)
 
     def dense(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec,

@@ -20,6 +20,8 @@ from typing import Any, cast
 
 import numpy as np
 from qdrant_edge import (
+    BinaryQuantizationConfig,
+    BinaryQuantizationEncoding,
     Distance,
     EdgeConfig,
     EdgeOptimizersConfig,
@@ -70,6 +72,7 @@ from .store import (
 SPEC_FILE = "collection.json"
 CALIBRATION_FILE = "calibration.json"
 SHARD_DIR = "shard"
+SCRATCH_PREFIX = ".scratch~"  # hidden scratch catalogs: collections/.scratch~NAME~XXXXXXXX/
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
 FULL_SCAN_THRESHOLD_KB = 10_000
@@ -78,7 +81,16 @@ FULL_SCAN_THRESHOLD_KB = 10_000
 # is really searched through its graph.
 INDEXING_THRESHOLD_KB: int | None = None
 INT8_QUANTILE = 0.99
+BINARY_ENCODINGS = {"binary": BinaryQuantizationEncoding.OneBit, "binary1.5": BinaryQuantizationEncoding.OneAndHalfBits,
+                    "binary2": BinaryQuantizationEncoding.TwoBits}
 INDEXED_FIELDS = {"doc_id": PayloadSchemaType.Keyword, "chunk": PayloadSchemaType.Integer}
+
+
+def _quantization(spec: CollectionSpec) -> ScalarQuantizationConfig | BinaryQuantizationConfig:
+    """The quantized copy (held in RAM) of the graph's vector: int8 scalar or a binary encoding."""
+    if spec.quantization == "int8":
+        return ScalarQuantizationConfig(ScalarType.Int8, quantile=INT8_QUANTILE, memory=Memory.Pinned)
+    return BinaryQuantizationConfig(encoding=BINARY_ENCODINGS[spec.quantization], memory=Memory.Pinned)
 
 
 def edge_config(spec: CollectionSpec) -> EdgeConfig:
@@ -91,11 +103,7 @@ def edge_config(spec: CollectionSpec) -> EdgeConfig:
             size=dim,
             distance=Distance.Cosine,
             memory=Memory.Cold if spec.on_disk and (quantized or not graph) else None,
-            quantization_config=(
-                ScalarQuantizationConfig(ScalarType.Int8, quantile=INT8_QUANTILE, memory=Memory.Pinned)
-                if quantized
-                else None
-            ),
+            quantization_config=_quantization(spec) if quantized else None,
             hnsw_config=HnswIndexConfig(
                 m=HNSW_M if graph else 0,
                 ef_construct=HNSW_EF_CONSTRUCT,
@@ -406,3 +414,63 @@ class EdgeCatalog(Catalog):
         trash = self.root / f".drop~{name}~{uuid.uuid4().hex[:8]}"
         os.rename(path, trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+    # -- scratch collections and in-place replacement (``funnel calibrate --layouts/--apply``) ---------
+
+    def scratch(self, name: str) -> tuple[EdgeCatalog, str]:
+        """A hidden catalog of its own, ``collections/.scratch~NAME~XXXXXXXX/`` (never listed), holding a
+        collection of the same name: :meth:`swap_in` then moves it into place as it is."""
+        return EdgeCatalog(self.root / f"{SCRATCH_PREFIX}{validate_collection_name(name)}~{uuid.uuid4().hex[:8]}"), name
+
+    def _own_scratch(self, scratch: Catalog) -> Path:
+        where = scratch.root.parent if isinstance(scratch, EdgeCatalog) else None
+        if where is None or where.parent != self.root or not where.name.startswith(SCRATCH_PREFIX):
+            raise StoreError(f"{scratch.location} is not a scratch catalog of {self.root}")
+        return where
+
+    def discard_scratch(self, scratch: Catalog, name: str) -> None:
+        shutil.rmtree(self._own_scratch(scratch), ignore_errors=True)
+
+    def clear_stale_scratch(self, name: str) -> None:
+        for stale in self.root.glob(f"{SCRATCH_PREFIX}{validate_collection_name(name)}~*"):  # '~' is never in a name
+            shutil.rmtree(stale, ignore_errors=True)
+
+    @property
+    def can_swap_in(self) -> bool:
+        return True
+
+    def swap_in(self, name: str, scratch: Catalog, scratch_name: str) -> None:
+        """Exchange the two directories in one ``renameat2(RENAME_EXCHANGE)`` (Linux), so that ``name``
+        is never missing; elsewhere two renames (the old one is put back if the second fails). The old
+        collection then lies in the scratch catalog, and is deleted with it. Refused while another
+        process holds ``name``."""
+        where = self._own_scratch(scratch)
+        built, final = where / "collections" / validate_collection_name(scratch_name), self._path(name)
+        if scratch_name != name or not (built / SPEC_FILE).is_file():
+            raise StoreError(f"no collection {name!r} built in {where}")
+        self.open(name).close()  # CollectionLockedError while another process uses it
+        if not _exchange(built, final):
+            trash = where / f".old~{uuid.uuid4().hex[:8]}"
+            os.rename(final, trash)
+            try:
+                os.rename(built, final)
+            except OSError:
+                os.rename(trash, final)
+                raise
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2`` with ``RENAME_EXCHANGE``); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: the file system or kernel cannot
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))

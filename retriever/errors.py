@@ -21,6 +21,10 @@ class InvalidPlanError(BadInputError):
     """A funnel plan that does not parse or does not fit the collection."""
 
 
+class InvalidLayoutError(BadInputError):
+    """A storage layout (``funnel calibrate --layouts``) that does not parse or does not fit the collection."""
+
+
 class InvalidDimsError(BadInputError):
     """A dim ladder that is not ascending or goes above the model's dim."""
 
@@ -65,6 +69,12 @@ class StoreError(FunnelError):
     """The engine failed in a way that is not the caller's fault."""
 
     http_status = 500
+
+
+class InPlaceUnsupportedError(FunnelError):
+    """Replacing a collection in place (``funnel calibrate --apply``) on an engine that cannot swap one atomically."""
+
+    http_status = 409
 
 
 class ServerUnavailableError(StoreError):

@@ -88,7 +88,7 @@ def build_spec(
         dims=ladder,
         chunk_size=size,
         chunk_overlap=chunk_overlap,
-        hnsw_dims=ladder if layout.hnsw_all_dims else None,
+        hnsw_dims=ladder if layout.hnsw_all_dims else layout.hnsw_dims,
         quantization=layout.quantization,
         on_disk=layout.on_disk,
         lexical=layout.lexical,

@@ -18,7 +18,7 @@ import numpy as np
 
 from .adaptive import AdaptiveRule, AdaptiveSpec, SearchResult, scale_rule
 from .adaptive import search_each as adaptive_search_each
-from .calibrate import calibrated_ef, calibrated_plan
+from .calibrate import calibrated_ef, calibrated_plan, search_ladder
 from .catalog import EngineConfig, open_catalog
 from .embedder import Embedder
 from .errors import BadInputError, InvalidPlanError, ModelMismatchError
@@ -97,7 +97,7 @@ def default_plan_for(collection: Collection, k: int) -> FunnelPlan:
     """The collection's calibrated plan scaled to ``k`` when it has one, else the default rule."""
     record = collection.calibration()
     if record is None:
-        return default_plan(collection.spec.dims, k)
+        return default_plan(search_ladder(collection.spec), k)  # from the graph's dim (the coarsest by default)
     return calibrated_plan(record, collection.spec.dims, k)
 
 

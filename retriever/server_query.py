@@ -13,7 +13,7 @@ from .filters import Match, MatchAny, PayloadFilter, Range
 from .hybrid import TEXT_FIELD
 from .ladder import vector_name
 from .sharding import per_shard_limit, per_shard_plan
-from .store import MIN_HNSW_EF, CollectionSpec, Hit, QuerySpec
+from .store import MIN_HNSW_EF, QUANTIZED_OVERSAMPLING, CollectionSpec, Hit, QuerySpec
 
 TEXT_FIELDS = ["doc_id", "chunk", "title", "metadata"]  # a hit's payload without its text
 
@@ -55,15 +55,18 @@ class ServerRequests:
 
     def stage_params(self, dim: int, limit: int, exact: bool, hnsw_ef: int | None, refined: bool) -> Any:
         """As :meth:`edge_query.EdgeRequests.stage_params`: exact scans the originals; a graph stage searches
-        with ``ef = hnsw_ef or max(128, limit)``; int8 is rescored unless a later stage re-scores."""
+        with ``ef = hnsw_ef or max(128, limit)``; a quantized vector is rescored (binary oversampled)
+        unless a later stage re-scores."""
         from qdrant_client import models
 
         quantized = dim in self.spec.quantized_dims
         if exact:
             return models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True)
                                        if quantized else None)
+        oversampling = None if refined else QUANTIZED_OVERSAMPLING[self.spec.quantization]
         return models.SearchParams(hnsw_ef=hnsw_ef or max(MIN_HNSW_EF, limit),
-                                   quantization=models.QuantizationSearchParams(rescore=not refined) if quantized else None)
+                                   quantization=models.QuantizationSearchParams(rescore=not refined, oversampling=oversampling)
+                                   if quantized else None)
 
     def dense(self, vectors: dict[int, np.ndarray], row: int, spec: QuerySpec, lexical: Any = None) -> dict[str, Any]:
         """The dense funnel's last stage as keyword arguments of a request or prefetch (as

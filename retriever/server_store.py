@@ -1,7 +1,7 @@
 """A Qdrant server or cluster through ``qdrant-client``: the same store as :mod:`retriever.edge_store`.
 
 Schema: one cosine named vector per ladder dim (``dim64``, …), an HNSW graph only on the spec's
-``hnsw_dims`` (``m=0`` on the others), optional int8 scalar quantization of the coarsest (in RAM),
+``hnsw_dims`` (``m=0`` on the others), optional int8 scalar or binary (1, 1.5 or 2 bits) quantization of the graph's vector (in RAM),
 optional on-disk vectors, and keyword / integer payload indexes on ``doc_id`` / ``chunk``.
 
 **Spec and calibration live with the collection, on the server**, in the collection's metadata
@@ -73,10 +73,23 @@ def vectors_config(spec: CollectionSpec) -> dict[str, Any]:
             on_disk=True if spec.on_disk and (quantized or not graph) else None,
             hnsw_config=models.HnswConfigDiff(m=HNSW_M if graph else 0, ef_construct=HNSW_EF_CONSTRUCT,
                                               full_scan_threshold=FULL_SCAN_THRESHOLD_KB),
-            quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
-                type=models.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True)) if quantized else None,
+            quantization_config=quantization_config(spec) if quantized else None,
         )
     return vectors
+
+
+def quantization_config(spec: CollectionSpec) -> Any:
+    """The quantized copy (in RAM) of the graph's vector: int8 scalar or a binary encoding (as
+    :func:`edge_store.edge_config`)."""
+    from qdrant_client import models
+
+    if spec.quantization == "int8":
+        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True))
+    encoding = {"binary": models.BinaryQuantizationEncoding.ONE_BIT,
+                "binary1.5": models.BinaryQuantizationEncoding.ONE_AND_HALF_BITS,
+                "binary2": models.BinaryQuantizationEncoding.TWO_BITS}[spec.quantization]
+    return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True, encoding=encoding))
 
 
 def text_index(spec: CollectionSpec) -> Any:

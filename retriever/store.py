@@ -9,6 +9,7 @@ records the :class:`CollectionSpec` that built it.
 from __future__ import annotations
 
 import json
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -23,7 +24,11 @@ from .hybrid import Fusion, check_lexical
 from .plan import FunnelPlan
 
 SPEC_VERSION = 1
-QUANTIZATIONS = ("none", "int8")
+QUANTIZATIONS = ("none", "int8", "binary", "binary1.5", "binary2")
+# Oversampling of a quantized graph stage that is a plan's only stage (it is rescored with the original
+# vectors): the coarser the codes, the more candidates their order needs to hold the true top ones.
+# ``None``: the engine's default (no oversampling). A stage that a later one re-scores is not rescored.
+QUANTIZED_OVERSAMPLING: dict[str, float | None] = {"int8": None, "binary": 4.0, "binary1.5": 3.0, "binary2": 2.0}
 # The graph search width of a shortlist stage is max(MIN_HNSW_EF, its limit), on every engine.
 MIN_HNSW_EF = 128
 
@@ -40,6 +45,7 @@ class Layout:
     on_disk: bool = False
     hnsw_all_dims: bool = False
     lexical: str | None = None
+    hnsw_dims: tuple[int, ...] | None = None  # the graph's dims, when not the default (see CollectionSpec)
     lexical_analyzer: str = "english"
 
 
@@ -49,7 +55,9 @@ class CollectionSpec:
 
     Storage layout: ``hnsw_dims`` are the dims with an HNSW graph (default: the coarsest only; the
     others are only scored for shortlisted candidates; ``()`` means no graph at all).
-    ``quantization="int8"`` adds int8 scalar quantization of the coarsest vector, held in RAM.
+    ``quantization`` adds a quantized copy, held in RAM, of the vector that carries the graph (the
+    first of ``hnsw_dims``; the coarsest when there is none): ``int8`` (scalar), ``binary`` (1 bit
+    per component), ``binary1.5`` / ``binary2`` (Qdrant's 1.5- and 2-bit binary encodings).
     ``on_disk=True`` keeps on disk every original vector that search does not traverse (the rerank
     vectors, and the coarsest one too when it is quantized): memory-mapped, read on demand through
     the page cache, not loaded when the collection opens.
@@ -92,8 +100,9 @@ class CollectionSpec:
 
     @property
     def quantized_dims(self) -> tuple[int, ...]:
-        """Dims whose vector has an int8 copy (the coarsest, when quantization is on)."""
-        return self.dims[:1] if self.quantization == "int8" else ()
+        """Dims whose vector has a quantized copy: the graph's dim (the first of ``hnsw_dims``, else the
+        coarsest), when quantization is on."""
+        return (self.hnsw_dims or self.dims)[:1] if self.quantization != "none" else ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -375,6 +384,36 @@ class Catalog(ABC):
     @abstractmethod
     def drop(self, name: str) -> None:
         """Delete a collection and everything in it."""
+
+    # -- scratch collections and in-place replacement (``funnel calibrate --layouts/--apply``) -----
+
+    def scratch(self, name: str) -> tuple[Catalog, str]:
+        """Where to build a temporary collection standing in for ``name`` (a layout trial, or its new
+        layout before :meth:`swap_in`): a catalog and the name there. Default: this catalog, under a
+        new name ``NAME.scratch-XXXXXXXX`` (listed while it exists); remove it with :meth:`discard_scratch`."""
+        suffix = f".scratch-{uuid.uuid4().hex[:8]}"
+        return self, f"{name[: 64 - len(suffix)]}{suffix}"
+
+    def discard_scratch(self, scratch: Catalog, name: str) -> None:
+        """Remove a scratch collection of :meth:`scratch` and all it wrote (nothing there: nothing to do)."""
+        if scratch.exists(name):
+            scratch.drop(name)
+
+    def clear_stale_scratch(self, name: str) -> None:  # noqa: B027 - optional hook
+        """Remove what killed runs left of ``name``'s scratch collections (call it while holding ``name``)."""
+
+    @property
+    def can_swap_in(self) -> bool:
+        """Whether :meth:`swap_in` can replace a collection in place on this engine."""
+        return False
+
+    def swap_in(self, name: str, scratch: Catalog, scratch_name: str) -> None:
+        """Replace collection ``name`` by the scratch collection, at once, and delete the old one."""
+        from .errors import InPlaceUnsupportedError
+
+        raise InPlaceUnsupportedError(
+            f"collection {name!r} cannot be replaced in place on {self.location or 'this engine'}: copy it into a "
+            "new name with the new layout instead (funnel collections copy, then index or search that name)")
 
     def open_or_create(self, spec: CollectionSpec) -> Collection:
         """Open ``spec.name`` if it exists (refusing another model/ladder/chunking), else create it."""
