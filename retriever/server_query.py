@@ -63,7 +63,7 @@ class ServerRequests:
         if exact:
             return models.SearchParams(exact=True, quantization=models.QuantizationSearchParams(ignore=True)
                                        if quantized else None)
-        oversampling = None if refined else QUANTIZED_OVERSAMPLING[self.spec.quantization]
+        oversampling = None if refined else QUANTIZED_OVERSAMPLING.get(self.spec.quantization)
         return models.SearchParams(hnsw_ef=hnsw_ef or max(MIN_HNSW_EF, limit),
                                    quantization=models.QuantizationSearchParams(rescore=not refined, oversampling=oversampling)
                                    if quantized else None)

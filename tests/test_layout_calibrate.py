@@ -139,6 +139,8 @@ def test_a_quantized_stage_is_rescored_only_when_nothing_later_rescores(builder)
     assert first.rescore is False and first.oversampling is None
     assert requests.stage_params(64, K, exact=False, hnsw_ef=None, refined=False).quantization is None
     assert scan.quantization is None  # the top dim is not quantized
+    plain = builder(_spec()).stage_params(64, K, exact=False, hnsw_ef=None, refined=False)
+    assert plain.quantization is None and plain.hnsw_ef == 128
 
 
 @pytest.mark.parametrize("quantization", BINARY)
