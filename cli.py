@@ -750,7 +750,7 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
               "(and whether hybrid is the default mode) by NDCG on the judged queries; needs a --lexical index")
 @click.option("--layouts", "layouts_text", envvar="FUNNEL_CALIBRATE_LAYOUTS", show_envvar=True, default=None,
               help="also measure other storage layouts on copies of the collection and choose the fastest that keeps "
-              "the target: auto (a graph on each dim below the top, none/int8/binary) or DIM:QUANTIZATION[:disk|:ram],… "
+              "the target: auto (a graph on each ladder dim, none/int8/binary) or DIM:QUANTIZATION[:disk|:ram],… "
               "(quantization none, int8, binary, binary1.5, binary2)")
 @click.option("--apply", "apply_layout", is_flag=True, envvar="FUNNEL_CALIBRATE_APPLY", show_envvar=True,
               help="with --layouts: re-lay the collection in place into the chosen layout (embedded engine only)")

@@ -93,7 +93,7 @@ class FunnelBench:
         reference = [[Hit(id=point_id(int(i)), doc_id="", chunk=0, score=0.0, text=None) for i in row]
                      for row in self.run.tune_truth]
         cal = calibrate(collection, queries, 10, self.run.args.target, reference=reference, timed=True)
-        points = [{"setting": {"plan": t["plan"], "hnsw_ef": t.get("narrowest_ef")}, "recall": t["recall_vs_exact"],
+        points = [{"setting": {"plan": t["plan"], "hnsw_ef": t.get("hnsw_ef")}, "recall": t["recall_vs_exact"],
                    "p50_ms": t["p50_ms"]} for t in cal.tried if "p50_ms" in t]
         return {"plan": str(cal.plan), "hnsw_ef": cal.hnsw_ef, "calibration_met": cal.met,
                 "plans_tried": len(cal.tried)}, points

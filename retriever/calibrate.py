@@ -82,11 +82,17 @@ def search_ladder(spec: CollectionSpec) -> tuple[int, ...]:
     return tuple(d for d in spec.dims if d >= graph)
 
 
+def _walks_graph(collection: Collection, plan: FunnelPlan) -> bool:
+    """Whether the plan's first stage walks an HNSW graph (else it scans, and ``ef`` means nothing)."""
+    dim = plan.stages[0].dim
+    return dim in (collection.spec.hnsw_dims or ()) and not collection.hnsw_is_full_scan(dim)
+
+
 def _widths(collection: Collection, plan: FunnelPlan) -> list[int | None]:
     """The graph widths to try for ``plan``: each of :data:`EF_STEPS` at least its shortlist and below the
     default width, then the default (``None``); only the default where the first stage walks no graph."""
-    dim, limit = plan.stages[0].dim, plan.stages[0].limit
-    if dim not in (collection.spec.hnsw_dims or ()) or collection.hnsw_is_full_scan(dim):
+    limit = plan.stages[0].limit
+    if not _walks_graph(collection, plan):
         return [None]
     return [*(e for e in EF_STEPS if limit <= e < max(MIN_HNSW_EF, limit)), None]
 
@@ -100,12 +106,13 @@ def _candidates(collection: Collection, k: int, points: int) -> list[Candidate]:
     if len(ladder) > 1 and points <= SCAN_CANDIDATE_MAX_POINTS:
         plans.append(FunnelPlan((Stage(collection.spec.top_dim, k),)))
     pairs = [(plan, ef) for plan in plans for ef in _widths(collection, plan)]
-    return sorted(pairs, key=lambda c: (_cost(c[0], points, c[1]), str(c[0]), c[1] or 0))
+    costs = {(str(p), ef): _cost(p, points, ef, _walks_graph(collection, p)) for p, ef in pairs}
+    return sorted(pairs, key=lambda c: (costs[str(c[0]), c[1]], str(c[0])))
 
 
-def _cost(plan: FunnelPlan, points: int, hnsw_ef: int | None = None) -> int:
-    """:func:`plan_cost`, except that a single top-dim stage scans all ``points``."""
-    return points * plan.stages[0].dim if len(plan.stages) == 1 else plan_cost(plan, hnsw_ef)
+def _cost(plan: FunnelPlan, points: int, hnsw_ef: int | None = None, graph: bool = True) -> int:
+    """:func:`plan_cost`, except that a single stage without a graph scans all ``points``."""
+    return points * plan.stages[0].dim if len(plan.stages) == 1 and not graph else plan_cost(plan, hnsw_ef)
 
 
 def recall_against(found: list[list[Hit]], reference: list[list[Hit]], k: int) -> float:
@@ -198,7 +205,8 @@ def calibrate(
             continue  # cheaper candidates of this structure passed: this one can only be slower
         found = collection.search(queries, plan, k, with_text=False, hnsw_ef=ef)
         recall = recall_against(found, reference, k)
-        entry: dict = {"plan": str(plan), "hnsw_ef": ef, "cost": _cost(plan, points, ef), "recall_vs_exact": recall}
+        entry: dict = {"plan": str(plan), "hnsw_ef": ef, "cost": _cost(plan, points, ef, _walks_graph(collection, plan)),
+                       "recall_vs_exact": recall}
         tried.append(entry)
         if best is None or recall > best[0]:
             best = (recall, plan, ef)

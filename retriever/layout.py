@@ -2,7 +2,8 @@
 quantized, and whether the vectors search does not traverse stay on disk.
 
 Written ``DIM:QUANTIZATION[:disk|:ram]``, e.g. ``128:int8`` or ``256:binary2:disk``; ``auto`` is a
-graph on every ladder dim below the top dim, each with ``none``, ``int8`` and ``binary``. Used by
+graph on every ladder dim (the top one too: a full-vector graph, which wins where the prefixes are
+weak), each with ``none``, ``int8`` and ``binary``. Used by
 ``funnel calibrate --layouts`` (:mod:`retriever.layout_calibrate`) and ``funnel collections copy --layout``.
 """
 
@@ -72,8 +73,7 @@ def parse_layout(text: str, spec: CollectionSpec) -> LayoutChoice:
 def parse_layouts(text: str, spec: CollectionSpec) -> list[LayoutChoice]:
     """``auto`` or a comma-separated list of layouts, without repeats, in the order given."""
     if text.strip() == "auto":
-        below_top = spec.dims[:-1] or spec.dims
-        return [LayoutChoice(d, q, spec.on_disk) for d in below_top for q in AUTO_QUANTIZATIONS]
+        return [LayoutChoice(d, q, spec.on_disk) for d in spec.dims for q in AUTO_QUANTIZATIONS]
     items = [t for t in text.split(",") if t.strip()]
     if not items:
         raise InvalidLayoutError("no layout given: write auto, or DIM:QUANTIZATION[:disk|:ram],… (e.g. 128:int8)")

@@ -28,7 +28,8 @@ QUANTIZATIONS = ("none", "int8", "binary", "binary1.5", "binary2")
 # Oversampling of a quantized graph stage that is a plan's only stage (it is rescored with the original
 # vectors): the coarser the codes, the more candidates their order needs to hold the true top ones.
 # ``None``: the engine's default (no oversampling). A stage that a later one re-scores is not rescored.
-QUANTIZED_OVERSAMPLING: dict[str, float | None] = {"int8": None, "binary": 4.0, "binary1.5": 3.0, "binary2": 2.0}
+# int8 2.0: what the tuned Edge HNSW + int8 peer chose on 200k real MiniLM vectors (benchmarks/results/peers-*).
+QUANTIZED_OVERSAMPLING: dict[str, float | None] = {"int8": 2.0, "binary": 4.0, "binary1.5": 3.0, "binary2": 2.0}
 # The graph search width of a shortlist stage is max(MIN_HNSW_EF, its limit), on every engine.
 MIN_HNSW_EF = 128
 

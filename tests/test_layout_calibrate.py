@@ -165,7 +165,7 @@ def test_server_store_takes_the_binary_encoding(tmp_path, data, quantization):
 
 def test_layouts_parse_and_refuse_what_does_not_fit():
     spec = _spec()
-    assert [str(x) for x in parse_layouts("auto", spec)] == [f"{d}:{q}" for d in (64, 128)
+    assert [str(x) for x in parse_layouts("auto", spec)] == [f"{d}:{q}" for d in (64, 128, 384)
                                                             for q in ("none", "int8", "binary")]
     assert parse_layouts(" 128:binary1.5, 64:int8:disk,128:binary1.5", spec) == [
         LayoutChoice(128, "binary1.5"), LayoutChoice(64, "int8", True)]
