@@ -61,7 +61,8 @@ def candidate_plans(ladder: tuple[int, ...], k: int) -> list[FunnelPlan]:
     """Every candidate plan for this ladder and k, cheapest first."""
     validate_k(k)
     top = ladder[-1]
-    coarse_sets = {ladder[:-1], ladder[:1], (ladder[0], ladder[-2])} if len(ladder) > 1 else {()}
+    # all coarse dims; the coarsest alone; the coarsest and the one below the top (one dim when they are the same)
+    coarse_sets = ({ladder[:-1], ladder[:1], tuple(sorted({ladder[0], ladder[-2]}))} if len(ladder) > 1 else {()})
     plans: set[FunnelPlan] = set()
     for coarse, factor, growth in product(coarse_sets, TOP_FACTORS, GROWTH):
         stages = [
