@@ -15,7 +15,8 @@ import numpy as np
 
 from retriever.bench.memory import measure_collection_memory, save_queries
 from retriever.calibrate import calibrate
-from retriever.edge_store import SHARD_DIR, EdgeCatalog, EdgeCollection, edge_config
+from retriever.edge_catalog import EdgeCatalog
+from retriever.edge_store import SHARD_DIR, EdgeCollection, edge_config
 from retriever.embedder import truncate_normalize
 from retriever.plan import parse_plan
 from retriever.store import CollectionSpec, Hit, PointBatch

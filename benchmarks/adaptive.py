@@ -39,7 +39,7 @@ from retriever.beir import load_split
 from retriever.bench.runner import Judge
 from retriever.bench.timing import time_each
 from retriever.calibrate import calibrate, recall_against
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.embedder import DEFAULT_MODEL, Embedder
 from retriever.indexer import index_corpus
 from retriever.store import Collection, QuerySpec

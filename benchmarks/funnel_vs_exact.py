@@ -26,7 +26,7 @@ from rich.table import Table
 from retriever.beir import load_split
 from retriever.bench.runner import Judge
 from retriever.calibrate import recall_against
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.embedder import DEFAULT_MODEL, Embedder
 from retriever.indexer import index_corpus
 from retriever.retriever import Retriever

@@ -45,7 +45,7 @@ from rich.table import Table
 
 from retriever.chunking import TokenChunker
 from retriever.corpus import read_corpus
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.embedder import DEFAULT_MODEL, Embedder
 from retriever.errors import FunnelError
 from retriever.indexer import index_corpus

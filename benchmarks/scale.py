@@ -47,7 +47,7 @@ from rich.table import Table
 from retriever.bench.memory import measure_collection_memory, save_queries
 from retriever.bench.timing import time_each
 from retriever.calibrate import calibrate, recall_against
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.embedder import truncate_normalize
 from retriever.plan import default_plan
 from retriever.store import Collection, CollectionSpec, PointBatch

@@ -100,7 +100,7 @@ def open_catalog(config: EngineConfig | None = None) -> Catalog:
     """The catalog that ``config`` names (default: the embedded engine in the default data dir)."""
     config = config or EngineConfig()
     if config.embedded:
-        from .edge_store import EdgeCatalog
+        from .edge_catalog import EdgeCatalog
 
         return EdgeCatalog(config.data_dir)
     from .server_store import ServerCatalog

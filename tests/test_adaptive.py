@@ -23,7 +23,7 @@ from retriever.adaptive import (
 )
 from retriever.adaptive_calibrate import ALWAYS, NEVER, calibrate_adaptive, choose_threshold, recall_each
 from retriever.calibrate import calibrate
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.errors import InvalidPlanError
 from retriever.plan import parse_plan
 from retriever.retriever import adaptive_by_default, adaptive_rule_for

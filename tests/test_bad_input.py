@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from cli import main
 from retriever import Retriever
-from retriever.edge_store import SHARD_DIR, EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
+from retriever.edge_store import SHARD_DIR
 from retriever.errors import CollectionLockedError, CorpusError
 from retriever.indexer import index_corpus
 from retriever.limits import MAX_METADATA_DEPTH, MIN_FREE_BYTES

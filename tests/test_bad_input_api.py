@@ -13,7 +13,7 @@ from conftest import TOPIC_DOCS, write_jsonl
 
 from cli import main
 from retriever import Retriever
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.errors import BadInputError, FunnelError, InvalidFilterError, InvalidPlanError
 from retriever.filters import Match, PayloadFilter
 from retriever.indexer import index_corpus

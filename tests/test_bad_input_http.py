@@ -25,7 +25,7 @@ import httpx
 import pytest
 from conftest import REPO_ROOT, TOPIC_DOCS, write_jsonl
 
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
 

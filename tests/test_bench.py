@@ -13,7 +13,7 @@ from cli import main
 from retriever.beir import check_layout, load_split
 from retriever.bench.timing import Latency, time_each
 from retriever.calibrate import calibrate, calibrated_plan, candidate_plans, plan_cost
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.embedder import truncate_normalize
 from retriever.errors import CorpusError, ModelMismatchError
 from retriever.plan import FunnelPlan, Stage, default_plan, parse_plan

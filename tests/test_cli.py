@@ -28,7 +28,7 @@ from qdrant_edge import ScrollRequest
 from cli import main
 from retriever.chunking import TokenChunker
 from retriever.corpus import Document
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.errors import CollectionNotFoundError
 from retriever.store import CollectionSpec
 

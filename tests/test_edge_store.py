@@ -9,7 +9,8 @@ import pytest
 from qdrant_edge import ScrollRequest
 
 from retriever.chunking import chunk_id
-from retriever.edge_store import SHARD_DIR, SPEC_FILE, EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
+from retriever.edge_store import SHARD_DIR, SPEC_FILE
 from retriever.embedder import truncate_normalize
 from retriever.errors import (
     BadInputError,

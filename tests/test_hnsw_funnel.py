@@ -19,7 +19,7 @@ from conftest import REPO_ROOT
 
 import retriever.edge_store as edge_store
 from retriever.calibrate import recall_against
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.ladder import vector_name
 from retriever.plan import parse_plan
 from retriever.store import CollectionSpec, PointBatch

@@ -22,7 +22,7 @@ from conftest import assert_cli_error, topic_records, write_jsonl
 
 from cli import main
 from retriever import Retriever
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.errors import InvalidPlanError
 from retriever.hybrid import Fusion
 from retriever.indexer import index_corpus

@@ -10,7 +10,7 @@ from qdrant_edge import ScrollRequest
 from retriever import Retriever
 from retriever.chunking import TokenChunker, chunk_id
 from retriever.corpus import Document, Fields
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.embedder import DEFAULT_MODEL, Embedder, resolve_model, truncate_normalize
 from retriever.errors import (
     BadInputError,

@@ -229,7 +229,7 @@ def test_examples_in_process(example_home, embedder, name):
     ids = [f["metadata"]["doc_id"] for f in found]
     assert ids[0] == "nvda-gpu" and len(ids) == 3 and all(f["metadata"]["ticker"] == "NVDA" for f in found)
     from retriever import Retriever
-    from retriever.edge_store import EdgeCatalog
+    from retriever.edge_catalog import EdgeCatalog
 
     with Retriever(EdgeCatalog(example_home).open("rag-example"), embedder) as reference:
         hits = reference.search("What did NVIDIA invent in 1999?", k=3, filter={"metadata.ticker": "NVDA"})

@@ -24,8 +24,9 @@ import retriever.store as store
 from cli import main
 from retriever.calibrate import recall_against
 from retriever.catalog import EngineConfig, open_catalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.edge_query import EdgeRequests
-from retriever.edge_store import SCRATCH_PREFIX, EdgeCatalog
+from retriever.edge_store import SCRATCH_PREFIX
 from retriever.errors import CollectionLockedError, InPlaceUnsupportedError, InvalidLayoutError
 from retriever.ladder import vector_name
 from retriever.layout import LayoutChoice, parse_layouts

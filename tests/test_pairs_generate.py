@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import assert_cli_error, bad_corpora, topic_records, write_jsonl
 
 from cli import main
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.indexer import index_corpus
 from tuner.pairs import load_pairs
 from tuner.pseudo_queries import sentences

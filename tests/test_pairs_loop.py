@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import TOPIC_DOCS, TOPIC_QUERIES, assert_cli_error, topic_records, write_jsonl
 
 from cli import main
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
 from tuner.pairs import load_pairs

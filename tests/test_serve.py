@@ -21,7 +21,7 @@ import pytest
 from conftest import REPO_ROOT, TOPIC_DOCS, TOPIC_QUERIES, write_jsonl
 
 from retriever import Retriever
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.errors import ModelLoadError
 from retriever.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_beir, write_jsonl
 
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.embedder import Embedder
 from retriever.errors import TuneError
 from retriever.indexer import index_corpus

@@ -15,7 +15,7 @@ import pytest
 from conftest import TOPIC_DOCS, write_jsonl
 
 from retriever import Retriever
-from retriever.edge_store import EdgeCatalog
+from retriever.edge_catalog import EdgeCatalog
 from retriever.embedder import Embedder
 from retriever.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
