@@ -302,3 +302,28 @@ def test_unstorable_payload_is_a_funnel_error(catalog):
     bad = [p | {"metadata": {"score": float("nan")}} for p in batch.payloads]
     with catalog.create(make_spec("nan")) as coll, pytest.raises(FunnelError):
         coll.upsert(PointBatch(ids=batch.ids, vectors=batch.vectors, payloads=bad))
+
+
+def test_calibration_is_read_once_and_again_when_the_file_changes(catalog):
+    """A search consults the calibration several times per query: it is cached, but a calibration
+    saved meanwhile (by this process or, written to the file, by another) is seen at once."""
+    import json
+
+    from retriever.edge_store import CALIBRATION_FILE
+
+    with catalog.create(make_spec()) as coll:
+        assert coll.calibration() is None
+        coll.save_calibration({"plan": "8:40,32:10", "k": 10, "hnsw_ef": 48})
+        first = coll.calibration()
+        assert first == {"plan": "8:40,32:10", "k": 10, "hnsw_ef": 48}
+        assert coll.calibration() is first, "an unchanged file is not parsed again"
+        coll.save_calibration({"plan": "8:80,32:10", "k": 10, "hnsw_ef": None})
+        assert coll.calibration() == {"plan": "8:80,32:10", "k": 10, "hnsw_ef": None}
+        # Another process's `funnel calibrate` replaces the file with the same size in place.
+        other = {"plan": "8:90,32:10", "k": 10, "hnsw_ef": None}
+        tmp = coll.path / "other.tmp"
+        tmp.write_text(json.dumps(other, indent=2))
+        tmp.replace(coll.path / CALIBRATION_FILE)
+        assert coll.calibration() == other
+        (coll.path / CALIBRATION_FILE).unlink()
+        assert coll.calibration() is None
