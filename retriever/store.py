@@ -153,7 +153,7 @@ class CollectionSpec:
 def engine_id(point_id: str) -> int | str:
     """A point id as the engines take it: a decimal id (see :func:`retriever.chunking.chunk_id`) as an
     unsigned integer, a UUID as its string. Ids are strings everywhere above the stores."""
-    return int(point_id) if point_id.isdecimal() else point_id
+    return int(point_id) if point_id.isascii() and point_id.isdecimal() else point_id
 
 
 @dataclass(frozen=True)
