@@ -66,7 +66,7 @@ class EdgeRequests:
 
         Exact: a full scan on the original vectors. Otherwise HNSW (where the dim has a graph) with
         ``ef`` = ``hnsw_ef`` or ``max(128, limit)``; a quantized vector is rescored with the originals
-        (binary ones oversampled: ``QUANTIZED_OVERSAMPLING``) unless a later stage (``refined``)
+        (oversampled as ``QUANTIZED_OVERSAMPLING`` says) unless a later stage (``refined``)
         re-scores the shortlist anyway.
         """
         if exact:

@@ -55,7 +55,7 @@ class ServerRequests:
 
     def stage_params(self, dim: int, limit: int, exact: bool, hnsw_ef: int | None, refined: bool) -> Any:
         """As :meth:`edge_query.EdgeRequests.stage_params`: exact scans the originals; a graph stage searches
-        with ``ef = hnsw_ef or max(128, limit)``; a quantized vector is rescored (binary oversampled)
+        with ``ef = hnsw_ef or max(128, limit)``; a quantized vector is rescored (oversampled)
         unless a later stage re-scores."""
         from qdrant_client import models
 
