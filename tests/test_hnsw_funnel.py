@@ -46,23 +46,29 @@ def _graph_files(path: Path, dim: int) -> list[Path]:
     return list((path / "shard" / "segments").glob(f"*/vector_index-{vector_name(dim)}/graph.bin"))
 
 
-@pytest.fixture
-def synthetic(tmp_path, graph_thresholds):
-    """6,000 random 384-dim points, Matryoshka-like: the variance of dim i decays as exp(-i/100), so the
-    64-dim top-20 holds ~84 % of the 384-dim top-10 and the top-100 all of it."""
-    rng = np.random.default_rng(7)
-    scale = np.exp(-np.arange(384, dtype=np.float32) / 100)
+def _matryoshka_collection(catalog: EdgeCatalog, name: str, seed: int, decay: float, queries: int):
+    """``N_POINTS`` random 384-dim points whose dim i has variance exp(-i/decay) (smaller decay: the
+    prefixes carry more), indexed (graph built), and ``queries`` query ladders drawn the same way."""
+    rng = np.random.default_rng(seed)
+    scale = np.exp(-np.arange(384, dtype=np.float32) / decay)
     full = rng.standard_normal((N_POINTS, 384)).astype(np.float32) * scale
-    spec = CollectionSpec(name="graph", model="synthetic", model_fingerprint="0", model_dim=384, dims=LADDER,
+    spec = CollectionSpec(name=name, model="synthetic", model_fingerprint="0", model_dim=384, dims=LADDER,
                           chunk_size=16, chunk_overlap=0)
-    catalog = EdgeCatalog(tmp_path / "data")
     with catalog.create(spec) as coll:
         for start in range(0, N_POINTS, 2_000):
             rows = slice(start, start + 2_000)
             ids = [f"00000000-0000-0000-0000-{i:012x}" for i in range(start, min(N_POINTS, start + 2_000))]
             coll.upsert(PointBatch(ids, _prefixes(full[rows]), [{"doc_id": i, "chunk": 0} for i in ids]))
         coll.finish_indexing()
-    queries = _prefixes(rng.standard_normal((40, 384)).astype(np.float32) * scale)
+    return full, _prefixes(rng.standard_normal((queries, 384)).astype(np.float32) * scale)
+
+
+@pytest.fixture
+def synthetic(tmp_path, graph_thresholds):
+    """6,000 random 384-dim points, Matryoshka-like: the variance of dim i decays as exp(-i/100), so the
+    64-dim top-20 holds ~84 % of the 384-dim top-10 and the top-100 all of it."""
+    catalog = EdgeCatalog(tmp_path / "data")
+    full, queries = _matryoshka_collection(catalog, "graph", seed=7, decay=100, queries=40)
     coll = catalog.open("graph")
     yield coll, full, queries
     coll.close()
@@ -139,17 +145,8 @@ def test_calibration_narrows_the_graph_search_and_searches_use_it(tmp_path, grap
     from retriever.retriever import Retriever, default_ef_for, default_plan_for
     from retriever.store import MIN_HNSW_EF
 
-    rng = np.random.default_rng(11)
-    scale = np.exp(-np.arange(384, dtype=np.float32) / 12)
-    full = rng.standard_normal((N_POINTS, 384)).astype(np.float32) * scale
-    spec = CollectionSpec(name="steep", model="synthetic", model_fingerprint="0", model_dim=384, dims=LADDER,
-                          chunk_size=16, chunk_overlap=0)
     catalog = EdgeCatalog(tmp_path / "data")
-    with catalog.create(spec) as coll:
-        ids = [f"00000000-0000-0000-0000-{i:012x}" for i in range(N_POINTS)]
-        coll.upsert(PointBatch(ids, _prefixes(full), [{"doc_id": i, "chunk": 0} for i in ids]))
-        coll.finish_indexing()
-    queries = _prefixes(rng.standard_normal((60, 384)).astype(np.float32) * scale)
+    _, queries = _matryoshka_collection(catalog, "steep", seed=11, decay=12, queries=60)
     with catalog.open("steep") as coll:
         exact = coll.search(queries, None, K, with_text=False)
         target = 0.95
