@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from _machine import machine  # noqa: E402
 from qdrant_edge import EdgeConfig, EdgeShard, QuantizationSearchParams, Query, QueryRequest, SearchParams  # noqa: E402
 
+from retriever.bench.timing import time_each  # noqa: E402
 from retriever.edge_catalog import EdgeCatalog  # noqa: E402
 from retriever.edge_store import SHARD_DIR, EdgeCollection, edge_config  # noqa: E402
 from retriever.plan import parse_plan  # noqa: E402
@@ -35,15 +36,9 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def p50(fn, n: int, repeats: int) -> float:  # noqa: ANN001 - fn(i)
-    for i in range(n):
-        fn(i)  # warm-up
-    samples = []
-    for _ in range(repeats):
-        for i in range(n):
-            t = time.perf_counter()
-            fn(i)
-            samples.append(time.perf_counter() - t)
-    return float(np.median(samples) * 1e3)
+    """p50 ms of ``fn(i)`` over ``repeats`` passes of the ``n`` queries, after a warm-up pass."""
+    _, latency = time_each(fn, list(range(n)) * repeats, warmup=n)
+    return latency.p50
 
 
 def main() -> None:
