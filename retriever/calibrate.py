@@ -72,7 +72,7 @@ def candidate_plans(ladder: tuple[int, ...], k: int) -> list[FunnelPlan]:
     return sorted(plans, key=lambda p: (plan_cost(p), str(p)))
 
 
-Candidate = tuple[FunnelPlan, "int | None"]  # a plan and its first stage's graph width (None: the default)
+Candidate = tuple[FunnelPlan, "int | None", int]  # a plan, its first stage's graph width (None: the default), its cost
 
 
 def search_ladder(spec: CollectionSpec) -> tuple[int, ...]:
@@ -83,17 +83,11 @@ def search_ladder(spec: CollectionSpec) -> tuple[int, ...]:
     return tuple(d for d in spec.dims if d >= graph)
 
 
-def _walks_graph(collection: Collection, plan: FunnelPlan) -> bool:
-    """Whether the plan's first stage walks an HNSW graph (else it scans, and ``ef`` means nothing)."""
-    dim = plan.stages[0].dim
-    return dim in (collection.spec.hnsw_dims or ()) and not collection.hnsw_is_full_scan(dim)
-
-
-def _widths(collection: Collection, plan: FunnelPlan) -> list[int | None]:
+def _widths(plan: FunnelPlan, walks_graph: bool) -> list[int | None]:
     """The graph widths to try for ``plan``: each of :data:`EF_STEPS` at least its shortlist and below the
     default width, then the default (``None``); only the default where the first stage walks no graph."""
     limit = plan.stages[0].limit
-    if not _walks_graph(collection, plan):
+    if not walks_graph:
         return [None]
     return [*(e for e in EF_STEPS if limit <= e < max(MIN_HNSW_EF, limit)), None]
 
@@ -102,13 +96,16 @@ def _candidates(collection: Collection, k: int, points: int) -> list[Candidate]:
     """The candidate plans of :func:`candidate_plans` on the :func:`search_ladder`, each with every graph
     width of :func:`_widths`, plus, on a small collection, the single top-dim stage (it scores every
     point: ``points × top dim`` components), all in cost order."""
-    ladder = search_ladder(collection.spec)
+    spec = collection.spec
+    ladder = search_ladder(spec)
     plans = candidate_plans(ladder, k)
     if len(ladder) > 1 and points <= SCAN_CANDIDATE_MAX_POINTS:
-        plans.append(FunnelPlan((Stage(collection.spec.top_dim, k),)))
-    pairs = [(plan, ef) for plan in plans for ef in _widths(collection, plan)]
-    costs = {(str(p), ef): _cost(p, points, ef, _walks_graph(collection, p)) for p, ef in pairs}
-    return sorted(pairs, key=lambda c: (costs[str(c[0]), c[1]], str(c[0])))
+        plans.append(FunnelPlan((Stage(spec.top_dim, k),)))
+    # whether a first stage at each dim walks a graph (else it scans, and ef means nothing)
+    graph = {d: d in (spec.hnsw_dims or ()) and not collection.hnsw_is_full_scan(d) for d in ladder}
+    found = [(plan, ef, _cost(plan, points, ef, graph[plan.stages[0].dim]))
+             for plan in plans for ef in _widths(plan, graph[plan.stages[0].dim])]
+    return sorted(found, key=lambda c: (c[2], str(c[0])))
 
 
 def _cost(plan: FunnelPlan, points: int, hnsw_ef: int | None = None, graph: bool = True) -> int:
@@ -200,14 +197,13 @@ def calibrate(
     passing: list[tuple[FunnelPlan, float, dict]] = []
     passed: dict[tuple[int, ...], int] = {}  # stage dims → how many candidates of that structure passed
     points = collection.count()
-    for plan, ef in _candidates(collection, k, points):
+    for plan, ef, cost in _candidates(collection, k, points):
         dims = tuple(s.dim for s in plan.stages)
         if passed.get(dims, 0) > (WIDER_PER_STRUCTURE if timed else 0):
             continue  # cheaper candidates of this structure passed: this one can only be slower
         found = collection.search(queries, plan, k, with_text=False, hnsw_ef=ef)
         recall = recall_against(found, reference, k)
-        entry: dict = {"plan": str(plan), "hnsw_ef": ef, "cost": _cost(plan, points, ef, _walks_graph(collection, plan)),
-                       "recall_vs_exact": recall}
+        entry: dict = {"plan": str(plan), "hnsw_ef": ef, "cost": cost, "recall_vs_exact": recall}
         tried.append(entry)
         if best is None or recall > best[0]:
             best = (recall, plan, ef)
