@@ -157,6 +157,12 @@ model_option = click.option("--model", envvar="FUNNEL_MODEL", show_envvar=True, 
 device_option = click.option(
     "--device", envvar="FUNNEL_DEVICE", show_envvar=True, default=None, help="cuda, mps or cpu [default: best available]"
 )
+ENCODER_HELP = ("what runs the model: torch, onnx, onnx-int8, openvino, openvino-int8 (the last four on the CPU, "
+                "exported once and cached) [default: auto: torch on a GPU; on a CPU the encoder funnel calibrate chose, "
+                "else openvino]")
+encoder_option = click.option("--encoder", envvar="FUNNEL_ENCODER", show_envvar=True, default=None,
+                              type=click.Choice(["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]),
+                              help=ENCODER_HELP)
 json_option = click.option(
     "--json", "as_json", is_flag=True, envvar="FUNNEL_JSON", show_envvar=True, help="print JSON instead of a table"
 )
@@ -198,6 +204,7 @@ json_option = click.option(
               help="how the BM25 index splits text: english (lower-cased words, English stop words dropped, "
               "Snowball-stemmed) or plain (lower-cased words) [default: english, or the collection's]")
 @device_option
+@encoder_option
 @json_option
 @click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bar")
 @engine_options
@@ -207,7 +214,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
           chunk_size: int | None, chunk_overlap: int | None, batch_size: int, text_field: str, id_field: str | None,
           title_field: str, metadata_fields: tuple[str, ...], skip_bad: bool, fmt: str | None,
           quantization: str | None, on_disk: bool | None, lexical: str | None, lexical_analyzer: str | None,
-          device: str | None, as_json: bool, no_progress: bool) -> None:
+          device: str | None, encoder: str | None, as_json: bool, no_progress: bool) -> None:
     """Chunk and embed PATHS (BEIR dir, JSONL, CSV, TSV, Parquet, .txt/.md dirs; - for stdin) into a collection.
 
     Re-running with the same corpus updates in place. Indexing into an existing collection uses
@@ -218,7 +225,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
 
     from retriever.chunking import check_chunking
     from retriever.corpus import Fields
-    from retriever.display import IndexProgressBar, print_index_summary, print_json
+    from retriever.display import IndexProgressBar, err, print_index_summary, print_json
     from retriever.embedder import DEFAULT_MODEL, Embedder
     from retriever.indexer import check_batch_size, index_corpus
     from retriever.intake import open_corpus
@@ -249,7 +256,10 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
     catalog.check_writable(collection, len(dims.split(",")) if dims else 4)
     fields = Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields)
     with open_corpus(paths, fields, skip_bad, fmt, spool_dir=ctx.obj["data_dir"]) as corpus:
-        embedder = Embedder(model or DEFAULT_MODEL, device=device)
+        embedder = Embedder(model or DEFAULT_MODEL, device=device, encoder=encoder)
+        if existing is not None and existing.encoder != embedder.encoder:
+            err.print(f"note: {collection!r} was encoded with {existing.encoder}; new chunks are encoded with "
+                      f"{embedder.describe} (the same model: searches match across encoders)", highlight=False)
         bar = IndexProgressBar(enabled=not no_progress)
         try:
             result = index_corpus(
@@ -302,12 +312,13 @@ def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retrie
               help="leave the chunk text out of the results")
 @model_option
 @device_option
+@encoder_option
 @json_option
 @engine_options
 @click.pass_context
 def search(ctx: click.Context, query: str | None, collection: str, k: int, plan: str | None, exact: bool,
            adaptive: bool | None, mode: str | None, fusion: str | None, queries_file: Path | None, skip_bad: bool,
-           no_text: bool, model: str | None, device: str | None, as_json: bool) -> None:
+           no_text: bool, model: str | None, device: str | None, encoder: str | None, as_json: bool) -> None:
     """Funnel-search QUERY (or every query of --queries) in a collection: dense, lexical (BM25) or hybrid."""
     from retriever.display import print_hits, print_json
     from retriever.errors import InvalidPlanError
@@ -338,7 +349,7 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
         ids, texts = list(found.ids), found.texts
     # BM25 alone needs no model: none is loaded
     with Retriever.open(collection, model=model, device=device, engine=_engine(ctx),
-                        lexical_only=mode == "lexical") as retriever:
+                        lexical_only=mode == "lexical", encoder=encoder) as retriever:
         spec = retriever.query_spec(k, plan, exact, not no_text, None, adaptive, mode, fusion)
         funnel = spec.plan
         rule = getattr(spec, "rule", None)
@@ -562,10 +573,11 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
               help="skip (and count) malformed or unusable queries instead of stopping")
 @model_option
 @device_option
+@encoder_option
 @json_option
 @click.pass_context
 def pairs_misses(ctx: click.Context, collection: str, queries_file: Path, qrels: Path, out: Path, k: int,
-                 skip_bad: bool, model: str | None, device: str | None, as_json: bool) -> None:
+                 skip_bad: bool, model: str | None, device: str | None, encoder: str | None, as_json: bool) -> None:
     """Pairs from the judged queries whose relevant document the collection does not return in the top k."""
     from dataclasses import asdict
 
@@ -582,7 +594,7 @@ def pairs_misses(ctx: click.Context, collection: str, queries_file: Path, qrels:
     relevant = read_qrels(Path(qrels))
     found = read_queries(queries_file, skip_bad=skip_bad)
     _report_skipped_queries(found, queries_file)
-    with Retriever.open(collection, model=model, device=device, engine=_engine(ctx)) as retriever:
+    with Retriever.open(collection, model=model, device=device, engine=_engine(ctx), encoder=encoder) as retriever:
         made, report = find_misses(retriever, dict(zip(found.ids, found.texts)), relevant, k)
     write_pairs(out, made)
     err.print(f"{report.queries:,} judged queries: {report.found:,} found in the top {k}, {report.missed:,} missed → "
@@ -915,11 +927,12 @@ def _layout_progress(trial: LayoutTrial) -> None:
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @model_option
 @device_option
+@encoder_option
 @engine_options
 @click.pass_context
 def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: str | None, max_batch: int,
           max_wait_ms: float, feedback_file: Path | None, read_timeout: float, log_level: str, model: str | None,
-          device: str | None) -> None:
+          device: str | None, encoder: str | None) -> None:
     """Serve funnel search over HTTP (FastAPI on uvicorn): /search, /collections/NAME, /healthz, /feedback."""
     from retriever.display import err
     from retriever.paths import validate_collection_name
@@ -931,7 +944,7 @@ def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: st
         raise BadInputError("--api-key is empty: give a key or leave the option out")
     config = ServiceConfig(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms, feedback_path=feedback_file,
                            read_timeout=read_timeout)
-    run_server(_engine(ctx), collection, host=host, port=port, model=model, device=device, config=config,
+    run_server(_engine(ctx), collection, host=host, port=port, model=model, device=device, config=config, encoder=encoder,
                log_level=log_level,
                on_listening=lambda url: err.print(f"serving {collection!r} on {url} (docs: {url}/docs); "
                                                   "the model is loading, /healthz says when it is ready",
