@@ -418,16 +418,21 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
               help="continue an interrupted run from its last checkpoint")
 @click.option("--overwrite", is_flag=True, envvar="FUNNEL_OVERWRITE", show_envvar=True,
               help="replace an existing output directory")
+@click.option("--export", "export_text", envvar="FUNNEL_TUNE_EXPORT", show_envvar=True, default=None,
+              help="also write these fast encoders of the tuned model beside it (OUTPUT/funnel-export/), e.g. "
+              "openvino,onnx; all: every one installed (openvino-int8 is calibrated on the training pairs' passages)")
 @device_option
 @json_option
 def tune(train: str, output: Path, base_model: str | None, replay: str | None, replay_ratio: float | None,
          dims: str | None, eval_dir: Path | None,
          eval_split: float, epochs: int, batch_size: int, lr: float, loss: str, mini_batch_size: int,
          hard_negatives: int, guard: Path | None, best_dim: int | None, anchor_column: str, positive_column: str,
-         negative_column: str, seed: int, resume: bool, overwrite: bool, device: str | None, as_json: bool) -> None:
+         negative_column: str, seed: int, resume: bool, overwrite: bool, export_text: str | None,
+         device: str | None, as_json: bool) -> None:
     """Fine-tune an embedding model with MatryoshkaLoss; report NDCG@10 per dim before and after."""
     from retriever.display import err, out, print_json
     from retriever.embedder import DEFAULT_MODEL
+    from retriever.encoding.names import parse_encoders
     from tuner.pairs import PairColumns
     from tuner.report import guard_table, rich_table
     from tuner.training import TuneConfig
@@ -440,10 +445,21 @@ def tune(train: str, output: Path, base_model: str | None, replay: str | None, r
         resume=resume, overwrite=overwrite, seed=seed, device=device,
         columns=PairColumns(anchor_column, positive_column, negative_column), replay=replay, replay_ratio=replay_ratio,
     )
+    exports = [e for e in parse_encoders(export_text) if e != "torch"] if export_text else []
     with contextlib.redirect_stdout(sys.stderr):  # the trainer's own output must not mix with --json
         result = run_tune(config, log=lambda line: err.print(line, highlight=False, markup=False))
+    written = []
+    if exports:
+        from retriever.encoding.export import export_beside
+        from tuner.pairs import load_pairs
+
+        calibration = None
+        if "openvino-int8" in exports:
+            pairs_set, _ = load_pairs(train, config.columns)
+            calibration = list(pairs_set["positive"][:300])
+        written = [str(p) for p in export_beside(Path(result.output), exports, calibration)]
     if as_json:
-        print_json(result.to_dict())
+        print_json(result.to_dict() | ({"exports": written} if exports else {}))
         return
     out.print(rich_table(result))
     if (table := guard_table(result)) is not None:
@@ -452,6 +468,8 @@ def tune(train: str, output: Path, base_model: str | None, replay: str | None, r
         err.print(f"[yellow]warning:[/] tuning made the guard set worse at dims {result.guard_worse}")
     err.print(f"trained {result.train_seconds:,.0f} s ({result.samples_per_second:,.1f} samples/s) on {result.device}; "
               f"model saved to {result.output}", highlight=False)
+    for folder in written:
+        err.print(f"fast encoder written: {folder}", highlight=False)
 
 
 @main.group()
@@ -766,14 +784,20 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
               "(quantization none, int8, binary, binary1.5, binary2)")
 @click.option("--apply", "apply_layout", is_flag=True, envvar="FUNNEL_CALIBRATE_APPLY", show_envvar=True,
               help="with --layouts: re-lay the collection in place into the chosen layout (embedded engine only)")
+@click.option("--encoders", "encoders_text", envvar="FUNNEL_CALIBRATE_ENCODERS", show_envvar=True, default="all",
+              help="encoders to measure on the collection's chunks and queries (speed, and fidelity to fp32 torch); the "
+              "fastest faithful one becomes the default for its queries: all (every one installed), a list such as "
+              "openvino,onnx-int8, or none [default: all; none on a GPU]")
 @model_option
 @device_option
+@encoder_option
 @json_option
 @engine_options
 @click.pass_context
 def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, target: float, sample: int,
               skip_bad: bool, qrels_file: Path | None, layouts_text: str | None, apply_layout: bool,
-              model: str | None, device: str | None, as_json: bool) -> None:
+              encoders_text: str, model: str | None, device: str | None, encoder: str | None,
+              as_json: bool) -> None:
     """Find and save the fastest funnel plan that keeps recall@k against exact search ≥ TARGET.
 
     Candidate plans are checked against exact search on real queries (--queries) or on stored
@@ -811,7 +835,8 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
                 raise BadInputError(f"{qrels_file} judges none of the queries in {queries_file} (no matching query-id "
                                     "with a positive score)")
             texts, relevant = [t for t, _ in pairs], [r for _, r in pairs]
-    with Retriever.open(name, model=model, device=device, engine=_engine(ctx)) as r:
+    encoders = _calibrate_encoders_option(encoders_text, device)
+    with Retriever.open(name, model=model, device=device, engine=_engine(ctx), encoder=encoder) as r:
         if relevant and not r.collection.spec.lexical:
             raise BadInputError(f"collection {name!r} has no lexical index, so no fusion to calibrate: index it with "
                                 "--lexical bm25, or drop --qrels")
@@ -846,6 +871,16 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
             record["layouts"] = relaid.record()
         elif (previous_layouts := (r.collection.calibration() or {}).get("layouts")) is not None:
             record["layouts"] = previous_layouts  # a plan-only re-calibration keeps the last layout measurements
+        chosen_encoder = None
+        if encoders:
+            from retriever.encoding.calibrate import calibrate_for_collection
+
+            chosen_encoder = calibrate_for_collection(
+                r, encoders, texts, relevant, k, sample, f"{len(texts)} queries from {queries_file}",
+                on_trial=None if as_json else _encoder_progress)
+            record["encoder"] = chosen_encoder.record()
+        elif (previous_encoder := (r.collection.calibration() or {}).get("encoder")) is not None:
+            record["encoder"] = previous_encoder
         try:
             r.collection.save_calibration(record)
         except BaseException:
@@ -879,6 +914,34 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
                   f"[bold]{fusion.default_mode}[/]")
     if relaid is not None:
         print_layouts(relaid, name)
+    if chosen_encoder is not None:
+        ce = chosen_encoder
+        best = next(t for t in ce.trials if t.encoder == ce.query)
+        err.print(f"encoders: queries with [bold]{ce.query}[/] ({best.precision}, {best.query_p50_ms:.2f} ms a query, "
+                  f"recall@{k} vs fp32 {best.recall_vs_fp32:.3f}) from now on; fastest faithful for indexing: "
+                  f"{ce.document}", highlight=False)
+
+
+def _calibrate_encoders_option(text: str, device: str | None) -> list[str]:
+    """``calibrate --encoders``: the encoders to measure (none on a GPU unless listed)."""
+    from retriever.encoding.names import parse_encoders
+
+    text = text.strip()
+    if text == "none" or (text == "all" and device is not None and not device.startswith("cpu")):
+        return []
+    return parse_encoders(text)
+
+
+def _encoder_progress(trial) -> None:  # noqa: ANN001 - retriever.encoding.calibrate.EncoderTrial
+    from retriever.display import err
+
+    if trial.error:
+        err.print(f"encoder {trial.encoder}: not measured ({trial.error})", highlight=False, markup=False)
+        return
+    ndcg = f", NDCG {trial.ndcg:.4f}" if trial.ndcg is not None else ""
+    err.print(f"encoder {trial.encoder} ({trial.precision}): {trial.query_p50_ms:.2f} ms a query, "
+              f"{trial.passages_per_s:,.0f} passages/s, recall vs fp32 {trial.recall_vs_fp32:.3f}{ndcg}",
+              highlight=False, markup=False)
 
 
 def _calibrate_layouts_options(ctx: click.Context, name: str, text: str | None,
@@ -1043,6 +1106,7 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
 def info(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a collection: points, dims, model, default plan, bytes on disk."""
     from retriever.display import print_info, print_json, spec_dict
+    from retriever.embedder import resolve_encoder
     from retriever.hybrid import calibrated_fusion
     from retriever.retriever import (
         adaptive_by_default,
@@ -1050,6 +1114,7 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
         default_mode_for,
         default_plan_for,
         fusion_for,
+        query_encoder_for,
     )
 
     with _catalog(ctx).open(name) as coll:
@@ -1061,6 +1126,9 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
         mode = default_mode_for(coll)
         fusion = fusion_for(coll, None) if details.spec.lexical else None
         location = coll.location
+        calibrated_encoder = query_encoder_for(coll, None, None)
+    query_encoder = calibrated_encoder or resolve_encoder(None, None)
+    encoder_how = "calibrated" if calibrated_encoder else "the default here; funnel calibrate measures the others"
     section = (record or {}).get("adaptive") if rule is not None else None
     fusion_calibrated = calibrated_fusion(record) is not None
     if as_json:
@@ -1071,6 +1139,8 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
                                                "default_fusion": None if fusion is None else str(fusion),
                                                "fusion_calibrated": fusion is not None and fusion_calibrated,
                                                "hybrid": (record or {}).get("hybrid") if details.spec.lexical else None,
+                                               "query_encoder": query_encoder,
+                                               "query_encoder_calibrated": calibrated_encoder is not None,
                                                "location": location, "path": location})
         return
     hybrid = None
@@ -1085,7 +1155,7 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
                     f"({section.get('widened_share', 0):.0%} widened, mean {section.get('mean_ms_adaptive', 0):.2f} ms "
                     f"vs fixed {section.get('mean_ms_fixed', 0):.2f} ms)")
     print_info(details, plan + (" (calibrated)" if record is not None else " (rule; run funnel calibrate)"), location,
-               adaptive, hybrid)
+               adaptive, hybrid, f"{query_encoder} ({encoder_how})")
 
 
 @main.command()

@@ -225,10 +225,11 @@ class Embedder:
                 continue
             self._use(runtime)
             return
+        # Not exported yet: on the first encode (so a model refused by its collection is never exported;
+        # openvino-int8 is calibrated on calibration_texts, else on those first texts).
         self._target = places[-1]
-        if self.encoder == "openvino-int8" and calibration_texts is None:
-            return  # exported on the first encode, calibrated on its texts
-        self._export(calibration_texts)
+        self._calibration = list(calibration_texts) if calibration_texts is not None else None
+        self.precision = "not exported yet"
 
     def _export(self, calibration_texts: Sequence[str] | None) -> None:
         from .encoding.export import export
@@ -254,7 +255,7 @@ class Embedder:
     @property
     def describe(self) -> str:
         """The encoder and its precision here, e.g. ``openvino (bf16)``."""
-        return f"{self.encoder} ({getattr(self, 'precision', 'int8')})"
+        return f"{self.encoder} ({self.precision})"
 
     @property
     def tokenizer(self):  # noqa: ANN201 - a transformers tokenizer
@@ -305,7 +306,7 @@ class Embedder:
         """Full-dim float32 embeddings (not normalised), one row per text."""
         if self.encoder != TORCH:
             if self._runtime is None:
-                self._export(texts)
+                self._export(self._calibration if self._calibration is not None else texts)
             return self._runtime.encode_full(texts, batch_size=batch_size, show_progress=show_progress)
         return self.model.encode(
             list(texts),

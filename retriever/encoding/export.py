@@ -9,7 +9,9 @@ probe texts before it is kept: an export that encodes differently is an error, n
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -167,5 +169,30 @@ def _onnx_to_openvino(source: Path, target: Path, facts: ModelFacts, calibration
 
         tokens = Tokens(folder / "tokenizer.json", facts)
         dataset = nncf.Dataset([tokens.feeds([t]) for t in texts])
-        model = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(texts))
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+            model = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(texts))
     ov.save_model(model, str(target), compress_to_fp16=False)
+
+
+def export_beside(model_dir: Path, encoders: Sequence[str], calibration_texts: Sequence[str] | None = None,
+                  ) -> list[Path]:
+    """Write ``encoders``' exports of the model in ``model_dir`` into ``model_dir/funnel-export/`` (where
+    every later load of that model finds them first); exports already there and complete are kept."""
+    from ..embedder import Embedder
+    from .cache import export_folders, read_manifest
+    from .names import TORCH, require
+
+    for encoder in encoders:
+        require(encoder)
+    source = Embedder(str(model_dir), device="cpu", encoder=TORCH)
+    facts = ModelFacts(source.fingerprint, source.dim, source.max_tokens, model_inputs(source.model))
+    written = []
+    for encoder in encoders:
+        if encoder == TORCH:
+            continue
+        key = variant_key(encoder)
+        target = export_folders(model_dir, facts.fingerprint, key)[0]
+        if read_manifest(target, facts.fingerprint, key) is None:
+            export(encoder, source.model, facts, target, calibration_texts)
+        written.append(target)
+    return written

@@ -16,9 +16,9 @@ import uvicorn
 
 from ..catalog import EngineConfig, open_catalog
 from ..embedder import Embedder
-from ..retriever import open_embedder
 from ..errors import FunnelError
 from ..feedback import default_feedback_path
+from ..retriever import open_embedder
 from ..store import Collection
 from .app import create_app
 from .state import ServiceConfig, ServiceState
