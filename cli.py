@@ -707,6 +707,10 @@ class _GenerateProgress:
 @click.option("--fusion-split", envvar="FUNNEL_BENCH_FUSION_SPLIT", show_envvar=True, default=None,
               help="also calibrate the hybrid fusion on this qrels split's judged queries (e.g. train) and add a "
               "hybrid-calibrated row")
+@click.option("--encoders", "encoders_text", envvar="FUNNEL_BENCH_ENCODERS", show_envvar=True, default=None,
+              help="instead: compare encoder backends of the (first) model, e.g. torch,onnx,onnx-int8,openvino,"
+              "openvino-int8 or all: NDCG@10 per dim, recall vs the first one, query p50/p99, passages/s, load time, "
+              "size (OUT/encoders.json, OUT/encoders.md)")
 @device_option
 @json_option
 @click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bars")
@@ -715,7 +719,8 @@ class _GenerateProgress:
 @click.pass_context
 def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | None, plans: tuple[str, ...], k: int,
           quantization: str, split: str, max_queries: int | None, target: float, out: Path, no_memory: bool,
-          modes: str, fusion_split: str | None, device: str | None, as_json: bool, no_progress: bool) -> None:
+          modes: str, fusion_split: str | None, encoders_text: str | None, device: str | None, as_json: bool,
+          no_progress: bool) -> None:
     """Measure quality, latency and storage per dim, funnel plan and quantization on a BEIR split.
 
     Per dim alone (exact and HNSW) and per plan: NDCG/Recall/MRR@k, recall@k against the exact
@@ -735,6 +740,10 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
 
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file, not a directory")
+    if encoders_text is not None:
+        _bench_encoders(data, models[0] if models else DEFAULT_MODEL, encoders_text, split, dims, k, max_queries,
+                        out, as_json)
+        return
     if fusion_split and fusion_split.strip():
         check_layout(data, fusion_split.strip())
     config = BenchConfig(
@@ -920,6 +929,39 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
         err.print(f"encoders: queries with [bold]{ce.query}[/] ({best.precision}, {best.query_p50_ms:.2f} ms a query, "
                   f"recall@{k} vs fp32 {best.recall_vs_fp32:.3f}) from now on; fastest faithful for indexing: "
                   f"{ce.document}", highlight=False)
+
+
+def _bench_encoders(data: Path, model: str, text: str, split: str, dims: str | None, k: int,
+                    max_queries: int | None, out: Path, as_json: bool) -> None:
+    """``funnel bench --encoders``: the encoder comparison, written to OUT/encoders.{json,md}."""
+    import json
+
+    from retriever.beir import check_layout
+    from retriever.bench.encoders import markdown_table, run_encoder_bench
+    from retriever.bench.machine import machine
+    from retriever.display import err, print_json
+    from retriever.display import out as stdout
+    from retriever.encoding.names import parse_encoders
+
+    encoders = parse_encoders(text)
+    check_layout(data, split)
+
+    def row_done(row: dict) -> None:
+        if not as_json:
+            err.print(f"{row['encoder']} ({row['precision']}): NDCG@10 {row['ndcg@10']}, {row['query_p50_ms']:.2f} ms "
+                      f"a query, {row['passages_per_s']:,.0f} passages/s", highlight=False, markup=False)
+
+    result = run_encoder_bench(data, model, encoders, split, dims, k, max_queries, on_row=row_done)
+    result["machine"] = machine("funnel")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "encoders.json").write_text(json.dumps(result, indent=2))
+    table = markdown_table(result)
+    (out / "encoders.md").write_text(f"# Encoders on {data} ({split}, {result['queries']} queries, "
+                                     f"{result['passages']:,} passages), model {model}\n\n{table}")
+    if as_json:
+        print_json(result)
+    else:
+        stdout.print(table, highlight=False, markup=False)
 
 
 def _calibrate_encoders_option(text: str, device: str | None) -> list[str]:

@@ -72,6 +72,8 @@ def resolve_encoder(encoder: str | None, device: str | None) -> str:
     full-precision export on a CPU; an export asked for on a GPU device is refused."""
     choice = parse_encoder(encoder)
     kind = device.split(":", 1)[0] if device else None
+    if kind is not None and kind not in ("cpu", "cuda", "mps"):
+        raise BadInputError(f"unknown device {device!r}: use cuda, mps or cpu")
     if choice == AUTO:
         if kind in ("cuda", "mps") or (kind is None and gpu_present()):
             return TORCH
@@ -331,5 +333,5 @@ def _check_probe(runtime: Any, manifest: dict[str, Any]) -> None:
     got = runtime.encode_full([probe])[0]
     want = np.asarray(expected, dtype=np.float32)
     cos = float(got @ want / max(float(np.linalg.norm(got) * np.linalg.norm(want)), 1e-12)) if got.shape == want.shape else -1
-    if cos < 0.999:
+    if not cos >= 0.999:  # NaN too
         raise EncoderError(f"the {runtime.encoder} export in {runtime.folder} is damaged (probe cosine {cos:.3f})")
