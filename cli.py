@@ -887,7 +887,10 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
             chosen_encoder = calibrate_for_collection(
                 r, encoders, texts, relevant, k, sample, f"{len(texts)} queries from {queries_file}",
                 on_trial=None if as_json else _encoder_progress)
-            record["encoder"] = chosen_encoder.record()
+            if chosen_encoder is not None:
+                record["encoder"] = chosen_encoder.record()
+            elif not as_json:
+                err.print("encoders: not measured (the stored chunks hold no text)", highlight=False)
         elif (previous_encoder := (r.collection.calibration() or {}).get("encoder")) is not None:
             record["encoder"] = previous_encoder
         try:
@@ -899,7 +902,7 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
     if relaid is not None and relaid.built is not None:
         assert catalog is not None
         record = apply_layout_to(catalog, name, relaid, source,
-                                 {"hybrid": record["hybrid"]} if "hybrid" in record else None)
+                                 {key: record[key] for key in ("hybrid", "encoder") if key in record} or None)
     if as_json:
         print_json(record | {"tried": result.tried, "adaptive_tried": adaptive.tried}
                    | ({"fusion_tried": fusion.tried} if fusion else {}))

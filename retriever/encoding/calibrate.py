@@ -161,9 +161,10 @@ def pseudo_queries(texts: Sequence[str], words: int = 12) -> list[str]:
 
 def calibrate_for_collection(retriever: Any, candidates: Sequence[str], queries: Sequence[str],
                              relevant: Sequence[set[str]], k: int, sample: int, source: str,
-                             on_trial: Callable[[EncoderTrial], None] | None = None) -> EncoderCalibration:
+                             on_trial: Callable[[EncoderTrial], None] | None = None) -> EncoderCalibration | None:
     """:func:`calibrate_encoders` on ``retriever``'s collection: a sample of its stored chunks (texts and
-    stored vectors), ``queries`` (else pieces of those chunks), and NDCG when ``relevant`` judges them."""
+    stored vectors), ``queries`` (else pieces of those chunks), and NDCG when ``relevant`` judges them.
+    ``None`` when the stored chunks hold no text (points written without it): nothing to encode."""
     from types import SimpleNamespace
 
     from ..bench.judge import Judge
@@ -174,7 +175,9 @@ def calibrate_for_collection(retriever: Any, candidates: Sequence[str], queries:
     batch = next(iter(collection.points(batch_size=1000)), None)
     if batch is None:
         raise FunnelError(f"collection {spec.name!r} is empty: index something first")
-    documents = [str(p.get("text", "")) for p in batch.payloads]
+    documents = [str(p.get("text") or "") for p in batch.payloads]
+    if not any(t.strip() for t in documents):
+        return None
 
     def search(full: np.ndarray) -> list[list[str]]:
         vectors = {dim: truncate_normalize(full, dim) for dim in spec.dims}
