@@ -157,6 +157,12 @@ model_option = click.option("--model", envvar="FUNNEL_MODEL", show_envvar=True, 
 device_option = click.option(
     "--device", envvar="FUNNEL_DEVICE", show_envvar=True, default=None, help="cuda, mps or cpu [default: best available]"
 )
+ENCODER_HELP = ("what runs the model: torch, onnx, onnx-int8, openvino, openvino-int8 (the last four on the CPU, "
+                "exported once and cached) [default: auto: torch on a GPU; on a CPU the encoder funnel calibrate chose, "
+                "else openvino]")
+encoder_option = click.option("--encoder", envvar="FUNNEL_ENCODER", show_envvar=True, default=None,
+                              type=click.Choice(["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]),
+                              help=ENCODER_HELP)
 json_option = click.option(
     "--json", "as_json", is_flag=True, envvar="FUNNEL_JSON", show_envvar=True, help="print JSON instead of a table"
 )
@@ -198,6 +204,7 @@ json_option = click.option(
               help="how the BM25 index splits text: english (lower-cased words, English stop words dropped, "
               "Snowball-stemmed) or plain (lower-cased words) [default: english, or the collection's]")
 @device_option
+@encoder_option
 @json_option
 @click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bar")
 @engine_options
@@ -207,7 +214,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
           chunk_size: int | None, chunk_overlap: int | None, batch_size: int, text_field: str, id_field: str | None,
           title_field: str, metadata_fields: tuple[str, ...], skip_bad: bool, fmt: str | None,
           quantization: str | None, on_disk: bool | None, lexical: str | None, lexical_analyzer: str | None,
-          device: str | None, as_json: bool, no_progress: bool) -> None:
+          device: str | None, encoder: str | None, as_json: bool, no_progress: bool) -> None:
     """Chunk and embed PATHS (BEIR dir, JSONL, CSV, TSV, Parquet, .txt/.md dirs; - for stdin) into a collection.
 
     Re-running with the same corpus updates in place. Indexing into an existing collection uses
@@ -218,7 +225,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
 
     from retriever.chunking import check_chunking
     from retriever.corpus import Fields
-    from retriever.display import IndexProgressBar, print_index_summary, print_json
+    from retriever.display import IndexProgressBar, err, print_index_summary, print_json
     from retriever.embedder import DEFAULT_MODEL, Embedder
     from retriever.indexer import check_batch_size, index_corpus
     from retriever.intake import open_corpus
@@ -249,7 +256,10 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
     catalog.check_writable(collection, len(dims.split(",")) if dims else 4)
     fields = Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields)
     with open_corpus(paths, fields, skip_bad, fmt, spool_dir=ctx.obj["data_dir"]) as corpus:
-        embedder = Embedder(model or DEFAULT_MODEL, device=device)
+        embedder = Embedder(model or DEFAULT_MODEL, device=device, encoder=encoder)
+        if existing is not None and existing.encoder != embedder.encoder:
+            err.print(f"note: {collection!r} was encoded with {existing.encoder}; new chunks are encoded with "
+                      f"{embedder.describe} (the same model: searches match across encoders)", highlight=False)
         bar = IndexProgressBar(enabled=not no_progress)
         try:
             result = index_corpus(
@@ -302,12 +312,13 @@ def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retrie
               help="leave the chunk text out of the results")
 @model_option
 @device_option
+@encoder_option
 @json_option
 @engine_options
 @click.pass_context
 def search(ctx: click.Context, query: str | None, collection: str, k: int, plan: str | None, exact: bool,
            adaptive: bool | None, mode: str | None, fusion: str | None, queries_file: Path | None, skip_bad: bool,
-           no_text: bool, model: str | None, device: str | None, as_json: bool) -> None:
+           no_text: bool, model: str | None, device: str | None, encoder: str | None, as_json: bool) -> None:
     """Funnel-search QUERY (or every query of --queries) in a collection: dense, lexical (BM25) or hybrid."""
     from retriever.display import print_hits, print_json
     from retriever.errors import InvalidPlanError
@@ -338,7 +349,7 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
         ids, texts = list(found.ids), found.texts
     # BM25 alone needs no model: none is loaded
     with Retriever.open(collection, model=model, device=device, engine=_engine(ctx),
-                        lexical_only=mode == "lexical") as retriever:
+                        lexical_only=mode == "lexical", encoder=encoder) as retriever:
         spec = retriever.query_spec(k, plan, exact, not no_text, None, adaptive, mode, fusion)
         funnel = spec.plan
         rule = getattr(spec, "rule", None)
@@ -407,16 +418,21 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
               help="continue an interrupted run from its last checkpoint")
 @click.option("--overwrite", is_flag=True, envvar="FUNNEL_OVERWRITE", show_envvar=True,
               help="replace an existing output directory")
+@click.option("--export", "export_text", envvar="FUNNEL_TUNE_EXPORT", show_envvar=True, default=None,
+              help="also write these fast encoders of the tuned model beside it (OUTPUT/funnel-export/), e.g. "
+              "openvino,onnx; all: every one installed (openvino-int8 is calibrated on the training pairs' passages)")
 @device_option
 @json_option
 def tune(train: str, output: Path, base_model: str | None, replay: str | None, replay_ratio: float | None,
          dims: str | None, eval_dir: Path | None,
          eval_split: float, epochs: int, batch_size: int, lr: float, loss: str, mini_batch_size: int,
          hard_negatives: int, guard: Path | None, best_dim: int | None, anchor_column: str, positive_column: str,
-         negative_column: str, seed: int, resume: bool, overwrite: bool, device: str | None, as_json: bool) -> None:
+         negative_column: str, seed: int, resume: bool, overwrite: bool, export_text: str | None,
+         device: str | None, as_json: bool) -> None:
     """Fine-tune an embedding model with MatryoshkaLoss; report NDCG@10 per dim before and after."""
     from retriever.display import err, out, print_json
     from retriever.embedder import DEFAULT_MODEL
+    from retriever.encoding.names import parse_encoders
     from tuner.pairs import PairColumns
     from tuner.report import guard_table, rich_table
     from tuner.training import TuneConfig
@@ -429,10 +445,21 @@ def tune(train: str, output: Path, base_model: str | None, replay: str | None, r
         resume=resume, overwrite=overwrite, seed=seed, device=device,
         columns=PairColumns(anchor_column, positive_column, negative_column), replay=replay, replay_ratio=replay_ratio,
     )
+    exports = [e for e in parse_encoders(export_text) if e != "torch"] if export_text else []
     with contextlib.redirect_stdout(sys.stderr):  # the trainer's own output must not mix with --json
         result = run_tune(config, log=lambda line: err.print(line, highlight=False, markup=False))
+    written = []
+    if exports:
+        from retriever.encoding.export import export_beside
+        from tuner.pairs import load_pairs
+
+        calibration = None
+        if "openvino-int8" in exports:
+            pairs_set, _ = load_pairs(train, config.columns)
+            calibration = list(pairs_set["positive"][:300])
+        written = [str(p) for p in export_beside(Path(result.output), exports, calibration)]
     if as_json:
-        print_json(result.to_dict())
+        print_json(result.to_dict() | ({"exports": written} if exports else {}))
         return
     out.print(rich_table(result))
     if (table := guard_table(result)) is not None:
@@ -441,6 +468,8 @@ def tune(train: str, output: Path, base_model: str | None, replay: str | None, r
         err.print(f"[yellow]warning:[/] tuning made the guard set worse at dims {result.guard_worse}")
     err.print(f"trained {result.train_seconds:,.0f} s ({result.samples_per_second:,.1f} samples/s) on {result.device}; "
               f"model saved to {result.output}", highlight=False)
+    for folder in written:
+        err.print(f"fast encoder written: {folder}", highlight=False)
 
 
 @main.group()
@@ -562,10 +591,11 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
               help="skip (and count) malformed or unusable queries instead of stopping")
 @model_option
 @device_option
+@encoder_option
 @json_option
 @click.pass_context
 def pairs_misses(ctx: click.Context, collection: str, queries_file: Path, qrels: Path, out: Path, k: int,
-                 skip_bad: bool, model: str | None, device: str | None, as_json: bool) -> None:
+                 skip_bad: bool, model: str | None, device: str | None, encoder: str | None, as_json: bool) -> None:
     """Pairs from the judged queries whose relevant document the collection does not return in the top k."""
     from dataclasses import asdict
 
@@ -582,7 +612,7 @@ def pairs_misses(ctx: click.Context, collection: str, queries_file: Path, qrels:
     relevant = read_qrels(Path(qrels))
     found = read_queries(queries_file, skip_bad=skip_bad)
     _report_skipped_queries(found, queries_file)
-    with Retriever.open(collection, model=model, device=device, engine=_engine(ctx)) as retriever:
+    with Retriever.open(collection, model=model, device=device, engine=_engine(ctx), encoder=encoder) as retriever:
         made, report = find_misses(retriever, dict(zip(found.ids, found.texts)), relevant, k)
     write_pairs(out, made)
     err.print(f"{report.queries:,} judged queries: {report.found:,} found in the top {k}, {report.missed:,} missed → "
@@ -677,6 +707,10 @@ class _GenerateProgress:
 @click.option("--fusion-split", envvar="FUNNEL_BENCH_FUSION_SPLIT", show_envvar=True, default=None,
               help="also calibrate the hybrid fusion on this qrels split's judged queries (e.g. train) and add a "
               "hybrid-calibrated row")
+@click.option("--encoders", "encoders_text", envvar="FUNNEL_BENCH_ENCODERS", show_envvar=True, default=None,
+              help="instead: compare encoder backends of the (first) model, e.g. torch,onnx,onnx-int8,openvino,"
+              "openvino-int8 or all: NDCG@10 per dim, recall vs the first one, query p50/p99, passages/s, load time, "
+              "size (OUT/encoders.json, OUT/encoders.md)")
 @device_option
 @json_option
 @click.option("--no-progress", is_flag=True, envvar="FUNNEL_NO_PROGRESS", show_envvar=True, help="no progress bars")
@@ -685,7 +719,8 @@ class _GenerateProgress:
 @click.pass_context
 def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | None, plans: tuple[str, ...], k: int,
           quantization: str, split: str, max_queries: int | None, target: float, out: Path, no_memory: bool,
-          modes: str, fusion_split: str | None, device: str | None, as_json: bool, no_progress: bool) -> None:
+          modes: str, fusion_split: str | None, encoders_text: str | None, device: str | None, as_json: bool,
+          no_progress: bool) -> None:
     """Measure quality, latency and storage per dim, funnel plan and quantization on a BEIR split.
 
     Per dim alone (exact and HNSW) and per plan: NDCG/Recall/MRR@k, recall@k against the exact
@@ -705,6 +740,10 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
 
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file, not a directory")
+    if encoders_text is not None:
+        _bench_encoders(data, models[0] if models else DEFAULT_MODEL, encoders_text, split, dims, k, max_queries,
+                        out, as_json)
+        return
     if fusion_split and fusion_split.strip():
         check_layout(data, fusion_split.strip())
     config = BenchConfig(
@@ -754,14 +793,20 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
               "(quantization none, int8, binary, binary1.5, binary2)")
 @click.option("--apply", "apply_layout", is_flag=True, envvar="FUNNEL_CALIBRATE_APPLY", show_envvar=True,
               help="with --layouts: re-lay the collection in place into the chosen layout (embedded engine only)")
+@click.option("--encoders", "encoders_text", envvar="FUNNEL_CALIBRATE_ENCODERS", show_envvar=True, default="all",
+              help="encoders to measure on the collection's chunks and queries (speed, and fidelity to fp32 torch); the "
+              "fastest faithful one becomes the default for its queries: all (every one installed), a list such as "
+              "openvino,onnx-int8, or none [default: all; none on a GPU]")
 @model_option
 @device_option
+@encoder_option
 @json_option
 @engine_options
 @click.pass_context
 def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, target: float, sample: int,
               skip_bad: bool, qrels_file: Path | None, layouts_text: str | None, apply_layout: bool,
-              model: str | None, device: str | None, as_json: bool) -> None:
+              encoders_text: str, model: str | None, device: str | None, encoder: str | None,
+              as_json: bool) -> None:
     """Find and save the fastest funnel plan that keeps recall@k against exact search ≥ TARGET.
 
     Candidate plans are checked against exact search on real queries (--queries) or on stored
@@ -799,7 +844,8 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
                 raise BadInputError(f"{qrels_file} judges none of the queries in {queries_file} (no matching query-id "
                                     "with a positive score)")
             texts, relevant = [t for t, _ in pairs], [r for _, r in pairs]
-    with Retriever.open(name, model=model, device=device, engine=_engine(ctx)) as r:
+    encoders = _calibrate_encoders_option(encoders_text, device)
+    with Retriever.open(name, model=model, device=device, engine=_engine(ctx), encoder=encoder) as r:
         if relevant and not r.collection.spec.lexical:
             raise BadInputError(f"collection {name!r} has no lexical index, so no fusion to calibrate: index it with "
                                 "--lexical bm25, or drop --qrels")
@@ -834,6 +880,19 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
             record["layouts"] = relaid.record()
         elif (previous_layouts := (r.collection.calibration() or {}).get("layouts")) is not None:
             record["layouts"] = previous_layouts  # a plan-only re-calibration keeps the last layout measurements
+        chosen_encoder = None
+        if encoders:
+            from retriever.encoding.calibrate import calibrate_for_collection
+
+            chosen_encoder = calibrate_for_collection(
+                r, encoders, texts, relevant, k, sample, f"{len(texts)} queries from {queries_file}",
+                on_trial=None if as_json else _encoder_progress)
+            if chosen_encoder is not None:
+                record["encoder"] = chosen_encoder.record()
+            elif not as_json:
+                err.print("encoders: not measured (the stored chunks hold no text)", highlight=False)
+        elif (previous_encoder := (r.collection.calibration() or {}).get("encoder")) is not None:
+            record["encoder"] = previous_encoder
         try:
             r.collection.save_calibration(record)
         except BaseException:
@@ -843,7 +902,7 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
     if relaid is not None and relaid.built is not None:
         assert catalog is not None
         record = apply_layout_to(catalog, name, relaid, source,
-                                 {"hybrid": record["hybrid"]} if "hybrid" in record else None)
+                                 {key: record[key] for key in ("hybrid", "encoder") if key in record} or None)
     if as_json:
         print_json(record | {"tried": result.tried, "adaptive_tried": adaptive.tried}
                    | ({"fusion_tried": fusion.tried} if fusion else {}))
@@ -867,6 +926,67 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
                   f"[bold]{fusion.default_mode}[/]")
     if relaid is not None:
         print_layouts(relaid, name)
+    if chosen_encoder is not None:
+        ce = chosen_encoder
+        best = next(t for t in ce.trials if t.encoder == ce.query)
+        err.print(f"encoders: queries with [bold]{ce.query}[/] ({best.precision}, {best.query_p50_ms:.2f} ms a query, "
+                  f"recall@{k} vs fp32 {best.recall_vs_fp32:.3f}) from now on; fastest faithful for indexing: "
+                  f"{ce.document}", highlight=False)
+
+
+def _bench_encoders(data: Path, model: str, text: str, split: str, dims: str | None, k: int,
+                    max_queries: int | None, out: Path, as_json: bool) -> None:
+    """``funnel bench --encoders``: the encoder comparison, written to OUT/encoders.{json,md}."""
+    import json
+
+    from retriever.beir import check_layout
+    from retriever.bench.encoders import markdown_table, run_encoder_bench
+    from retriever.bench.machine import machine
+    from retriever.display import err, print_json
+    from retriever.display import out as stdout
+    from retriever.encoding.names import parse_encoders
+
+    encoders = parse_encoders(text)
+    check_layout(data, split)
+
+    def row_done(row: dict) -> None:
+        if not as_json:
+            err.print(f"{row['encoder']} ({row['precision']}): NDCG@10 {row['ndcg@10']}, {row['query_p50_ms']:.2f} ms "
+                      f"a query, {row['passages_per_s']:,.0f} passages/s", highlight=False, markup=False)
+
+    result = run_encoder_bench(data, model, encoders, split, dims, k, max_queries, on_row=row_done)
+    result["machine"] = machine("funnel")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "encoders.json").write_text(json.dumps(result, indent=2))
+    table = markdown_table(result)
+    (out / "encoders.md").write_text(f"# Encoders on {data} ({split}, {result['queries']} queries, "
+                                     f"{result['passages']:,} passages), model {model}\n\n{table}")
+    if as_json:
+        print_json(result)
+    else:
+        stdout.print(table, highlight=False, markup=False)
+
+
+def _calibrate_encoders_option(text: str, device: str | None) -> list[str]:
+    """``calibrate --encoders``: the encoders to measure (none on a GPU unless listed)."""
+    from retriever.encoding.names import parse_encoders
+
+    text = text.strip()
+    if text == "none" or (text == "all" and device is not None and not device.startswith("cpu")):
+        return []
+    return parse_encoders(text)
+
+
+def _encoder_progress(trial) -> None:  # noqa: ANN001 - retriever.encoding.calibrate.EncoderTrial
+    from retriever.display import err
+
+    if trial.error:
+        err.print(f"encoder {trial.encoder}: not measured ({trial.error})", highlight=False, markup=False)
+        return
+    ndcg = f", NDCG {trial.ndcg:.4f}" if trial.ndcg is not None else ""
+    err.print(f"encoder {trial.encoder} ({trial.precision}): {trial.query_p50_ms:.2f} ms a query, "
+              f"{trial.passages_per_s:,.0f} passages/s, recall vs fp32 {trial.recall_vs_fp32:.3f}{ndcg}",
+              highlight=False, markup=False)
 
 
 def _calibrate_layouts_options(ctx: click.Context, name: str, text: str | None,
@@ -915,11 +1035,12 @@ def _layout_progress(trial: LayoutTrial) -> None:
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @model_option
 @device_option
+@encoder_option
 @engine_options
 @click.pass_context
 def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: str | None, max_batch: int,
           max_wait_ms: float, feedback_file: Path | None, read_timeout: float, log_level: str, model: str | None,
-          device: str | None) -> None:
+          device: str | None, encoder: str | None) -> None:
     """Serve funnel search over HTTP (FastAPI on uvicorn): /search, /collections/NAME, /healthz, /feedback."""
     from retriever.display import err
     from retriever.paths import validate_collection_name
@@ -931,7 +1052,7 @@ def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: st
         raise BadInputError("--api-key is empty: give a key or leave the option out")
     config = ServiceConfig(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms, feedback_path=feedback_file,
                            read_timeout=read_timeout)
-    run_server(_engine(ctx), collection, host=host, port=port, model=model, device=device, config=config,
+    run_server(_engine(ctx), collection, host=host, port=port, model=model, device=device, config=config, encoder=encoder,
                log_level=log_level,
                on_listening=lambda url: err.print(f"serving {collection!r} on {url} (docs: {url}/docs); "
                                                   "the model is loading, /healthz says when it is ready",
@@ -1030,6 +1151,7 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
 def info(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a collection: points, dims, model, default plan, bytes on disk."""
     from retriever.display import print_info, print_json, spec_dict
+    from retriever.embedder import resolve_encoder
     from retriever.hybrid import calibrated_fusion
     from retriever.retriever import (
         adaptive_by_default,
@@ -1037,6 +1159,7 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
         default_mode_for,
         default_plan_for,
         fusion_for,
+        query_encoder_for,
     )
 
     with _catalog(ctx).open(name) as coll:
@@ -1048,6 +1171,9 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
         mode = default_mode_for(coll)
         fusion = fusion_for(coll, None) if details.spec.lexical else None
         location = coll.location
+        calibrated_encoder = query_encoder_for(coll, None, None)
+    query_encoder = calibrated_encoder or resolve_encoder(None, None)
+    encoder_how = "calibrated" if calibrated_encoder else "the default here; funnel calibrate measures the others"
     section = (record or {}).get("adaptive") if rule is not None else None
     fusion_calibrated = calibrated_fusion(record) is not None
     if as_json:
@@ -1058,6 +1184,8 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
                                                "default_fusion": None if fusion is None else str(fusion),
                                                "fusion_calibrated": fusion is not None and fusion_calibrated,
                                                "hybrid": (record or {}).get("hybrid") if details.spec.lexical else None,
+                                               "query_encoder": query_encoder,
+                                               "query_encoder_calibrated": calibrated_encoder is not None,
                                                "location": location, "path": location})
         return
     hybrid = None
@@ -1072,7 +1200,7 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
                     f"({section.get('widened_share', 0):.0%} widened, mean {section.get('mean_ms_adaptive', 0):.2f} ms "
                     f"vs fixed {section.get('mean_ms_fixed', 0):.2f} ms)")
     print_info(details, plan + (" (calibrated)" if record is not None else " (rule; run funnel calibrate)"), location,
-               adaptive, hybrid)
+               adaptive, hybrid, f"{query_encoder} ({encoder_how})")
 
 
 @main.command()

@@ -66,6 +66,21 @@ def check_chunking(size: int | None, overlap: int | None) -> None:
         raise BadInputError(f"invalid chunk overlap {overlap}: use {limit} tokens")
 
 
+def rust_tokenizer(tokenizer: Any) -> Any:
+    """A ``tokenizers.Tokenizer`` that neither truncates nor pads: ``tokenizer`` itself, or the Rust
+    tokenizer behind a transformers fast tokenizer (copied, so its settings stay the caller's)."""
+    from tokenizers import Tokenizer
+
+    if not isinstance(tokenizer, Tokenizer):
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise BadInputError("chunking needs a fast (Rust) tokenizer; this model has none")
+        tokenizer = Tokenizer.from_str(backend.to_str())
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+    return tokenizer
+
+
 class TokenChunker:
     """Split documents into windows of at most ``size`` tokens that overlap by ``overlap`` tokens.
 
@@ -82,7 +97,7 @@ class TokenChunker:
             )
         if overlap < 0 or overlap >= size:
             raise BadInputError(f"invalid chunk overlap {overlap}: use 0..{size - 1} tokens")
-        self.tokenizer = tokenizer
+        self.tokenizer = rust_tokenizer(tokenizer)
         self.size = size
         self.overlap = overlap
         self.id_scheme = id_scheme  # how chunk ids are made (see chunk_id): the collection's point_ids
@@ -157,10 +172,9 @@ class _TokenStream:
             limit = min(len(text), cut + self.slice_chars)
             space = _CUT.search(text, cut, limit)
             cut = space.start() if space else limit
-        encoding = self.tokenizer(text[self.pos : cut], add_special_tokens=False, return_offsets_mapping=True,
-                                  verbose=False)
-        words = encoding.word_ids()
-        for (a, b), word in zip(encoding["offset_mapping"], words):
+        encoding = self.tokenizer.encode(text[self.pos : cut], add_special_tokens=False)
+        words = encoding.word_ids
+        for (a, b), word in zip(encoding.offsets, words):
             self.starts.append(a + self.pos)
             self.ends.append(b + self.pos)
             self.words.append(None if word is None else word + self.words_seen)

@@ -187,6 +187,7 @@ def spec_dict(spec: CollectionSpec) -> dict[str, Any]:
         "on_disk": spec.on_disk,
         "lexical": spec.lexical,
         "lexical_analyzer": spec.lexical_analyzer if spec.lexical else None,
+        "encoder": spec.encoder,
     }
 
 
@@ -211,7 +212,7 @@ def print_collections(specs: list[CollectionSpec], unreadable: Sequence[str] = (
 
 
 def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive: str = "not calibrated",
-               hybrid: str | None = None) -> None:
+               hybrid: str | None = None, query_encoder: str | None = None) -> None:
     table = Table(show_header=False, title=info.spec.name, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
@@ -222,6 +223,8 @@ def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive:
         "model": info.spec.model,
         "fingerprint": info.spec.model_fingerprint,
         "model dim": str(info.spec.model_dim),
+        "documents encoded with": info.spec.encoder,
+        **({"query encoder": query_encoder} if query_encoder is not None else {}),
         "dims": ", ".join(map(str, info.spec.dims)),
         "chunking": f"{info.spec.chunk_size} tokens, overlap {info.spec.chunk_overlap}",
         "storage": f"HNSW on {', '.join(map(str, info.spec.hnsw_dims or ())) or 'no dim'}; quantization "

@@ -41,6 +41,10 @@ class ModelLoadError(FunnelError):
     """A model name or path that cannot be loaded offline."""
 
 
+class EncoderError(FunnelError):
+    """An encoder backend that is not installed here, or a fast-encoder export that cannot be made or loaded."""
+
+
 class ModelMismatchError(FunnelError):
     """A model (or ladder, or chunking) other than the one that built the collection."""
 

@@ -79,7 +79,7 @@ def build_spec(
     size = chunk_size if chunk_size is not None else TokenChunker.default_size(embedder.max_tokens)
     if chunk_overlap is None:
         chunk_overlap = min(DEFAULT_CHUNK_OVERLAP, size // 4)
-    TokenChunker(embedder.tokenizer, size, chunk_overlap, embedder.max_tokens)  # validates
+    TokenChunker(embedder.text_tokenizer, size, chunk_overlap, embedder.max_tokens)  # validates
     return CollectionSpec(
         name=name,
         model=model_id(embedder.name),
@@ -93,6 +93,7 @@ def build_spec(
         on_disk=layout.on_disk,
         lexical=layout.lexical,
         lexical_analyzer=layout.lexical_analyzer,
+        encoder=embedder.encoder,
     )
 
 
@@ -129,6 +130,7 @@ def write_group(
     payloads = {c.id: c.payload() for c in chunks}
     stored = collection.payloads(list(payloads) + list(probes))
     changed = [c for c in chunks if stored.get(c.id) != payloads[c.id]]
+    changed.sort(key=lambda c: len(c.text), reverse=True)  # a slice of like lengths pads little
     for start in range(0, len(changed), ENCODE_SLICE):
         part = changed[start : start + ENCODE_SLICE]
         vectors = embedder.encode([c.text for c in part], collection.spec.dims, batch_size=batch_size)
@@ -229,7 +231,7 @@ def _index_valid(catalog: Catalog, spec: CollectionSpec, corpus: ValidCorpus, em
     report = corpus.report
     with catalog.open_or_create(spec) as collection:
         # the stored collection's id scheme: one made before integer ids keeps its UUIDs
-        chunker = TokenChunker(embedder.tokenizer, spec.chunk_size, spec.chunk_overlap, embedder.max_tokens,
+        chunker = TokenChunker(embedder.text_tokenizer, spec.chunk_size, spec.chunk_overlap, embedder.max_tokens,
                                collection.spec.point_ids)
         if progress:
             progress.start(report.documents)

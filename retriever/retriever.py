@@ -108,6 +108,21 @@ def default_ef_for(collection: Collection, plan: FunnelPlan) -> int | None:
     return None if record is None else calibrated_ef(record, plan)
 
 
+def query_encoder_for(collection: Collection, encoder: str | None, device: str | None) -> str | None:
+    """The encoder for this collection's queries: ``encoder`` when given, else the one ``funnel
+    calibrate`` chose (on a CPU, when it is installed here), else ``None`` (the default: see
+    :func:`retriever.embedder.resolve_encoder`)."""
+    if encoder is not None and encoder != "auto":
+        return encoder
+    if device is not None and not device.startswith("cpu"):
+        return encoder
+    from .encoding.names import available
+
+    section = (collection.calibration() or {}).get("encoder")
+    chosen = section.get("query") if isinstance(section, dict) else None
+    return chosen if isinstance(chosen, str) and available(chosen) and chosen != "torch" else encoder
+
+
 def adaptive_rule_for(collection: Collection, k: int) -> AdaptiveRule | None:
     """The collection's calibrated adaptive rule scaled to ``k``, or ``None`` (never calibrated for it)."""
     record = collection.calibration() or {}
@@ -149,6 +164,25 @@ def fusion_for(collection: Collection, fusion: str | Fusion | None) -> Fusion:
     return calibrated if calibrated is not None and calibrated.method == fusion else Fusion(fusion)
 
 
+def open_embedder(collection: Collection, model: str | None, device: str | None, encoder: str | None) -> Embedder:
+    """The embedder for ``collection``'s queries (see :func:`query_encoder_for`); ``openvino-int8``
+    exported here for the first time is calibrated on a sample of the collection's own chunks."""
+    chosen = query_encoder_for(collection, encoder, device)
+    calibration = sample_texts(collection) if chosen == "openvino-int8" else None
+    return Embedder(model or collection.spec.model, device=device, encoder=chosen, calibration_texts=calibration)
+
+
+def sample_texts(collection: Collection, n: int = 300) -> list[str]:
+    """Up to ``n`` chunk texts of ``collection``, spread over it (every k-th of its first points)."""
+    texts: list[str] = []
+    for batch in collection.points(batch_size=1024):
+        texts.extend(str(p.get("text", "")) for p in batch.payloads)
+        if len(texts) >= 4 * n:
+            break
+    step = max(1, len(texts) // n)
+    return [t for t in texts[::step] if t.strip()][:n]
+
+
 class NoModel:
     """The embedder of a :class:`Retriever` opened with ``lexical_only=True``: BM25 needs no model, so
     none is loaded; anything that would embed a query is refused."""
@@ -187,8 +221,13 @@ class Retriever:
         prefer_grpc: bool = False,
         engine: EngineConfig | None = None,
         lexical_only: bool = False,
+        encoder: str | None = None,
     ) -> Retriever:
         """Open collection ``name`` with its recorded model (or ``model``).
+
+        ``encoder`` runs the model's queries (``torch``, ``onnx``, ``onnx-int8``, ``openvino``,
+        ``openvino-int8``); default: the one ``funnel calibrate`` chose for this collection, else
+        torch on a GPU and the fastest full-precision export on a CPU.
 
         ``lexical_only=True`` loads no model: only ``mode="lexical"`` (BM25) searches run; any
         other raises :class:`InvalidPlanError`.
@@ -202,7 +241,7 @@ class Retriever:
         if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
             raise BadInputError(f"data_dir is a path (str or os.PathLike), not {_show(data_dir)}")
         for option, value in (("model", model), ("device", device), ("qdrant_url", qdrant_url),
-                              ("qdrant_api_key", qdrant_api_key)):
+                              ("qdrant_api_key", qdrant_api_key), ("encoder", encoder)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise BadInputError(f"{option} is a non-empty string or None, not {_show(value)}")
         if engine is not None and not isinstance(engine, EngineConfig):
@@ -215,7 +254,7 @@ class Retriever:
         try:
             if lexical_only:
                 return cls(collection, NoModel(collection))
-            return cls(collection, Embedder(model or collection.spec.model, device=device))
+            return cls(collection, open_embedder(collection, model, device, encoder))
         except Exception:
             collection.close()
             raise

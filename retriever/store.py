@@ -63,6 +63,9 @@ class CollectionSpec:
     vectors, and the coarsest one too when it is quantized): memory-mapped, read on demand through
     the page cache, not loaded when the collection opens.
 
+    ``encoder`` is the backend (:mod:`retriever.encoding`) that encoded the documents when the
+    collection was made; any backend of the same model may add to it or search it.
+
     ``lexical="bm25"`` adds a BM25-scored full-text index on the chunk text (see
     :mod:`retriever.hybrid`), tokenized by ``lexical_analyzer``: ``english`` (lower-case words,
     English stop words removed, Snowball-stemmed) or ``plain`` (lower-case words).
@@ -83,6 +86,7 @@ class CollectionSpec:
     lexical: str | None = None
     lexical_analyzer: str = "english"
     point_ids: str = "int"
+    encoder: str = "torch"  # the encoder backend that wrote its first points (older collections: torch)
 
     def __post_init__(self) -> None:
         graph_dims = self.dims[:1] if self.hnsw_dims is None else self.hnsw_dims

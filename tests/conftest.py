@@ -148,12 +148,25 @@ def assert_cli_error(result, *fragments: str) -> str:  # noqa: ANN001 - click.te
     return line
 
 
+@pytest.fixture(scope="session")
+def encoder_cache(tmp_path_factory) -> Path:
+    """The session's export cache, with the default encoder's export of the default model made first (so
+    no test's stderr holds the one-time "exporting" line)."""
+    path = tmp_path_factory.mktemp("encoder-cache")
+    os.environ["FUNNEL_CACHE"] = str(path)
+    from retriever.embedder import Embedder
+
+    Embedder(device="cpu").encode_full(["warm up"])
+    return path
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
+def _isolated_home(tmp_path, monkeypatch, encoder_cache):
     """No test may see the user's data dir or FUNNEL_* settings from the environment."""
     for key in list(os.environ):
         if key.startswith("FUNNEL_"):
             monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("FUNNEL_CACHE", str(encoder_cache))
     monkeypatch.setenv("FUNNEL_HOME", str(tmp_path / "funnel-home"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
 

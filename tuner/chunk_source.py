@@ -43,6 +43,6 @@ def open_chunks(paths: Sequence[CorpusPath], embedder: Embedder, fields: Fields 
     check_chunking(chunk_size, chunk_overlap)
     size = chunk_size if chunk_size is not None else TokenChunker.default_size(embedder.max_tokens)
     overlap = chunk_overlap if chunk_overlap is not None else min(DEFAULT_CHUNK_OVERLAP, size // 4)
-    chunker = TokenChunker(embedder.tokenizer, size, overlap, embedder.max_tokens)
+    chunker = TokenChunker(embedder.text_tokenizer, size, overlap, embedder.max_tokens)
     with open_corpus(paths, fields, skip_bad, fmt, spool_dir=spool_dir) as corpus:
         yield ChunkSource(corpus, chunker)

@@ -244,7 +244,7 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     else:
         train, eval_data = split_pairs(pairs, config.eval_split, config.seed)
     guard_data = beir_ir_data(config.guard, "test", name="guard") if config.guard else None
-    embedder = Embedder(config.base_model, device=config.device)
+    embedder = Embedder(config.base_model, device=config.device, encoder="torch")
     model = embedder.model
     dims = list(parse_ladder(config.dims, embedder.dim))
     best_dim = config.best_dim or dims[0]

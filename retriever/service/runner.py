@@ -18,6 +18,7 @@ from ..catalog import EngineConfig, open_catalog
 from ..embedder import Embedder
 from ..errors import FunnelError
 from ..feedback import default_feedback_path
+from ..retriever import open_embedder
 from ..store import Collection
 from .app import create_app
 from .state import ServiceConfig, ServiceState
@@ -97,12 +98,14 @@ def serve(
     model: str | None = None,
     device: str | None = None,
     config: ServiceConfig | None = None,
+    encoder: str | None = None,
     log_level: str = "info",
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Open the collection (fails at once if another process holds it), then serve until stopped.
 
-    ``engine`` names the store (an :class:`EngineConfig`, or the embedded engine's data directory).
+    ``engine`` names the store (an :class:`EngineConfig`, or the embedded engine's data directory);
+    ``encoder`` runs the model (see :meth:`retriever.retriever.Retriever.open`).
 
     The model loads in the background (``/healthz`` says 503 meanwhile); if it cannot load, the error
     is logged once and the server keeps running: ``/healthz`` answers 503 ``failed`` with the error's
@@ -119,7 +122,7 @@ def serve(
         config = ServiceConfig(**{**config.__dict__, "feedback_path": default_feedback_path(engine.data_dir, name)})
     _log_to_stderr(log_level)
     try:
-        state = ServiceState(collection, lambda: Embedder(model or collection.spec.model, device=device))
+        state = ServiceState(collection, lambda: open_embedder(collection, model, device, encoder))
         app = create_app(config, state)
         uconfig = _uvicorn_config(app, log_level, config.read_timeout)
         uconfig.host, uconfig.port = host, port

@@ -1,0 +1,64 @@
+"""The encoder backends by name, which of them are installed here, and the default choice."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from ..errors import BadInputError, EncoderError
+
+AUTO = "auto"
+TORCH = "torch"
+FAST_ENCODERS = ("openvino", "onnx", "openvino-int8", "onnx-int8")
+ENCODERS = (TORCH, *FAST_ENCODERS)
+# The CPU default when nothing was calibrated: full-precision weights, no measured loss (see the
+# encoders benchmark); int8 is chosen only by `funnel calibrate`, which measures its loss first.
+CPU_DEFAULTS = ("openvino", "onnx", TORCH)
+
+# module needed -> the package that installs it
+_NEEDS = {
+    "onnx": {"onnxruntime": "onnxruntime", "onnx": "onnx"},
+    "onnx-int8": {"onnxruntime": "onnxruntime", "onnx": "onnx"},
+    "openvino": {"openvino": "openvino", "onnx": "onnx"},
+    "openvino-int8": {"openvino": "openvino", "onnx": "onnx", "nncf": "nncf"},
+}
+
+
+def parse_encoder(name: str | None) -> str:
+    """``name`` checked against :data:`ENCODERS` (``None`` and ``auto`` mean :data:`AUTO`)."""
+    if name is None or name == AUTO:
+        return AUTO
+    if name not in ENCODERS:
+        raise BadInputError(f"unknown encoder {name!r}: choose from {AUTO}, {', '.join(ENCODERS)}")
+    return name
+
+
+def parse_encoders(text: str) -> list[str]:
+    """A comma-separated list of encoder names (``all``: every one installed here)."""
+    if text.strip() == "all":
+        return [e for e in ENCODERS if available(e)]
+    names = [parse_encoder(part.strip()) for part in text.split(",") if part.strip()]
+    if not names or AUTO in names:
+        raise BadInputError(f"invalid encoder list {text!r}: give names from {', '.join(ENCODERS)}, or all")
+    return list(dict.fromkeys(names))
+
+
+def missing(encoder: str) -> list[str]:
+    """The packages ``encoder`` needs that are not installed (torch's are the base install's)."""
+    return [pkg for module, pkg in _NEEDS.get(encoder, {}).items() if importlib.util.find_spec(module) is None]
+
+
+def available(encoder: str) -> bool:
+    return not missing(encoder)
+
+
+def require(encoder: str) -> None:
+    """Raise :class:`EncoderError` naming what to install when ``encoder`` cannot run here."""
+    lacking = missing(encoder)
+    if lacking:
+        raise EncoderError(f"encoder {encoder!r} needs {', '.join(lacking)}, which is not installed: "
+                           f"pip install {' '.join(lacking)} (or use --encoder torch)")
+
+
+def cpu_default() -> str:
+    """The fastest full-precision encoder installed here."""
+    return next(e for e in CPU_DEFAULTS if available(e))
