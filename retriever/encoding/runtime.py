@@ -8,6 +8,7 @@ and copying the last one out never leave its cores idle.
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -139,8 +140,13 @@ class OpenVinoEncoder(FastEncoder):
         floats = {"f32": "fp32", "f16": "fp16"}.get(hint.get_type_name(), hint.get_type_name())
         self.precision = f"int8+{floats}" if encoder.endswith("int8") else floats
         self._queue: Any = None  # for many batches: compiled for throughput on first use
+        self._lock = threading.Lock()
 
     def encode_full(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> np.ndarray:
+        with self._lock:  # an OpenVINO infer request (and the queue) serves one caller at a time
+            return self._encode(texts, batch_size, show_progress)
+
+    def _encode(self, texts: Sequence[str], batch_size: int, show_progress: bool) -> np.ndarray:
         if not texts:
             return self._empty()
         if len(texts) <= batch_size:
