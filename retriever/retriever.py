@@ -120,7 +120,7 @@ def query_encoder_for(collection: Collection, encoder: str | None, device: str |
 
     section = (collection.calibration() or {}).get("encoder")
     chosen = section.get("query") if isinstance(section, dict) else None
-    return chosen if isinstance(chosen, str) and available(chosen) and chosen != "torch" else encoder
+    return chosen if isinstance(chosen, str) and available(chosen) else encoder
 
 
 def adaptive_rule_for(collection: Collection, k: int) -> AdaptiveRule | None:

@@ -138,8 +138,13 @@ def test_calibrate_measures_encoders_and_the_choice_is_used(tmp_path):
     assert torch_trial["recall_vs_fp32"] == 1.0  # the reference finds itself
     assert section["query"] in ("torch", "onnx", "openvino")
     info = json.loads(runner.invoke(main, ["info", "cal", "--json"]).stdout)
-    expected = section["query"] if section["query"] != "torch" else "openvino"
-    assert info["query_encoder"] == expected
+    assert info["query_encoder"] == section["query"] and info["query_encoder_calibrated"]
+    from retriever.retriever import Retriever
+
+    with Retriever.open("cal") as opened:  # no flag: the calibrated choice runs the queries
+        assert opened.embedder.encoder == section["query"]
+    with Retriever.open("cal", encoder="onnx") as opened:  # a flag wins
+        assert opened.embedder.encoder == "onnx"
 
 
 def test_a_missing_backend_is_one_clear_line(tmp_path, monkeypatch):
