@@ -192,16 +192,22 @@ class Embedder:
         return path if path.is_dir() else None
 
     def _facts(self) -> export_cache.ModelFacts:
-        from .encoding.export import model_inputs
-
+        """The model's facts: kept for its folder, else read off the torch model (and kept)."""
         folder = self._model_dir
         facts = export_cache.read_facts(folder) if folder is not None else None
-        if facts is None:
-            model = self.model
-            facts = export_cache.ModelFacts(self.fingerprint, int(model.get_embedding_dimension()),
-                                            int(model.max_seq_length), model_inputs(model))
-            if folder is not None:
-                export_cache.write_facts(folder, facts)
+        return facts if facts is not None else self.torch_facts()
+
+    def torch_facts(self) -> export_cache.ModelFacts:
+        """The facts of the loaded torch model (loading it), kept for its folder for the next fast start."""
+        from .encoding.export import model_inputs
+
+        model = self.model
+        if self._fingerprint is None:
+            self._fingerprint = state_fingerprint(model)
+        facts = export_cache.ModelFacts(self._fingerprint, int(model.get_embedding_dimension()),
+                                        int(model.max_seq_length), model_inputs(model))
+        if self._model_dir is not None:
+            export_cache.write_facts(self._model_dir, facts)
         return facts
 
     def _start_fast(self, calibration_texts: Sequence[str] | None) -> None:
@@ -211,8 +217,7 @@ class Embedder:
         facts = self._facts()
         self.dim = facts.dim
         self._fingerprint = facts.fingerprint
-        self._max_tokens = facts.max_tokens
-        self._facts_cached = facts
+        self._known = facts
         key = variant_key(self.encoder)
         places = export_cache.export_folders(self._model_dir, facts.fingerprint, key)
         for place in places:
@@ -238,8 +243,8 @@ class Embedder:
         from .encoding.runtime import load_runtime
 
         _say(f"exporting {self.name} for the {self.encoder} encoder (once; kept in {self._target})")
-        folder = export(self.encoder, self.model, self._facts_cached, self._target, calibration_texts)
-        self._use(load_runtime(self.encoder, folder, self._facts_cached))
+        folder = export(self.encoder, self.model, self._known, self._target, calibration_texts)
+        self._use(load_runtime(self.encoder, folder, self._known))
 
     def _use(self, runtime: Any) -> None:
         self._runtime = runtime
@@ -282,7 +287,7 @@ class Embedder:
     def max_tokens(self) -> int:
         """Tokens per input the model reads, special tokens included."""
         if self._st is None:
-            return self._max_tokens
+            return self._known.max_tokens
         length = self._st.max_seq_length
         if length is None:
             raise ModelLoadError(f"model {self.name!r} declares no maximum sequence length")
@@ -292,14 +297,11 @@ class Embedder:
     def fingerprint(self) -> str:
         """sha256 over the model's parameter names and values (first 16 hex digits)."""
         if self._fingerprint is None:
-            self._fingerprint = state_fingerprint(self.model)
-            folder = self._model_dir
-            if folder is not None and self._st is not None and self._st.max_seq_length:
-                from .encoding.export import model_inputs
-
-                export_cache.write_facts(folder, export_cache.ModelFacts(
-                    self._fingerprint, int(self._st.get_embedding_dimension()), int(self._st.max_seq_length),
-                    model_inputs(self._st)))
+            if self._st is not None and self._st.max_seq_length:
+                self.torch_facts()  # computes it, and keeps the facts for a fast start next time
+            else:
+                self._fingerprint = state_fingerprint(self.model)
+        assert self._fingerprint is not None
         return self._fingerprint
 
     # -- encoding ----------------------------------------------------------------------------------

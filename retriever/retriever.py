@@ -167,20 +167,11 @@ def fusion_for(collection: Collection, fusion: str | Fusion | None) -> Fusion:
 def open_embedder(collection: Collection, model: str | None, device: str | None, encoder: str | None) -> Embedder:
     """The embedder for ``collection``'s queries (see :func:`query_encoder_for`); ``openvino-int8``
     exported here for the first time is calibrated on a sample of the collection's own chunks."""
+    from .encoding.calibrate import sample_texts
+
     chosen = query_encoder_for(collection, encoder, device)
     calibration = sample_texts(collection) if chosen == "openvino-int8" else None
     return Embedder(model or collection.spec.model, device=device, encoder=chosen, calibration_texts=calibration)
-
-
-def sample_texts(collection: Collection, n: int = 300) -> list[str]:
-    """Up to ``n`` chunk texts of ``collection``, spread over it (every k-th of its first points)."""
-    texts: list[str] = []
-    for batch in collection.points(batch_size=1024):
-        texts.extend(str(p.get("text", "")) for p in batch.payloads)
-        if len(texts) >= 4 * n:
-            break
-    step = max(1, len(texts) // n)
-    return [t for t in texts[::step] if t.strip()][:n]
 
 
 class NoModel:

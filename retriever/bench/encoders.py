@@ -21,6 +21,7 @@ import numpy as np
 
 from ..beir import load_split
 from ..embedder import Embedder, truncate_normalize
+from ..encoding.calibrate import exact_top_k
 from ..errors import FunnelError
 from ..ladder import parse_ladder
 from ..store import Hit
@@ -55,13 +56,9 @@ def _corpus(path: Path) -> tuple[list[str], list[str]]:
 
 
 def _rankings(queries: np.ndarray, docs: np.ndarray, ids: Sequence[str], k: int) -> list[list[Hit]]:
-    scores = truncate_normalize(queries, queries.shape[1]) @ truncate_normalize(docs, docs.shape[1]).T
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    out = []
-    for row, cand in enumerate(top):
-        order = cand[np.argsort(-scores[row, cand])]
-        out.append([Hit(id=ids[i], doc_id=ids[i], chunk=0, score=float(scores[row, i]), text=None) for i in order])
-    return out
+    rows, scores = exact_top_k(queries, docs, k)
+    return [[Hit(id=ids[i], doc_id=ids[i], chunk=0, score=float(s), text=None) for i, s in zip(r, sc)]
+            for r, sc in zip(rows, scores)]
 
 
 def _size(folder: Path | None) -> int | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..embedder import truncate_normalize
 from ..errors import FunnelError
 from .names import TORCH
 
@@ -64,15 +65,25 @@ class EncoderCalibration:
                 "trials": [asdict(t) for t in self.trials]}
 
 
-def _top_k(queries: np.ndarray, docs: np.ndarray, k: int) -> np.ndarray:
-    scores = _unit(queries) @ _unit(docs).T
+def exact_top_k(queries: np.ndarray, docs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine top-``k`` of each query row among the document rows: (indices, scores), best first."""
+    scores = truncate_normalize(queries, queries.shape[1]) @ truncate_normalize(docs, docs.shape[1]).T
     k = min(k, docs.shape[0])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1), axis=1)
+    order = np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1), axis=1)
+    return order, np.take_along_axis(scores, order, axis=1)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def sample_texts(collection: Any, n: int = 300) -> list[str]:
+    """Up to ``n`` chunk texts of ``collection``, spread over it (every k-th of its first ``4n`` points;
+    points stored without text are left out)."""
+    texts: list[str] = []
+    for batch in collection.points(batch_size=1024):
+        texts.extend(str(p.get("text") or "") for p in batch.payloads)
+        if len(texts) >= 4 * n:
+            break
+    step = max(1, len(texts) // n)
+    return [t for t in texts[::step] if t.strip()][:n]
 
 
 def _recall(found: Any, reference: Any) -> float:
@@ -102,7 +113,7 @@ def calibrate_encoders(
     reference_model = load(TORCH)
     ref_docs = reference_model.encode_full(documents)
     ref_queries = reference_model.encode_full(queries)
-    reference = _top_k(ref_queries, ref_docs, k)
+    reference = exact_top_k(ref_queries, ref_docs, k)[0]
     reference_found = search(ref_queries)
     ndcg_fp32 = ndcg_of(reference_model) if ndcg_of is not None else None
     trials: list[EncoderTrial] = []
@@ -147,7 +158,7 @@ def _trial(name: str, loaded: Any, load: Callable[[str], Any], documents: Sequen
             query_p50_ms=round(latency.p50, 3), query_p99_ms=round(latency.p99, 3),
             passages_per_s=round(passages, 1),
             recall_vs_fp32=round(_recall(search(mine), references[1]), 4),
-            recall_vs_fp32_both=round(_recall(_top_k(mine, docs, k), references[0]), 4),
+            recall_vs_fp32_both=round(_recall(exact_top_k(mine, docs, k)[0], references[0]), 4),
             ndcg=round(ndcg_of(embedder), 4) if ndcg_of is not None else None,
         )
     except FunnelError as exc:
@@ -168,15 +179,12 @@ def calibrate_for_collection(retriever: Any, candidates: Sequence[str], queries:
     from types import SimpleNamespace
 
     from ..bench.judge import Judge
-    from ..embedder import Embedder, truncate_normalize
+    from ..embedder import Embedder
 
     collection, current = retriever.collection, retriever.embedder
     spec = collection.spec
-    batch = next(iter(collection.points(batch_size=1000)), None)
-    if batch is None:
-        raise FunnelError(f"collection {spec.name!r} is empty: index something first")
-    documents = [str(p.get("text") or "") for p in batch.payloads]
-    if not any(t.strip() for t in documents):
+    documents = sample_texts(collection, 1000)
+    if not documents:  # empty, or points stored without text
         return None
 
     def search(full: np.ndarray) -> list[list[str]]:

@@ -98,7 +98,9 @@ def check_against_torch(runtime: Any, model: Any, texts: Sequence[str]) -> float
             return -1.0
     ours = runtime.encode_full(list(texts), batch_size=2)
     ref = model.encode(list(texts), batch_size=2, convert_to_numpy=True, normalize_embeddings=False)
-    cos = np.sum(ours * ref, axis=1) / np.maximum(np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1), 1e-12)
+    from ..embedder import truncate_normalize
+
+    cos = np.sum(truncate_normalize(ours, ours.shape[1]) * truncate_normalize(ref, ref.shape[1]), axis=1)
     return float(cos.min())
 
 
@@ -185,7 +187,7 @@ def export_beside(model_dir: Path, encoders: Sequence[str], calibration_texts: S
     for encoder in encoders:
         require(encoder)
     source = Embedder(str(model_dir), device="cpu", encoder=TORCH)
-    facts = ModelFacts(source.fingerprint, source.dim, source.max_tokens, model_inputs(source.model))
+    facts = source.torch_facts()
     written = []
     for encoder in encoders:
         if encoder == TORCH:
