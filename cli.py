@@ -959,8 +959,12 @@ def _bench_encoders(data: Path, model: str, text: str, split: str, dims: str | N
     out.mkdir(parents=True, exist_ok=True)
     (out / "encoders.json").write_text(json.dumps(result, indent=2))
     table = markdown_table(result)
+    ran = result["machine"]
+    commit = (ran["git"] or {}).get("commit", "")[:12] or "unknown"
     (out / "encoders.md").write_text(f"# Encoders on {data} ({split}, {result['queries']} queries, "
-                                     f"{result['passages']:,} passages), model {model}\n\n{table}")
+                                     f"{result['passages']:,} passages), model {model}\n\n`{ran['command']}` — "
+                                     f"{ran['date']}, commit `{commit}`, {ran['cpu']}, {ran['cpu_count']} cores\n\n"
+                                     f"{table}")
     if as_json:
         print_json(result)
     else:

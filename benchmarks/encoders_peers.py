@@ -78,6 +78,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from serve_load import Server, drive  # noqa: E402
 
+from retriever.bench.machine import git_commit  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = SHARED_DATA / "financial-qa-10k"
 COLLECTION = "peers"
@@ -432,14 +434,6 @@ def versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def git_commit() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
 def load_average() -> str | None:

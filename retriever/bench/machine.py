@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,8 +20,25 @@ def cpu_name() -> str:
     return platform.processor()
 
 
+def git_commit() -> dict[str, Any] | None:
+    """The commit, branch and dirtiness of the source tree this code runs from (``None`` outside a git
+    checkout, e.g. an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine(program: str | None = None) -> dict[str, Any]:
-    """Date, CPU, cores, platform, torch (threads, GPU) and the command line that ran."""
+    """Date, CPU, cores, platform, torch (threads, GPU), the command line that ran and the git commit."""
     import torch
 
     return {
@@ -33,4 +51,5 @@ def machine(program: str | None = None) -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": sys.version.split()[0],
         "command": " ".join([program or Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "git": git_commit(),
     }
