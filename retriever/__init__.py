@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import FunnelError
-from .plan import FunnelPlan, Stage
-from .store import CollectionSpec, Hit
+from retriever.errors import FunnelError
+from retriever.plan import FunnelPlan, Stage
+from retriever.store import CollectionSpec, Hit
 
 if TYPE_CHECKING:
-    from .retriever import Retriever
+    from retriever.retriever import Retriever
 
 __all__ = ["CollectionSpec", "FunnelError", "FunnelPlan", "Hit", "Retriever", "Stage"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Retriever":
-        from .retriever import Retriever
+        from retriever.retriever import Retriever
 
         return Retriever
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .plan import MAX_SHORTLIST, FunnelPlan, Stage
-from .store import Collection, Hit, QuerySpec
+from retriever.plan import MAX_SHORTLIST, FunnelPlan, Stage
+from retriever.store import Collection, Hit, QuerySpec
 
 
 def _margin(scores: Sequence[float], k: int) -> float:

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .adaptive import SIGNALS, AdaptiveRule, AdaptiveSpec, first_plan, search_each, settle_signal
-from .bench.timing import Latency, time_each
-from .calibrate import search_ladder
-from .plan import FunnelPlan
-from .store import Collection, Hit, QuerySpec
+from retriever.adaptive import SIGNALS, AdaptiveRule, AdaptiveSpec, first_plan, search_each, settle_signal
+from retriever.bench.timing import Latency, time_each
+from retriever.calibrate import search_ladder
+from retriever.plan import FunnelPlan
+from retriever.store import Collection, Hit, QuerySpec
 
 FIRST_FACTORS = (2, 4, 8, 16)  # single-stage first plans: the coarsest dim keeps f·k
 FIRST_SCALES = (0.15, 0.3, 0.5)  # first plans shaped like the fixed plan, every shortlist scaled

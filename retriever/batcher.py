@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .store import Hit, QuerySpec
+from retriever.store import Hit, QuerySpec
 
 SearchFn = Callable[[Sequence[str], Sequence[QuerySpec]], list[list[Hit]]]
 

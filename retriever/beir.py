@@ -10,8 +10,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .corpus import read_corpus
-from .errors import CorpusError
+from retriever.corpus import read_corpus
+from retriever.errors import CorpusError
 
 QREL_COLUMNS = ("query-id", "corpus-id", "score")
 

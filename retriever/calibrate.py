@@ -28,10 +28,10 @@ from itertools import product
 
 import numpy as np
 
-from .bench.timing import time_each
-from .errors import BadInputError
-from .plan import MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
-from .store import MIN_HNSW_EF, Collection, CollectionSpec, Hit
+from retriever.bench.timing import time_each
+from retriever.errors import BadInputError
+from retriever.plan import MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
+from retriever.store import MIN_HNSW_EF, Collection, CollectionSpec, Hit
 
 TOP_FACTORS = (2, 3, 5, 10, 20, 40)
 # Up to this many points a single top-dim stage (a scan of the top-dim vector, which has no graph) is

@@ -19,9 +19,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BadInputError
-from .paths import default_data_dir
-from .store import Catalog
+from retriever.errors import BadInputError
+from retriever.paths import default_data_dir
+from retriever.store import Catalog
 
 WRITE_CONSISTENCY_MAX = 100
 DEFAULT_TIMEOUT_S = 10.0
@@ -100,9 +100,9 @@ def open_catalog(config: EngineConfig | None = None) -> Catalog:
     """The catalog that ``config`` names (default: the embedded engine in the default data dir)."""
     config = config or EngineConfig()
     if config.embedded:
-        from .edge_catalog import EdgeCatalog
+        from retriever.edge_catalog import EdgeCatalog
 
         return EdgeCatalog(config.data_dir)
-    from .server_store import ServerCatalog
+    from retriever.server_store import ServerCatalog
 
     return ServerCatalog(config)

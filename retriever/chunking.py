@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .corpus import Document
-from .errors import BadInputError
+from retriever.corpus import Document
+from retriever.errors import BadInputError
 
 # Fixed namespace so that a chunk id depends only on (document id, chunk index).
 CHUNK_NAMESPACE = uuid.UUID("6f1c3a52-9d0e-4c41-9b7e-2f5d8f0c1a77")

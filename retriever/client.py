@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from .adaptive import Depth, SearchResult
-from .errors import (
+from retriever.adaptive import Depth, SearchResult
+from retriever.errors import (
     BadInputError,
     FunnelError,
     InvalidRequestError,
@@ -29,8 +29,8 @@ from .errors import (
     ServiceUnreachableError,
     error_class,
 )
-from .plan import FunnelPlan
-from .store import Hit
+from retriever.plan import FunnelPlan
+from retriever.store import Hit
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_QUERIES_PER_REQUEST = 32  # the service's batch bound; longer batches are split into several requests

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BadInputError, StoreError
-from .layout import LayoutChoice
-from .paths import validate_collection_name
-from .store import Catalog, Collection, Hit, PointBatch
+from retriever.errors import BadInputError, StoreError
+from retriever.layout import LayoutChoice
+from retriever.paths import validate_collection_name
+from retriever.store import Catalog, Collection, Hit, PointBatch
 
 DEFAULT_BATCH = 512
 DEFAULT_VERIFY_SAMPLE = 20

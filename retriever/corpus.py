@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CorpusError
-from .limits import (
+from retriever.errors import CorpusError
+from retriever.limits import (
     MAX_CSV_RECORD_LINES,
     MAX_ID_CHARS,
     MAX_TITLE_CHARS,

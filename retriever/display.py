@@ -22,13 +22,13 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .adaptive import Depth
-from .bench.runner import BenchProgress
-from .indexer import IndexResult
-from .store import CollectionInfo, CollectionSpec, Hit
+from retriever.adaptive import Depth
+from retriever.bench.runner import BenchProgress
+from retriever.indexer import IndexResult
+from retriever.store import CollectionInfo, CollectionSpec, Hit
 
 if TYPE_CHECKING:
-    from .layout_calibrate import LayoutCalibration
+    from retriever.layout_calibrate import LayoutCalibration
 
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
@@ -243,7 +243,7 @@ def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive:
 
 def print_layouts(result: LayoutCalibration, name: str) -> None:
     """The layouts ``funnel calibrate --layouts`` measured, and which one it chose (stderr)."""
-    from . import layout_calibrate
+    from retriever import layout_calibrate
 
     table = Table(title=f"layouts of {name}: recall@{result.k} target {result.target}, {result.queries} queries",
                   caption=f"chosen: lowest p50 meeting the target; the current layout stays unless another is ≥"

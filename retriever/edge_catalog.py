@@ -16,7 +16,7 @@ from pathlib import Path
 
 from qdrant_edge import EdgeShard, UpdateOperation
 
-from .edge_store import (
+from retriever.edge_store import (
     INDEXED_FIELDS,
     SCRATCH_PREFIX,
     SHARD_DIR,
@@ -27,13 +27,13 @@ from .edge_store import (
     release_freed_memory,
     text_index,
 )
-from .errors import CollectionLockedError, CollectionNotFoundError, FunnelError, StoreError
-from .hybrid import TEXT_FIELD
-from .limits import ENGINE_FILE_BYTES, NEW_SHARD_FILES
-from .locks import creation_lock
-from .paths import validate_collection_name
-from .space import check_writable
-from .store import Catalog, CollectionExistsError, CollectionSpec
+from retriever.errors import CollectionLockedError, CollectionNotFoundError, FunnelError, StoreError
+from retriever.hybrid import TEXT_FIELD
+from retriever.limits import ENGINE_FILE_BYTES, NEW_SHARD_FILES
+from retriever.locks import creation_lock
+from retriever.paths import validate_collection_name
+from retriever.space import check_writable
+from retriever.store import Catalog, CollectionExistsError, CollectionSpec
 
 
 class EdgeCatalog(Catalog):

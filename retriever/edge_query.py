@@ -27,11 +27,11 @@ from qdrant_edge import (
     TextQuery,
 )
 
-from .filters import Match, PayloadFilter, Range
-from .filters import MatchAny as AnyOf
-from .hybrid import TEXT_FIELD
-from .ladder import vector_name
-from .store import MIN_HNSW_EF, QUANTIZED_OVERSAMPLING, CollectionSpec, Hit, QuerySpec
+from retriever.filters import Match, PayloadFilter, Range
+from retriever.filters import MatchAny as AnyOf
+from retriever.hybrid import TEXT_FIELD
+from retriever.ladder import vector_name
+from retriever.store import MIN_HNSW_EF, QUANTIZED_OVERSAMPLING, CollectionSpec, Hit, QuerySpec
 
 
 def edge_filter(payload_filter: PayloadFilter | None) -> Filter | None:

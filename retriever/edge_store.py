@@ -48,21 +48,13 @@ from qdrant_edge import (
 )
 from qdrant_edge import Language as StopwordLanguage
 
-from .edge_query import EdgeRequests, to_hit
-from .errors import CollectionLockedError, FunnelError, StoreError
-from .hybrid import TEXT_FIELD
-from .ladder import vector_name
-from .limits import POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
-from .space import dir_bytes, require_free_space, sparse_bytes
-from .store import (
-    Collection,
-    CollectionSpec,
-    Hit,
-    PointBatch,
-    QuerySpec,
-    engine_id,
-    ranked,
-)
+from retriever.edge_query import EdgeRequests, to_hit
+from retriever.errors import CollectionLockedError, FunnelError, StoreError
+from retriever.hybrid import TEXT_FIELD
+from retriever.ladder import vector_name
+from retriever.limits import POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
+from retriever.space import dir_bytes, require_free_space, sparse_bytes
+from retriever.store import Collection, CollectionSpec, Hit, PointBatch, QuerySpec, engine_id, ranked
 
 SPEC_FILE = "collection.json"
 CALIBRATION_FILE = "calibration.json"

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .encoding import cache as export_cache
-from .encoding.names import AUTO, TORCH, cpu_default, parse_encoder, require
-from .errors import BadInputError, EncoderError, ModelLoadError
+from retriever.encoding import cache as export_cache
+from retriever.encoding.names import AUTO, TORCH, cpu_default, parse_encoder, require
+from retriever.errors import BadInputError, EncoderError, ModelLoadError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
@@ -199,7 +199,7 @@ class Embedder:
 
     def torch_facts(self) -> export_cache.ModelFacts:
         """The facts of the loaded torch model (loading it), kept for its folder for the next fast start."""
-        from .encoding.export import model_inputs
+        from retriever.encoding.export import model_inputs
 
         model = self.model
         if self._fingerprint is None:
@@ -211,8 +211,8 @@ class Embedder:
         return facts
 
     def _start_fast(self, calibration_texts: Sequence[str] | None) -> None:
-        from .encoding.export import variant_key
-        from .encoding.runtime import load_runtime
+        from retriever.encoding.export import variant_key
+        from retriever.encoding.runtime import load_runtime
 
         facts = self._facts()
         self.dim = facts.dim
@@ -239,8 +239,8 @@ class Embedder:
         self.precision = "not exported yet"
 
     def _export(self, calibration_texts: Sequence[str] | None) -> None:
-        from .encoding.export import export
-        from .encoding.runtime import load_runtime
+        from retriever.encoding.export import export
+        from retriever.encoding.runtime import load_runtime
 
         _say(f"exporting {self.name} for the {self.encoder} encoder (once; kept in {self._target})")
         folder = export(self.encoder, self.model, self._known, self._target, calibration_texts)

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
+from retriever.errors import StoreError
 
 
 def default_feedback_path(data_dir: str | os.PathLike[str], collection: str) -> Path:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InvalidFilterError
+from retriever.errors import InvalidFilterError
 
 MAX_CONDITIONS = 16
 MAX_ANY_VALUES = 100

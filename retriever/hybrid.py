@@ -29,7 +29,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import InvalidPlanError
+from retriever.errors import InvalidPlanError
 
 MODES = ("dense", "lexical", "hybrid")
 FUSIONS = ("union", "rrf", "dbsf")

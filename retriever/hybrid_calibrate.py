@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .beir import BeirSplit
-from .bench.judge import Judge
-from .errors import BadInputError
-from .hybrid import Fusion
-from .plan import FunnelPlan
-from .store import Collection, Hit, QuerySpec
+from retriever.beir import BeirSplit
+from retriever.bench.judge import Judge
+from retriever.errors import BadInputError
+from retriever.hybrid import Fusion
+from retriever.plan import FunnelPlan
+from retriever.store import Collection, Hit, QuerySpec
 
 # Hybrid becomes the default only when it beats the dense funnel by this much NDCG@k on the
 # judged queries (a smaller gain is within the noise of a few hundred queries).

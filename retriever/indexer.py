@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .chunking import Chunk, TokenChunker, chunk_id
-from .corpus import Document, Fields
-from .embedder import Embedder
-from .errors import BadInputError
-from .intake import CorpusPath, ValidCorpus, open_corpus
-from .ladder import parse_ladder
-from .store import Catalog, Collection, CollectionSpec, Layout, PointBatch
+from retriever.chunking import Chunk, TokenChunker, chunk_id
+from retriever.corpus import Document, Fields
+from retriever.embedder import Embedder
+from retriever.errors import BadInputError
+from retriever.intake import CorpusPath, ValidCorpus, open_corpus
+from retriever.ladder import parse_ladder
+from retriever.store import Catalog, Collection, CollectionSpec, Layout, PointBatch
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_CHUNK_OVERLAP = 32

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .corpus import CorpusInput, Document, Fields, ReadReport, format_of, read_corpus
-from .errors import CorpusError, StoreError
+from retriever.corpus import CorpusInput, Document, Fields, ReadReport, format_of, read_corpus
+from retriever.errors import CorpusError, StoreError
 
 STDIN = "-"
 STDIN_LABEL = "<stdin>"

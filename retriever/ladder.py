@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import InvalidDimsError
+from retriever.errors import InvalidDimsError
 
 DEFAULT_RUNGS = (64, 128, 256)
 

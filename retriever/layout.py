@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .errors import InvalidLayoutError
-from .store import QUANTIZATIONS, CollectionSpec
+from retriever.errors import InvalidLayoutError
+from retriever.store import QUANTIZATIONS, CollectionSpec
 
 AUTO_QUANTIZATIONS = ("none", "int8", "binary")
 

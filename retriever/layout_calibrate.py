@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from .adaptive_calibrate import AdaptiveCalibration, calibrate_adaptive
-from .bench.timing import time_each
-from .calibrate import DEFAULT_TARGET, Calibration, calibrate, recall_against
-from .copy import DEFAULT_BATCH, DEFAULT_VERIFY_SAMPLE, copy_points, verify_copy
-from .errors import BadInputError, InPlaceUnsupportedError, InvalidLayoutError
-from .layout import LayoutChoice
-from .plan import FunnelPlan, validate_k
-from .store import Catalog, Collection, Hit
+from retriever.adaptive_calibrate import AdaptiveCalibration, calibrate_adaptive
+from retriever.bench.timing import time_each
+from retriever.calibrate import DEFAULT_TARGET, Calibration, calibrate, recall_against
+from retriever.copy import DEFAULT_BATCH, DEFAULT_VERIFY_SAMPLE, copy_points, verify_copy
+from retriever.errors import BadInputError, InPlaceUnsupportedError, InvalidLayoutError
+from retriever.layout import LayoutChoice
+from retriever.plan import FunnelPlan, validate_k
+from retriever.store import Catalog, Collection, Hit
 
 MIN_GAIN = 0.10
 RULE = ("lowest p50 among the layouts meeting the target; the current layout stays unless another is at "

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import CollectionLockedError
+from retriever.errors import CollectionLockedError
 
 
 @contextmanager

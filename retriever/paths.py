@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import BadInputError
+from retriever.errors import BadInputError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

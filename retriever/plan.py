@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import BadInputError, InvalidPlanError
+from retriever.errors import BadInputError, InvalidPlanError
 
 MAX_K = 1000
 MAX_SHORTLIST = 20_000

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .corpus import ReadReport, read_corpus
-from .errors import BadInputError, CorpusError
-from .retriever import validate_query
+from retriever.corpus import ReadReport, read_corpus
+from retriever.errors import BadInputError, CorpusError
+from retriever.retriever import validate_query
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from .adaptive import AdaptiveRule, AdaptiveSpec, SearchResult, scale_rule
-from .adaptive import search_each as adaptive_search_each
-from .calibrate import calibrated_ef, calibrated_plan, search_ladder
-from .catalog import EngineConfig, open_catalog
-from .embedder import Embedder
-from .errors import BadInputError, InvalidPlanError, ModelMismatchError
-from .filters import PayloadFilter, parse_filter
-from .hybrid import FUSIONS, Fusion, calibrated_fusion, calibrated_mode, check_mode
-from .paths import default_data_dir, validate_collection_name
-from .plan import FunnelPlan, default_plan, parse_plan, validate_k
-from .store import Collection, QuerySpec
+from retriever.adaptive import AdaptiveRule, AdaptiveSpec, SearchResult, scale_rule
+from retriever.adaptive import search_each as adaptive_search_each
+from retriever.calibrate import calibrated_ef, calibrated_plan, search_ladder
+from retriever.catalog import EngineConfig, open_catalog
+from retriever.embedder import Embedder
+from retriever.errors import BadInputError, InvalidPlanError, ModelMismatchError
+from retriever.filters import PayloadFilter, parse_filter
+from retriever.hybrid import FUSIONS, Fusion, calibrated_fusion, calibrated_mode, check_mode
+from retriever.paths import default_data_dir, validate_collection_name
+from retriever.plan import FunnelPlan, default_plan, parse_plan, validate_k
+from retriever.store import Collection, QuerySpec
 
 FilterSpec = PayloadFilter | Mapping[str, Any] | None
 
@@ -116,7 +116,7 @@ def query_encoder_for(collection: Collection, encoder: str | None, device: str |
         return encoder
     if device is not None and not device.startswith("cpu"):
         return encoder
-    from .encoding.names import available
+    from retriever.encoding.names import available
 
     section = (collection.calibration() or {}).get("encoder")
     chosen = section.get("query") if isinstance(section, dict) else None
@@ -167,7 +167,7 @@ def fusion_for(collection: Collection, fusion: str | Fusion | None) -> Fusion:
 def open_embedder(collection: Collection, model: str | None, device: str | None, encoder: str | None) -> Embedder:
     """The embedder for ``collection``'s queries (see :func:`query_encoder_for`); ``openvino-int8``
     exported here for the first time is calibrated on a sample of the collection's own chunks."""
-    from .encoding.calibrate import sample_texts
+    from retriever.encoding.calibrate import sample_texts
 
     chosen = query_encoder_for(collection, encoder, device)
     calibration = sample_texts(collection) if chosen == "openvino-int8" else None

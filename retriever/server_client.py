@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import (
+from retriever.errors import (
     CollectionLockedError,
     CollectionNotFoundError,
     FunnelError,

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from .filters import Match, MatchAny, PayloadFilter, Range
-from .hybrid import TEXT_FIELD
-from .ladder import vector_name
-from .sharding import per_shard_limit, per_shard_plan
-from .store import MIN_HNSW_EF, QUANTIZED_OVERSAMPLING, CollectionSpec, Hit, QuerySpec
+from retriever.filters import Match, MatchAny, PayloadFilter, Range
+from retriever.hybrid import TEXT_FIELD
+from retriever.ladder import vector_name
+from retriever.sharding import per_shard_limit, per_shard_plan
+from retriever.store import MIN_HNSW_EF, QUANTIZED_OVERSAMPLING, CollectionSpec, Hit, QuerySpec
 
 TEXT_FIELDS = ["doc_id", "chunk", "title", "metadata"]  # a hit's payload without its text
 

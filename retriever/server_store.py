@@ -28,14 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import EngineConfig
-from .errors import CollectionNotFoundError, ForeignCollectionError, StoreError
-from .hybrid import TEXT_FIELD
-from .ladder import vector_name
-from .paths import validate_collection_name
-from .server_client import NotFound, ServerConnection, not_found
-from .server_query import TEXT_FIELDS, ServerRequests, to_hit
-from .store import (
+from retriever.catalog import EngineConfig
+from retriever.errors import CollectionNotFoundError, ForeignCollectionError, StoreError
+from retriever.hybrid import TEXT_FIELD
+from retriever.ladder import vector_name
+from retriever.paths import validate_collection_name
+from retriever.server_client import NotFound, ServerConnection, not_found
+from retriever.server_query import TEXT_FIELDS, ServerRequests, to_hit
+from retriever.store import (
     Catalog,
     Collection,
     CollectionExistsError,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from .plan import FunnelPlan, Stage
+from retriever.plan import FunnelPlan, Stage
 
 MARGIN_SIGMAS = 4.0
 

@@ -8,8 +8,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from .errors import StoreError
-from .limits import MIN_FREE_BYTES
+from retriever.errors import StoreError
+from retriever.limits import MIN_FREE_BYTES
 
 
 def _mib(n: int) -> str:

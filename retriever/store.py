@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidDimsError, ModelMismatchError, StoreError
-from .filters import PayloadFilter
-from .hybrid import Fusion, check_lexical
-from .plan import FunnelPlan
+from retriever.errors import InvalidDimsError, ModelMismatchError, StoreError
+from retriever.filters import PayloadFilter
+from retriever.hybrid import Fusion, check_lexical
+from retriever.plan import FunnelPlan
 
 SPEC_VERSION = 1
 QUANTIZATIONS = ("none", "int8", "binary", "binary1.5", "binary2")
@@ -414,7 +414,7 @@ class Catalog(ABC):
 
     def swap_in(self, name: str, scratch: Catalog, scratch_name: str) -> None:
         """Replace collection ``name`` by the scratch collection, at once, and delete the old one."""
-        from .errors import InPlaceUnsupportedError
+        from retriever.errors import InPlaceUnsupportedError
 
         raise InPlaceUnsupportedError(
             f"collection {name!r} cannot be replaced in place on {self.location or 'this engine'}: copy it into a "

@@ -16,8 +16,7 @@ from typing import Any
 
 from retriever.chunking import chunk_id
 from retriever.errors import PairsError
-
-from .pair_file import record
+from tuner.pair_file import record
 
 LOOKUP_BATCH = 512
 

@@ -21,12 +21,11 @@ from typing import Any
 
 from retriever.chunking import Chunk
 from retriever.errors import PairsError
-
-from .llm_client import ChatClient, LLMSettings
-from .pair_file import Key, PairWriter, check_output, record, resume_state
-from .prompt import PromptTemplate
-from .pseudo_queries import ict_pairs
-from .question_filter import QuestionFilter, parse_questions
+from tuner.llm_client import ChatClient, LLMSettings
+from tuner.pair_file import Key, PairWriter, check_output, record, resume_state
+from tuner.prompt import PromptTemplate
+from tuner.pseudo_queries import ict_pairs
+from tuner.question_filter import QuestionFilter, parse_questions
 
 METHODS = ("llm", "offline")
 OFFLINE_METHODS = ("ict", "smollm2")
@@ -177,7 +176,7 @@ def _ict(todo: Iterable[Chunk], run: _Run) -> None:
 
 
 def _local(todo: Iterable[Chunk], run: _Run) -> None:
-    from .local_llm import LocalChatModel
+    from tuner.local_llm import LocalChatModel
 
     model = LocalChatModel(device=run.config.device, seed=run.config.seed)
     n = run.config.questions_per_chunk

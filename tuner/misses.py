@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from retriever.errors import PairsError
-
-from .pair_file import record
+from tuner.pair_file import record
 
 SEARCH_BATCH = 256
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from retriever.beir import read_qrels
 from retriever.corpus import read_corpus
 from retriever.errors import CorpusError, TuneError
-
-from .evaluation import beir_passages
+from tuner.evaluation import beir_passages
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".ndjson": "json", ".csv": "csv", ".tsv": "csv",
                  ".parquet": "parquet", ".pq": "parquet"}

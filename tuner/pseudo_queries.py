@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import re
 
-from .question_filter import words
+from tuner.question_filter import words
 
 KEEP_SENTENCE = 0.1
 MIN_QUERY_WORDS = 4

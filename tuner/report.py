@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from .training import TuneResult
+    from tuner.training import TuneResult
 
 
 def rich_table(result: TuneResult) -> Table:

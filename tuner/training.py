@@ -19,10 +19,9 @@ from typing import Any
 from retriever.embedder import DEFAULT_MODEL, Embedder
 from retriever.errors import OutOfMemoryError, TuneError
 from retriever.ladder import parse_ladder
-
-from .evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
-from .pairs import PairColumns, PairReport, load_pairs
-from .replay import base_lineage, check_replay, mix_replay
+from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
+from tuner.pairs import PairColumns, PairReport, load_pairs
+from tuner.replay import base_lineage, check_replay, mix_replay
 
 CHECKPOINTS = "checkpoints"
 REPORT_FILE = "eval_report.json"
@@ -350,7 +349,7 @@ def _log_pairs(log: Any, report: PairReport, train: int, eval_data: Any) -> None
 
 def _save(model: Any, result: TuneResult, config: TuneConfig) -> None:
     """Save the tuned model, its card (with the eval table) and eval_report.json; drop checkpoints."""
-    from .report import model_card_section
+    from tuner.report import model_card_section
 
     out = config.output
     model.save_pretrained(str(out))

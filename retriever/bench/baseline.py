@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import BadInputError
-from ..store import Collection, Hit
-from .timing import Latency, time_each
+from retriever.bench.timing import Latency, time_each
+from retriever.errors import BadInputError
+from retriever.store import Collection, Hit
 
 K1 = 1.2
 B = 0.75

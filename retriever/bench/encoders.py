@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from ..beir import load_split
-from ..embedder import Embedder, truncate_normalize
-from ..encoding.calibrate import exact_top_k
-from ..errors import FunnelError
-from ..ladder import parse_ladder
-from ..store import Hit
-from .judge import Judge
-from .timing import time_each
+from retriever.beir import load_split
+from retriever.bench.judge import Judge
+from retriever.bench.timing import time_each
+from retriever.embedder import Embedder, truncate_normalize
+from retriever.encoding.calibrate import exact_top_k
+from retriever.errors import FunnelError
+from retriever.ladder import parse_ladder
+from retriever.store import Hit
 
 
 @contextmanager

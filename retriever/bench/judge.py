@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..beir import BeirSplit
-from ..store import Hit
+from retriever.beir import BeirSplit
+from retriever.store import Hit
 
 
 def fold_to_documents(hits: list[Hit]) -> list[dict[str, Any]]:

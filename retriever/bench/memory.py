@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
+from retriever.errors import StoreError
 
 STATUS_FIELDS = {"VmRSS": "rss", "RssAnon": "rss_anon", "RssFile": "rss_file", "VmHWM": "rss_peak"}
 
@@ -50,8 +50,8 @@ def measure_collection_memory(data_dir: Path, name: str, queries_file: Path, mod
 
 
 def _probe(data_dir: str, name: str, queries_file: str, mode: str) -> dict[str, Any]:
-    from ..catalog import EngineConfig, open_catalog
-    from ..plan import parse_plan
+    from retriever.catalog import EngineConfig, open_catalog
+    from retriever.plan import parse_plan
 
     loaded = np.load(queries_file)
     queries = {int(dim): loaded[dim] for dim in loaded.files}

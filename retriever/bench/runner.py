@@ -20,22 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from ..adaptive import AdaptiveSpec, Depth, SearchResult
-from ..adaptive import search_each as adaptive_search_each
-from ..adaptive_calibrate import calibrate_adaptive
-from ..beir import corpus_ids, load_split
-from ..calibrate import DEFAULT_SAMPLE, DEFAULT_TARGET, calibrate, calibrated_plan, recall_against
-from ..embedder import DEFAULT_MODEL, Embedder
-from ..errors import BadInputError
-from ..hybrid import Fusion
-from ..hybrid_calibrate import calibrate_fusion
-from ..indexer import IndexProgress, build_spec, index_corpus
-from ..plan import FunnelPlan, default_plan, parse_plan, validate_k
-from ..store import QUANTIZATIONS, Catalog, Collection, CollectionSpec, Hit, Layout, QuerySpec
-from .baseline import bm25s_baseline
-from .judge import Judge
-from .memory import measure_collection_memory, save_queries
-from .timing import DEFAULT_WARMUP, Latency, time_each
+from retriever.adaptive import AdaptiveSpec, Depth, SearchResult
+from retriever.adaptive import search_each as adaptive_search_each
+from retriever.adaptive_calibrate import calibrate_adaptive
+from retriever.beir import corpus_ids, load_split
+from retriever.bench.baseline import bm25s_baseline
+from retriever.bench.judge import Judge
+from retriever.bench.memory import measure_collection_memory, save_queries
+from retriever.bench.timing import DEFAULT_WARMUP, Latency, time_each
+from retriever.calibrate import DEFAULT_SAMPLE, DEFAULT_TARGET, calibrate, calibrated_plan, recall_against
+from retriever.embedder import DEFAULT_MODEL, Embedder
+from retriever.errors import BadInputError
+from retriever.hybrid import Fusion
+from retriever.hybrid_calibrate import calibrate_fusion
+from retriever.indexer import IndexProgress, build_spec, index_corpus
+from retriever.plan import FunnelPlan, default_plan, parse_plan, validate_k
+from retriever.store import QUANTIZATIONS, Catalog, Collection, CollectionSpec, Hit, Layout, QuerySpec
 
 SCHEMA_VERSION = 1
 AUTO = "auto"

@@ -5,6 +5,6 @@
 keyed by the model's fingerprint; :mod:`.runtime` runs them; :mod:`.calibrate` measures them.
 """
 
-from .names import AUTO, ENCODERS, FAST_ENCODERS, parse_encoder
+from retriever.encoding.names import AUTO, ENCODERS, FAST_ENCODERS, parse_encoder
 
 __all__ = ["AUTO", "ENCODERS", "FAST_ENCODERS", "parse_encoder"]

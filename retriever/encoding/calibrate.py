@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..embedder import truncate_normalize
-from ..errors import FunnelError
-from .names import TORCH
+from retriever.embedder import truncate_normalize
+from retriever.encoding.names import TORCH
+from retriever.errors import FunnelError
 
 RECALL_FLOOR = 0.99
 NDCG_BUDGET = 0.002
@@ -134,7 +134,7 @@ def _trial(name: str, loaded: Any, load: Callable[[str], Any], documents: Sequen
            search: Callable[[np.ndarray], list[list[str]]], queries: Sequence[str],
            references: tuple[np.ndarray, list[list[str]]], k: int,
            ndcg_of: Callable[[Any], float] | None) -> EncoderTrial:
-    from ..bench.timing import Latency
+    from retriever.bench.timing import Latency
 
     try:
         started = time.perf_counter()
@@ -178,8 +178,8 @@ def calibrate_for_collection(retriever: Any, candidates: Sequence[str], queries:
     ``None`` when the stored chunks hold no text (points written without it): nothing to encode."""
     from types import SimpleNamespace
 
-    from ..bench.judge import Judge
-    from ..embedder import Embedder
+    from retriever.bench.judge import Judge
+    from retriever.embedder import Embedder
 
     collection, current = retriever.collection, retriever.embedder
     spec = collection.spec

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EncoderError
-from .cache import ModelFacts, building_folder, finish_export
-from .cpu import int8_kernel, int8_reduce_range
+from retriever.encoding.cache import ModelFacts, building_folder, finish_export
+from retriever.encoding.cpu import int8_kernel, int8_reduce_range
+from retriever.errors import EncoderError
 
 OPSET = 17
 CALIBRATION_TEXTS = 300  # NNCF's default subset size
@@ -68,7 +68,7 @@ def export(encoder: str, model: Any, facts: ModelFacts, target: Path,
             raise EncoderError(f"encoder {encoder!r} has no export")
         for leftover in building.glob("fp32.onnx*"):
             leftover.unlink()
-        from .runtime import load_runtime
+        from retriever.encoding.runtime import load_runtime
 
         runtime = load_runtime(encoder, building, facts)
         cosine = check_against_torch(runtime, model, PROBE_TEXTS)
@@ -98,7 +98,7 @@ def check_against_torch(runtime: Any, model: Any, texts: Sequence[str]) -> float
             return -1.0
     ours = runtime.encode_full(list(texts), batch_size=2)
     ref = model.encode(list(texts), batch_size=2, convert_to_numpy=True, normalize_embeddings=False)
-    from ..embedder import truncate_normalize
+    from retriever.embedder import truncate_normalize
 
     cos = np.sum(truncate_normalize(ours, ours.shape[1]) * truncate_normalize(ref, ref.shape[1]), axis=1)
     return float(cos.min())
@@ -167,7 +167,7 @@ def _onnx_to_openvino(source: Path, target: Path, facts: ModelFacts, calibration
         if len(texts) < 16:
             raise EncoderError(f"openvino-int8 is calibrated on the collection's chunks: {len(texts)} given, "
                                "at least 16 needed")
-        from .runtime import Tokens
+        from retriever.encoding.runtime import Tokens
 
         tokens = Tokens(folder / "tokenizer.json", facts)
         dataset = nncf.Dataset([tokens.feeds([t]) for t in texts])
@@ -180,9 +180,9 @@ def export_beside(model_dir: Path, encoders: Sequence[str], calibration_texts: S
                   ) -> list[Path]:
     """Write ``encoders``' exports of the model in ``model_dir`` into ``model_dir/funnel-export/`` (where
     every later load of that model finds them first); exports already there and complete are kept."""
-    from ..embedder import Embedder
-    from .cache import export_folders, read_manifest
-    from .names import TORCH, require
+    from retriever.embedder import Embedder
+    from retriever.encoding.cache import export_folders, read_manifest
+    from retriever.encoding.names import TORCH, require
 
     for encoder in encoders:
         require(encoder)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from ..errors import BadInputError, EncoderError
+from retriever.errors import BadInputError, EncoderError
 
 AUTO = "auto"
 TORCH = "torch"

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EncoderError
-from .cache import ModelFacts
+from retriever.encoding.cache import ModelFacts
+from retriever.errors import EncoderError
 
 
 class Tokens:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import MissingExtraError
+from retriever.errors import MissingExtraError
 
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -27,9 +27,9 @@ except ImportError as exc:
 
 from pydantic import ConfigDict, Field, field_validator
 
-from ..client import DEFAULT_TIMEOUT_S, FunnelClient
-from ..store import Hit
-from .source import SearchOptions, asearch, check_searcher, hit_metadata, search
+from retriever.client import DEFAULT_TIMEOUT_S, FunnelClient
+from retriever.integrations.source import SearchOptions, asearch, check_searcher, hit_metadata, search
+from retriever.store import Hit
 
 
 def to_document(hit: Hit) -> Document:
@@ -67,7 +67,7 @@ class FunnelRetriever(BaseRetriever):
     def from_collection(cls, name: str, data_dir: str | os.PathLike[str] | None = None, model: str | None = None,
                         device: str | None = None, **options: Any) -> FunnelRetriever:
         """Open collection ``name`` in this process (it holds the collection until :meth:`close`)."""
-        from ..retriever import Retriever
+        from retriever.retriever import Retriever
 
         return cls(searcher=Retriever.open(name, data_dir=data_dir, model=model, device=device), **options)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import MissingExtraError
+from retriever.errors import MissingExtraError
 
 try:
     from llama_index.core.base.base_retriever import BaseRetriever
@@ -32,9 +32,16 @@ try:
 except ImportError as exc:
     raise MissingExtraError("funnel's LlamaIndex retriever", "llama-index-core", "llamaindex") from exc
 
-from ..client import DEFAULT_TIMEOUT_S, FunnelClient
-from ..store import Hit
-from .source import Searcher, SearchOptions, asearch, check_searcher, hit_metadata, search
+from retriever.client import DEFAULT_TIMEOUT_S, FunnelClient
+from retriever.integrations.source import (
+    Searcher,
+    SearchOptions,
+    asearch,
+    check_searcher,
+    hit_metadata,
+    search,
+)
+from retriever.store import Hit
 
 _HIDDEN_KEYS = ["doc_id", "chunk"]  # bookkeeping: not part of the text an LLM or an embedding model sees
 
@@ -70,7 +77,7 @@ class FunnelRetriever(BaseRetriever):
     def from_collection(cls, name: str, data_dir: str | os.PathLike[str] | None = None, model: str | None = None,
                         device: str | None = None, **options: Any) -> FunnelRetriever:
         """Open collection ``name`` in this process (it holds the collection until :meth:`close`)."""
-        from ..retriever import Retriever
+        from retriever.retriever import Retriever
 
         return cls(Retriever.open(name, data_dir=data_dir, model=model, device=device), **options)
 

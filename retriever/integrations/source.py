@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Union
 
-from ..client import FunnelClient
-from ..errors import BadInputError
-from ..store import Hit
+from retriever.client import FunnelClient
+from retriever.errors import BadInputError
+from retriever.store import Hit
 
 if TYPE_CHECKING:
-    from ..retriever import Retriever
+    from retriever.retriever import Retriever
 
 Searcher = Union["Retriever", FunnelClient]
 

@@ -1,7 +1,7 @@
 """The HTTP service: FastAPI on uvicorn over one collection (``funnel serve``)."""
 
-from .app import create_app
-from .runner import BackgroundServer, serve
-from .state import ServiceConfig, ServiceState
+from retriever.service.app import create_app
+from retriever.service.runner import BackgroundServer, serve
+from retriever.service.state import ServiceConfig, ServiceState
 
 __all__ = ["BackgroundServer", "ServiceConfig", "ServiceState", "create_app", "serve"]

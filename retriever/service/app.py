@@ -19,15 +19,20 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..adaptive import AdaptiveSpec, Depth
-from ..batcher import MicroBatcher
-from ..chunking import chunk_id
-from ..errors import ChunkNotFoundError, CollectionNotFoundError, FunnelError, error_type
-from ..feedback import FeedbackLog
-from ..retriever import adaptive_by_default, default_mode_for, default_plan_for, fusion_for, validate_query
-from ..store import Hit
-from .errors import error_response, install_error_handlers
-from .models import (
+from retriever.adaptive import AdaptiveSpec, Depth
+from retriever.batcher import MicroBatcher
+from retriever.chunking import chunk_id
+from retriever.errors import ChunkNotFoundError, CollectionNotFoundError, FunnelError, error_type
+from retriever.feedback import FeedbackLog
+from retriever.retriever import (
+    adaptive_by_default,
+    default_mode_for,
+    default_plan_for,
+    fusion_for,
+    validate_query,
+)
+from retriever.service.errors import error_response, install_error_handlers
+from retriever.service.models import (
     BatchingInfo,
     CollectionResponse,
     ErrorResponse,
@@ -37,8 +42,9 @@ from .models import (
     SearchRequest,
     SearchResponse,
 )
-from .security import API_KEY_HEADER, BodySizeLimit, InternalErrors, check_api_key
-from .state import ServiceConfig, ServiceState
+from retriever.service.security import API_KEY_HEADER, BodySizeLimit, InternalErrors, check_api_key
+from retriever.service.state import ServiceConfig, ServiceState
+from retriever.store import Hit
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import FunnelError, NotReadyError, error_type
+from retriever.errors import FunnelError, NotReadyError, error_type
 
 log = logging.getLogger("funnel.service")
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from ..filters import INT_MAX, INT_MIN, MAX_ANY_VALUES, MAX_CONDITIONS, MAX_VALUE_CHARS, RANGE_OPS
-from ..retriever import MAX_QUERY_CHARS
+from retriever.filters import INT_MAX, INT_MIN, MAX_ANY_VALUES, MAX_CONDITIONS, MAX_VALUE_CHARS, RANGE_OPS
+from retriever.retriever import MAX_QUERY_CHARS
 
 MAX_HTTP_K = 100
 MAX_HTTP_QUERIES = 32

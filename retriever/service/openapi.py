@@ -10,8 +10,8 @@ import json
 import sys
 from typing import Any
 
-from .app import create_app
-from .state import ServiceConfig
+from retriever.service.app import create_app
+from retriever.service.state import ServiceConfig
 
 
 def openapi_document() -> dict[str, Any]:

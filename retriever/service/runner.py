@@ -14,14 +14,14 @@ from typing import Any
 
 import uvicorn
 
-from ..catalog import EngineConfig, open_catalog
-from ..embedder import Embedder
-from ..errors import FunnelError
-from ..feedback import default_feedback_path
-from ..retriever import open_embedder
-from ..store import Collection
-from .app import create_app
-from .state import ServiceConfig, ServiceState
+from retriever.catalog import EngineConfig, open_catalog
+from retriever.embedder import Embedder
+from retriever.errors import FunnelError
+from retriever.feedback import default_feedback_path
+from retriever.retriever import open_embedder
+from retriever.service.app import create_app
+from retriever.service.state import ServiceConfig, ServiceState
+from retriever.store import Collection
 
 log = logging.getLogger("funnel.service")
 

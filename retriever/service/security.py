@@ -11,7 +11,7 @@ import sys
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import UnauthorizedError
+from retriever.errors import UnauthorizedError
 
 log = logging.getLogger("funnel.service")
 

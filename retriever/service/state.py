@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..embedder import Embedder
-from ..errors import FunnelError, NotReadyError
-from ..retriever import Retriever
-from ..store import Collection
-from .security import READ_TIMEOUT_S
+from retriever.embedder import Embedder
+from retriever.errors import FunnelError, NotReadyError
+from retriever.retriever import Retriever
+from retriever.service.security import READ_TIMEOUT_S
+from retriever.store import Collection
 
 log = logging.getLogger("funnel.service")
 
