@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import click
 
 from retriever.errors import BadInputError, FunnelError
-from retriever.hybrid import Fusion
+from retriever.query.fusion import Fusion
 
 if TYPE_CHECKING:
-    from retriever.layout import LayoutChoice
-    from retriever.layout_calibrate import LayoutTrial
-    from retriever.store import Catalog
+    from retriever.calibration.layouts import LayoutTrial
+    from retriever.store.base import Catalog
+    from retriever.store.layout import LayoutChoice
 
 QUERY_BATCH = 512  # queries encoded and searched together in --queries mode
 MODEL_HELP = "sentence-transformers model name or local path [default: all-MiniLM-L6-v2, or the collection's]"
@@ -109,7 +109,7 @@ def placement_options(f):  # noqa: ANN001, ANN201
 
 def _engine(ctx: click.Context, url: str | None = None, data_dir: Path | None = None, placement: bool = True):  # noqa: ANN202
     """The engine the command talks to; ``url`` / ``data_dir`` override the options (``""``: embedded)."""
-    from retriever.catalog import EngineConfig, Placement
+    from retriever.store.config import EngineConfig, Placement
 
     meta = ctx.meta
     spread = Placement(meta.get("funnel.shards"), meta.get("funnel.replication_factor"),
@@ -122,7 +122,7 @@ def _engine(ctx: click.Context, url: str | None = None, data_dir: Path | None = 
 
 def _catalog(ctx: click.Context, url: str | None = None, data_dir: Path | None = None, placement: bool = True):  # noqa: ANN202
     """The command's catalog, closed when the command ends."""
-    from retriever.catalog import open_catalog
+    from retriever.store.factory import open_catalog
 
     return ctx.with_resource(open_catalog(_engine(ctx, url, data_dir, placement)))
 
@@ -142,7 +142,7 @@ def _catalog(ctx: click.Context, url: str | None = None, data_dir: Path | None =
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
     """funnel: Matryoshka funnel search on Qdrant for RAG applications."""
-    from retriever.paths import default_data_dir
+    from retriever.store.paths import default_data_dir
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ctx.ensure_object(dict)
@@ -223,14 +223,14 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
     """
     from dataclasses import asdict
 
-    from retriever.chunking import check_chunking
-    from retriever.corpus import Fields
-    from retriever.display import IndexProgressBar, err, print_index_summary, print_json
-    from retriever.embedder import DEFAULT_MODEL, Embedder
-    from retriever.indexer import check_batch_size, index_corpus
-    from retriever.intake import open_corpus
-    from retriever.paths import validate_collection_name
-    from retriever.store import Layout
+    from retriever.cli.display import IndexProgressBar, err, print_index_summary, print_json
+    from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
+    from retriever.ingest.chunking import check_chunking
+    from retriever.ingest.corpus import Fields
+    from retriever.ingest.indexer import check_batch_size, index_corpus
+    from retriever.ingest.intake import open_corpus
+    from retriever.store.paths import validate_collection_name
+    from retriever.store.spec import Layout
 
     validate_collection_name(collection)
     check_batch_size(batch_size)
@@ -273,8 +273,8 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
         print_json(asdict(result) | {"skipped": result.skipped})
 
 
-def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retriever.queries.QueryFile
-    from retriever.display import err
+def _report_skipped_queries(found, path: Path) -> None:  # noqa: ANN001 - retriever.ingest.queries.QueryFile
+    from retriever.cli.display import err
 
     if found.skipped_empty:
         err.print(f"skipped {found.skipped_empty:,} empty queries in {path}", highlight=False)
@@ -320,11 +320,12 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
            adaptive: bool | None, mode: str | None, fusion: str | None, queries_file: Path | None, skip_bad: bool,
            no_text: bool, model: str | None, device: str | None, encoder: str | None, as_json: bool) -> None:
     """Funnel-search QUERY (or every query of --queries) in a collection: dense, lexical (BM25) or hybrid."""
-    from retriever.display import print_hits, print_json
+    from retriever.cli.display import print_hits, print_json
     from retriever.errors import InvalidPlanError
-    from retriever.plan import validate_k
-    from retriever.queries import read_queries
-    from retriever.retriever import Retriever, validate_query
+    from retriever.ingest.queries import read_queries
+    from retriever.query.plan import validate_k
+    from retriever.query.validation import validate_query
+    from retriever.retriever import Retriever
 
     if (query is None) == (queries_file is None):
         raise BadInputError("give either a QUERY or --queries FILE.jsonl")
@@ -430,8 +431,8 @@ def tune(train: str, output: Path, base_model: str | None, replay: str | None, r
          negative_column: str, seed: int, resume: bool, overwrite: bool, export_text: str | None,
          device: str | None, as_json: bool) -> None:
     """Fine-tune an embedding model with MatryoshkaLoss; report NDCG@10 per dim before and after."""
-    from retriever.display import err, out, print_json
-    from retriever.embedder import DEFAULT_MODEL
+    from retriever.cli.display import err, out, print_json
+    from retriever.encoding.embedder import DEFAULT_MODEL
     from retriever.encoding.names import parse_encoders
     from tuner.pairs import PairColumns
     from tuner.report import guard_table, rich_table
@@ -450,7 +451,7 @@ def tune(train: str, output: Path, base_model: str | None, replay: str | None, r
         result = run_tune(config, log=lambda line: err.print(line, highlight=False, markup=False))
     written = []
     if exports:
-        from retriever.encoding.export import export_beside
+        from retriever.encoding.embedder import export_beside
         from tuner.pairs import load_pairs
 
         calibration = None
@@ -535,9 +536,9 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
                    chunk_overlap: int | None, text_field: str, id_field: str | None, title_field: str, skip_bad: bool,
                    fmt: str | None, device: str | None, as_json: bool) -> None:
     """Write question/chunk pairs for every chunk of PATHS (any corpus funnel index reads), resumably."""
-    from retriever.corpus import Fields
-    from retriever.display import err, print_json
-    from retriever.embedder import DEFAULT_MODEL, Embedder
+    from retriever.cli.display import err, print_json
+    from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
+    from retriever.ingest.corpus import Fields
     from tuner.chunk_source import open_chunks
     from tuner.generate import GenerateConfig, generate_pairs
     from tuner.llm_client import LLMSettings
@@ -599,10 +600,10 @@ def pairs_misses(ctx: click.Context, collection: str, queries_file: Path, qrels:
     """Pairs from the judged queries whose relevant document the collection does not return in the top k."""
     from dataclasses import asdict
 
-    from retriever.beir import read_qrels
-    from retriever.display import err, print_json
-    from retriever.plan import validate_k
-    from retriever.queries import read_queries
+    from retriever.cli.display import err, print_json
+    from retriever.ingest.beir import read_qrels
+    from retriever.ingest.queries import read_queries
+    from retriever.query.plan import validate_k
     from retriever.retriever import Retriever
     from tuner.misses import find_misses
     from tuner.pair_file import check_output, write_pairs
@@ -640,10 +641,10 @@ def pairs_feedback(ctx: click.Context, collection: str, feedback_file: Path | No
     """Pairs from the service's feedback log: each query with the text of the chunk that should have been found."""
     from dataclasses import asdict
 
-    from retriever.display import err, print_json
-    from retriever.feedback import default_feedback_path
-    from retriever.paths import validate_collection_name
+    from retriever.cli.display import err, print_json
     from retriever.retriever import Retriever
+    from retriever.service.feedback import default_feedback_path
+    from retriever.store.paths import validate_collection_name
     from tuner.feedback_pairs import FeedbackReport, feedback_pairs, read_feedback
     from tuner.pair_file import check_output, write_pairs
 
@@ -672,7 +673,7 @@ class _GenerateProgress:
         self._last = self._clock()
 
     def __call__(self, report) -> None:  # noqa: ANN001 - tuner.generate.GenerateReport
-        from retriever.display import err
+        from retriever.cli.display import err
 
         if self._clock() - self._last >= 30:
             self._last = self._clock()
@@ -730,13 +731,13 @@ def bench(ctx: click.Context, data: Path, models: tuple[str, ...], dims: str | N
     """
     import json
 
-    from retriever.beir import check_layout
     from retriever.bench.machine import machine
     from retriever.bench.report import markdown, plot, rich_tables
     from retriever.bench.runner import BenchConfig, run_bench
-    from retriever.display import BenchProgressBar, err, print_json
-    from retriever.display import out as stdout
-    from retriever.embedder import DEFAULT_MODEL
+    from retriever.cli.display import BenchProgressBar, err, print_json
+    from retriever.cli.display import out as stdout
+    from retriever.encoding.embedder import DEFAULT_MODEL
+    from retriever.ingest.beir import check_layout
 
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file, not a directory")
@@ -815,16 +816,16 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
     With --layouts, other storage layouts are measured the same way on scratch copies, and --apply
     swaps the collection into the chosen one.
     """
-    from retriever.adaptive_calibrate import calibrate_adaptive
-    from retriever.beir import read_qrels
-    from retriever.calibrate import calibrate as run_calibration
-    from retriever.calibrate import calibrated_plan
-    from retriever.display import err, print_json, print_layouts
-    from retriever.hybrid_calibrate import calibrate_fusion
-    from retriever.layout_calibrate import apply_layout as apply_layout_to
-    from retriever.layout_calibrate import calibrate_layouts
-    from retriever.plan import validate_k
-    from retriever.queries import read_queries
+    from retriever.calibration.adaptive import calibrate_adaptive
+    from retriever.calibration.fusion import calibrate_fusion
+    from retriever.calibration.layouts import apply_layout as apply_layout_to
+    from retriever.calibration.layouts import calibrate_layouts
+    from retriever.calibration.plans import calibrate as run_calibration
+    from retriever.calibration.plans import calibrated_plan
+    from retriever.cli.display import err, print_json, print_layouts
+    from retriever.ingest.beir import read_qrels
+    from retriever.ingest.queries import read_queries
+    from retriever.query.plan import validate_k
     from retriever.retriever import Retriever
 
     validate_k(k)
@@ -882,7 +883,7 @@ def calibrate(ctx: click.Context, name: str, queries_file: Path | None, k: int, 
             record["layouts"] = previous_layouts  # a plan-only re-calibration keeps the last layout measurements
         chosen_encoder = None
         if encoders:
-            from retriever.encoding.calibrate import calibrate_for_collection
+            from retriever.calibration.encoders import calibrate_for_collection
 
             chosen_encoder = calibrate_for_collection(
                 r, encoders, texts, relevant, k, sample, f"{len(texts)} queries from {queries_file}",
@@ -939,12 +940,12 @@ def _bench_encoders(data: Path, model: str, text: str, split: str, dims: str | N
     """``funnel bench --encoders``: the encoder comparison, written to OUT/encoders.{json,md}."""
     import json
 
-    from retriever.beir import check_layout
     from retriever.bench.encoders import markdown_table, run_encoder_bench
     from retriever.bench.machine import machine
-    from retriever.display import err, print_json
-    from retriever.display import out as stdout
+    from retriever.cli.display import err, print_json
+    from retriever.cli.display import out as stdout
     from retriever.encoding.names import parse_encoders
+    from retriever.ingest.beir import check_layout
 
     encoders = parse_encoders(text)
     check_layout(data, split)
@@ -981,8 +982,8 @@ def _calibrate_encoders_option(text: str, device: str | None) -> list[str]:
     return parse_encoders(text)
 
 
-def _encoder_progress(trial) -> None:  # noqa: ANN001 - retriever.encoding.calibrate.EncoderTrial
-    from retriever.display import err
+def _encoder_progress(trial) -> None:  # noqa: ANN001 - retriever.calibration.encoders.EncoderTrial
+    from retriever.cli.display import err
 
     if trial.error:
         err.print(f"encoder {trial.encoder}: not measured ({trial.error})", highlight=False, markup=False)
@@ -996,8 +997,8 @@ def _encoder_progress(trial) -> None:  # noqa: ANN001 - retriever.encoding.calib
 def _calibrate_layouts_options(ctx: click.Context, name: str, text: str | None,
                                apply: bool) -> tuple[Catalog | None, list[LayoutChoice]]:
     """``calibrate --layouts/--apply``, checked before the model loads: the catalog and the layouts."""
-    from retriever.layout import parse_layouts
-    from retriever.layout_calibrate import check_apply
+    from retriever.calibration.layouts import check_apply
+    from retriever.store.layout import parse_layouts
 
     if text is None:
         if apply:
@@ -1011,7 +1012,7 @@ def _calibrate_layouts_options(ctx: click.Context, name: str, text: str | None,
 
 
 def _layout_progress(trial: LayoutTrial) -> None:
-    from retriever.display import err
+    from retriever.cli.display import err
 
     built = "measured in place" if trial.build_s is None else f"built in {trial.build_s:.1f} s"
     err.print(f"layout {trial.layout}{' (current)' if trial.current else ''}: plan {trial.plan}, recall "
@@ -1046,10 +1047,10 @@ def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: st
           max_wait_ms: float, feedback_file: Path | None, read_timeout: float, log_level: str, model: str | None,
           device: str | None, encoder: str | None) -> None:
     """Serve funnel search over HTTP (FastAPI on uvicorn): /search, /collections/NAME, /healthz, /feedback."""
-    from retriever.display import err
-    from retriever.paths import validate_collection_name
+    from retriever.cli.display import err
     from retriever.service import ServiceConfig
     from retriever.service import serve as run_server
+    from retriever.store.paths import validate_collection_name
 
     validate_collection_name(collection)
     if api_key is not None and not api_key.strip():
@@ -1069,7 +1070,7 @@ def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: st
 @click.pass_context
 def collections(ctx: click.Context, as_json: bool) -> None:
     """List the collections (of the data directory, or of the Qdrant server); 'copy' copies one."""
-    from retriever.display import err, print_collections, print_json, spec_dict
+    from retriever.cli.display import err, print_collections, print_json, spec_dict
 
     if ctx.invoked_subcommand is not None:
         return
@@ -1127,9 +1128,9 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
     """
     from dataclasses import asdict
 
-    from retriever.copy import copy_collection
-    from retriever.display import err, print_json
-    from retriever.layout import parse_layout
+    from retriever.cli.display import err, print_json
+    from retriever.store.copy import copy_collection
+    from retriever.store.layout import parse_layout
 
     src_url, src_dir = _engine_url(from_url)
     dst_url, dst_dir = _engine_url(to_url)
@@ -1154,9 +1155,9 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
 @click.pass_context
 def info(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a collection: points, dims, model, default plan, bytes on disk."""
-    from retriever.display import print_info, print_json, spec_dict
-    from retriever.embedder import resolve_encoder
-    from retriever.hybrid import calibrated_fusion
+    from retriever.cli.display import print_info, print_json, spec_dict
+    from retriever.encoding.embedder import resolve_encoder
+    from retriever.query.fusion import calibrated_fusion
     from retriever.retriever import (
         adaptive_by_default,
         adaptive_rule_for,

@@ -1,5 +1,5 @@
 """funnel's own collections for ``peers.py``: built by funnel's store as ``scale.py`` does, the plan
-from ``retriever.calibrate`` (timed) on the tuning queries, adaptive search when the product has it."""
+from ``retriever.calibration.plans`` (timed) on the tuning queries, adaptive search when the product has it."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 
 from retriever.bench.memory import measure_collection_memory, save_queries
-from retriever.calibrate import calibrate
-from retriever.edge_catalog import EdgeCatalog
-from retriever.edge_store import SHARD_DIR, EdgeCollection, edge_config
-from retriever.embedder import truncate_normalize
-from retriever.plan import parse_plan
-from retriever.store import CollectionSpec, Hit, PointBatch
+from retriever.calibration.plans import calibrate
+from retriever.query.ladder import truncate_normalize
+from retriever.query.plan import parse_plan
+from retriever.query.spec import Hit
+from retriever.store.base import PointBatch
+from retriever.store.edge.catalog import EdgeCatalog
+from retriever.store.edge.collection import SHARD_DIR, EdgeCollection, edge_config
+from retriever.store.spec import CollectionSpec
 
 BATCH = 5000
 THREADS = ("search 1: funnel's store creates the shard with max_search_threads unset (= all cores); this "
@@ -121,14 +123,14 @@ class FunnelBench:
     def adaptive_searcher(self, collection: EdgeCollection,
                           setting: dict) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str, dict | None]:
         """funnel's adaptive mode (branch i10-adaptive: ``retriever.adaptive`` and
-        ``retriever.adaptive_calibrate``): its rule calibrated on the tuning queries for the
+        ``retriever.calibration.adaptive``): its rule calibrated on the tuning queries for the
         calibrated fixed plan, then ``adaptive.search_each`` one query at a time."""
         if importlib.util.find_spec("retriever.adaptive") is None:
             return None, ("skipped: retriever.adaptive does not exist in this checkout (adaptive search is being "
                           "built on branch i10-adaptive, not merged)"), None
         try:
             from retriever import adaptive
-            from retriever.adaptive_calibrate import calibrate_adaptive
+            from retriever.calibration.adaptive import calibrate_adaptive
 
             plan = parse_plan(setting["plan"], self.ladder, 10)
             queries = ladder_queries(self.run.tune_q, self.ladder)

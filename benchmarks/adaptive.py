@@ -33,16 +33,18 @@ from rich.console import Console
 from rich.table import Table
 
 from retriever import edge_store
-from retriever.adaptive import AdaptiveSpec, search_each
-from retriever.adaptive_calibrate import calibrate_adaptive
-from retriever.beir import load_split
 from retriever.bench.runner import Judge
-from retriever.bench.timing import time_each
-from retriever.calibrate import calibrate, recall_against
-from retriever.edge_catalog import EdgeCatalog
-from retriever.embedder import DEFAULT_MODEL, Embedder
-from retriever.indexer import index_corpus
-from retriever.store import Collection, QuerySpec
+from retriever.calibration.adaptive import calibrate_adaptive
+from retriever.calibration.plans import calibrate, recall_against
+from retriever.calibration.timing import time_each
+from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
+from retriever.ingest.beir import load_split
+from retriever.ingest.indexer import index_corpus
+from retriever.query.adaptive import AdaptiveSpec
+from retriever.query.spec import QuerySpec
+from retriever.search import search_each
+from retriever.store.base import Collection
+from retriever.store.edge.catalog import EdgeCatalog
 
 
 def _timings(coll: Collection, vectors: dict[int, np.ndarray], spec: QuerySpec, batch: int) -> dict[str, float]:

@@ -37,10 +37,10 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from retriever.beir import load_split
-from retriever.bench.judge import Judge
 from retriever.bench.machine import machine
-from retriever.store import Hit
+from retriever.calibration.judge import Judge
+from retriever.ingest.beir import load_split
+from retriever.query.spec import Hit
 
 ANALYZERS = {
     "plain": ({}, {"stopwords": None, "stemmer": None}),

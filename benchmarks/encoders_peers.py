@@ -21,7 +21,7 @@ in file order.
    the corpus (one ``encode`` call, after a warm-up of 64
    passages), single-query p50/p99 (one query per call, after 20 warm-up queries), NDCG@10 at 384
    dims by exact cosine over the passages (sentence-transformers' evaluator, through
-   ``retriever.bench.judge``), and the least / mean cosine of its passage and query vectors to the
+   ``retriever.calibration.judge``), and the least / mean cosine of its passage and query vectors to the
    reference's.
 2. **End to end**, text in → top-10 hits out, on the collection that ``funnel index`` built with the
    default encoder (step 3): ``Retriever.search`` one query at a time (p50/p99, NDCG@10) in a
@@ -107,13 +107,13 @@ class Data:
     passages: list[str]
     query_ids: list[str]
     queries: list[str]
-    split: Any  # retriever.beir.BeirSplit restricted to the passages
+    split: Any  # retriever.ingest.beir.BeirSplit restricted to the passages
     corpus_file: Path  # what funnel index reads: the data's corpus, or the subset written out
 
 
 def load_data(data: Path, n_passages: int | None, n_queries: int | None, workdir: Path) -> Data:
-    from retriever.beir import load_split
-    from retriever.corpus import read_corpus
+    from retriever.ingest.beir import load_split
+    from retriever.ingest.corpus import read_corpus
 
     docs = list(read_corpus([data / "corpus.jsonl"], skip_bad=True))
     full = load_split(data, "test", known_corpus_ids={d.id for d in docs})
@@ -194,7 +194,7 @@ def _encoder(name: str, calibration: list[str], fastembed_dir: str | None) -> tu
                            cache_dir=str(Path(fastembed_dir).parent / "fastembed-cache"))
         return (lambda texts: np.stack(list(fe.embed(texts, batch_size=BATCH_SIZE))).astype(np.float32)), \
             lambda: {"device": "cpu", "precision": "fp32", "folder": fastembed_dir}
-    from retriever.embedder import Embedder
+    from retriever.encoding.embedder import Embedder
 
     encoder = name.removeprefix("funnel ")
     embedder = Embedder(encoder=encoder, calibration_texts=calibration if encoder == "openvino-int8" else None)
@@ -210,7 +210,7 @@ def _encoder(name: str, calibration: list[str], fastembed_dir: str | None) -> tu
 def encoder_run(name: str, passages: list[str], queries: list[str], calibration: list[str],
                 fastembed_dir: str | None) -> dict[str, Any]:
     """Load one encoder, then time the corpus encode and the one-query encodes (in a spawned process)."""
-    from retriever.bench.timing import time_each
+    from retriever.calibration.timing import time_each
 
     started = time.perf_counter()
     try:
@@ -236,7 +236,7 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 def exact_ndcg(judge: Any, passage_ids: list[str], corpus: np.ndarray, queries: np.ndarray) -> dict[str, float]:
     """NDCG@10 (recall, MRR) of the exact cosine top 10 over the passages."""
-    from retriever.store import Hit
+    from retriever.query.spec import Hit
 
     scores = unit(queries) @ unit(corpus).T
     top = np.argsort(-scores, axis=1)[:, :K]
@@ -325,7 +325,7 @@ def funnel_index(corpus: Path, home: Path, encoder: str | None) -> dict[str, Any
 
 def retriever_run(home: str, encoder: str | None, queries: list[str]) -> dict[str, Any]:
     """``Retriever.search`` one query at a time (in a spawned process)."""
-    from retriever.bench.timing import time_each
+    from retriever.calibration.timing import time_each
     from retriever.retriever import Retriever
 
     with Retriever.open(COLLECTION, data_dir=home, encoder=encoder) as r:
@@ -369,8 +369,8 @@ def by_hand_run(path: str, queries: list[str]) -> dict[str, Any]:
     from qdrant_edge import EdgeShard, Query, QueryRequest
     from sentence_transformers import SentenceTransformer
 
-    from retriever.bench.timing import time_each
-    from retriever.store import Hit
+    from retriever.calibration.timing import time_each
+    from retriever.query.spec import Hit
 
     model = SentenceTransformer(str(get_model_path()))
     shard = EdgeShard.load(path)
@@ -576,8 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bars
-    from retriever.bench.judge import Judge
-    from retriever.embedder import resolve_encoder
+    from retriever.calibration.judge import Judge
+    from retriever.encoding.embedder import resolve_encoder
 
     default_encoder = resolve_encoder(None, None)
     load_before = load_average()

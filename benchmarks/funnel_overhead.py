@@ -26,11 +26,11 @@ import numpy as np  # noqa: E402
 from _machine import machine  # noqa: E402
 from qdrant_edge import EdgeConfig, EdgeShard, QuantizationSearchParams, Query, QueryRequest, SearchParams  # noqa: E402
 
-from retriever.bench.timing import time_each  # noqa: E402
-from retriever.edge_catalog import EdgeCatalog  # noqa: E402
-from retriever.edge_store import SHARD_DIR, EdgeCollection, edge_config  # noqa: E402
-from retriever.plan import parse_plan  # noqa: E402
-from retriever.store import QuerySpec  # noqa: E402
+from retriever.calibration.timing import time_each  # noqa: E402
+from retriever.query.plan import parse_plan  # noqa: E402
+from retriever.query.spec import QuerySpec  # noqa: E402
+from retriever.store.edge.catalog import EdgeCatalog  # noqa: E402
+from retriever.store.edge.collection import SHARD_DIR, EdgeCollection, edge_config  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

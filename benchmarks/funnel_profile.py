@@ -41,11 +41,11 @@ from peers import RESULTS, Run, finish_edge_build  # noqa: E402
 from qdrant_edge import Query, QueryRequest  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from retriever.bench.timing import Latency  # noqa: E402
-from retriever.edge_store import _to_hit  # noqa: E402
-from retriever.ladder import vector_name  # noqa: E402
-from retriever.plan import FunnelPlan, Stage  # noqa: E402
-from retriever.store import QuerySpec  # noqa: E402
+from retriever.calibration.timing import Latency  # noqa: E402
+from retriever.query.ladder import vector_name  # noqa: E402
+from retriever.query.plan import FunnelPlan, Stage  # noqa: E402
+from retriever.query.spec import QuerySpec  # noqa: E402
+from retriever.store.edge.collection import _to_hit  # noqa: E402
 
 K = 10
 
@@ -158,7 +158,7 @@ class IntIds:
 
         from qdrant_edge import EdgeConfig, EdgeShard, Point, UpdateOperation
 
-        from retriever.edge_store import INDEXED_FIELDS, edge_config
+        from retriever.store.edge.collection import INDEXED_FIELDS, edge_config
 
         shutil.rmtree(self.path, ignore_errors=True)
         base = edge_config(self.twin.spec)
@@ -181,14 +181,14 @@ class IntIds:
     def open(self):  # noqa: ANN201 - an EdgeCollection over the int-id shard
         from qdrant_edge import EdgeShard
 
-        from retriever.edge_store import EdgeCollection
+        from retriever.store.edge.collection import EdgeCollection
 
         return EdgeCollection(self.path, self.twin.spec, EdgeShard.load(str(self.path)))
 
 
 def loop(run: Run, plan_text: str, seconds: float, intids: bool, console: Console) -> None:
     """``py-spy record --native -- python benchmarks/funnel_profile.py --loop 64:320,384:10``"""
-    from retriever.plan import parse_plan
+    from retriever.query.plan import parse_plan
 
     fb = IntIds(run) if intids else FunnelBench(run, "int8", on_disk=True)
     queries = ladder_queries(run.meas_q, run.ladder)

@@ -23,13 +23,13 @@ from _machine import SHARED_DATA, machine
 from rich.console import Console
 from rich.table import Table
 
-from retriever.beir import load_split
 from retriever.bench.runner import Judge
-from retriever.calibrate import recall_against
-from retriever.edge_catalog import EdgeCatalog
-from retriever.embedder import DEFAULT_MODEL, Embedder
-from retriever.indexer import index_corpus
+from retriever.calibration.plans import recall_against
+from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
+from retriever.ingest.beir import load_split
+from retriever.ingest.indexer import index_corpus
 from retriever.retriever import Retriever
+from retriever.store.edge.catalog import EdgeCatalog
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ repeats (A/B, then B/A, …) so a noisy shared machine hurts both sides alike:
 
 A. ``embedder.model.encode(texts, batch_size=…)`` of the chunk texts (the corpus, chunked at the
    indexer's default size and overlap), nothing else;
-B. the full funnel indexing path, ``retriever.indexer.index_corpus`` into a fresh temporary Qdrant
+B. the full funnel indexing path, ``retriever.ingest.indexer.index_corpus`` into a fresh temporary Qdrant
    Edge data directory: validation read pass, reading, chunking, encoding, truncation per dim,
    upsert, flush and optimize.
 
@@ -43,12 +43,12 @@ from _machine import SHARED_DATA, machine
 from rich.console import Console
 from rich.table import Table
 
-from retriever.chunking import TokenChunker
-from retriever.corpus import read_corpus
-from retriever.edge_catalog import EdgeCatalog
-from retriever.embedder import DEFAULT_MODEL, Embedder
+from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
 from retriever.errors import FunnelError
-from retriever.indexer import index_corpus
+from retriever.ingest.chunking import TokenChunker
+from retriever.ingest.corpus import read_corpus
+from retriever.ingest.indexer import index_corpus
+from retriever.store.edge.catalog import EdgeCatalog
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CORPUS = SHARED_DATA / "financial-qa-10k" / "corpus.jsonl"

@@ -47,7 +47,7 @@ from _machine import machine  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from retriever.bench.memory import resident_memory  # noqa: E402
-from retriever.bench.timing import Latency  # noqa: E402
+from retriever.calibration.timing import Latency  # noqa: E402
 
 K = 10
 BATCH = 5000
@@ -255,7 +255,7 @@ def probe(kind: str, where: str, setting_json: str, queries_file: str, extra: st
     if kind.startswith("edge:"):
         from qdrant_edge import EdgeShard
 
-        from retriever.edge_store import release_freed_memory
+        from retriever.store.edge.collection import release_freed_memory
 
         shard = EdgeShard.load(where)
         release_freed_memory()  # as funnel's store does after a load (malloc_trim of the WAL replay)

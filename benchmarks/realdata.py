@@ -376,7 +376,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def model_fingerprint(model) -> str:  # noqa: ANN001 - a SentenceTransformer
-    """Same as ``retriever.embedder.Embedder.fingerprint``: sha256 over parameter names and values."""
+    """Same as ``retriever.encoding.embedder.Embedder.fingerprint``: sha256 over parameter names and values."""
     import torch
 
     digest = hashlib.sha256()
@@ -446,7 +446,7 @@ def embed(args: argparse.Namespace) -> int:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from retriever.embedder import resolve_model
+    from retriever.encoding.embedder import resolve_model
 
     torch.set_num_threads(args.threads)
     corpus = read_jsonl(args.cache / "corpus.jsonl")

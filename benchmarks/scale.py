@@ -15,7 +15,7 @@ Every configuration is a real Qdrant Edge collection built by funnel's store:
 - ``hnsw-768``: the full vector with an HNSW graph (m=16, ef_construct=100); ``ef`` is raised until
   recall@10 against exact reaches the target.
 - ``funnel``: the ladder 64/128/256/768, an HNSW graph on dim 64 only, the rerank vectors on disk
-  (memory-mapped, read on demand). The plan is chosen by ``retriever.calibrate`` (timed) on 100
+  (memory-mapped, read on demand). The plan is chosen by ``retriever.calibration.plans`` (timed) on 100
   separate calibration queries, never on the measured ones; the default plan is measured too.
 - ``funnel-int8``: the same with int8 scalar quantization of dim 64 (the int8 copy and the graph
   in RAM, every float original on disk).
@@ -45,12 +45,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from retriever.bench.memory import measure_collection_memory, save_queries
-from retriever.bench.timing import time_each
-from retriever.calibrate import calibrate, recall_against
-from retriever.edge_catalog import EdgeCatalog
-from retriever.embedder import truncate_normalize
-from retriever.plan import default_plan
-from retriever.store import Collection, CollectionSpec, PointBatch
+from retriever.calibration.plans import calibrate, recall_against
+from retriever.calibration.timing import time_each
+from retriever.query.ladder import truncate_normalize
+from retriever.query.plan import default_plan
+from retriever.store.base import Collection, PointBatch
+from retriever.store.edge.catalog import EdgeCatalog
+from retriever.store.spec import CollectionSpec
 
 DIM = 768
 LADDER = (64, 128, 256, 768)

@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console.print(f"in-process Retriever.search for {args.duration:.0f} s …")
     inproc = in_process(args.data_dir, args.collection, queries, args.k, args.duration)
-    from retriever.edge_catalog import EdgeCatalog
+    from retriever.store.edge.catalog import EdgeCatalog
 
     with EdgeCatalog(args.data_dir).open(args.collection) as coll:
         points = coll.count()

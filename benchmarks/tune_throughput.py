@@ -24,8 +24,8 @@ from _machine import SHARED_DATA, machine
 from rich.console import Console
 from rich.table import Table
 
-from retriever.embedder import DEFAULT_MODEL, Embedder
-from retriever.ladder import default_ladder
+from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
+from retriever.query.ladder import default_ladder
 from tuner.evaluation import split_pairs
 from tuner.pairs import load_pairs
 from tuner.training import TuneConfig, training_callbacks, tune

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from retriever.errors import FunnelError
-from retriever.plan import FunnelPlan, Stage
-from retriever.store import CollectionSpec, Hit
+from retriever.query.plan import FunnelPlan, Stage
+from retriever.query.spec import Hit
+from retriever.store.spec import CollectionSpec
 
 if TYPE_CHECKING:
     from retriever.retriever import Retriever

@@ -148,7 +148,7 @@ def error_type(exc: FunnelError) -> str:
     return _code(type(exc).__name__)
 
 
-# --- Calling a funnel service over HTTP (retriever.client) and optional integrations ------------------
+# --- Calling a funnel service over HTTP (retriever.service.client) and optional integrations ------------------
 # The client raises the classes above for the service's own error types (a 401 ``unauthorized`` is an
 # UnauthorizedError, a 400 ``invalid_plan`` an InvalidPlanError), so a caller handles a remote search
 # the way it handles an in-process one; these cover what only a remote call can meet.

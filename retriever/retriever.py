@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import operator
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -16,78 +15,23 @@ from typing import Any
 
 import numpy as np
 
-from retriever.adaptive import AdaptiveRule, AdaptiveSpec, SearchResult, scale_rule
-from retriever.adaptive import search_each as adaptive_search_each
-from retriever.calibrate import calibrated_ef, calibrated_plan, search_ladder
-from retriever.catalog import EngineConfig, open_catalog
-from retriever.embedder import Embedder
+from retriever.calibration.plans import calibrated_ef, calibrated_plan, search_ladder
+from retriever.encoding.embedder import Embedder
 from retriever.errors import BadInputError, InvalidPlanError, ModelMismatchError
-from retriever.filters import PayloadFilter, parse_filter
-from retriever.hybrid import FUSIONS, Fusion, calibrated_fusion, calibrated_mode, check_mode
-from retriever.paths import default_data_dir, validate_collection_name
-from retriever.plan import FunnelPlan, default_plan, parse_plan, validate_k
-from retriever.store import Collection, QuerySpec
+from retriever.query.adaptive import AdaptiveRule, AdaptiveSpec, scale_rule
+from retriever.query.filters import PayloadFilter, parse_filter
+from retriever.query.fusion import FUSIONS, Fusion, calibrated_fusion, calibrated_mode, check_mode
+from retriever.query.plan import FunnelPlan, default_plan, parse_plan, validate_k
+from retriever.query.result import SearchResult
+from retriever.query.spec import QuerySpec
+from retriever.query.validation import bool_option, int_option, show_value, validate_queries
+from retriever.search import search_each as adaptive_search_each
+from retriever.store.base import Collection
+from retriever.store.config import EngineConfig
+from retriever.store.factory import open_catalog
+from retriever.store.paths import default_data_dir, validate_collection_name
 
 FilterSpec = PayloadFilter | Mapping[str, Any] | None
-
-MAX_QUERY_CHARS = 4096
-MAX_BATCH = 10_000
-
-
-def _show(value: Any) -> str:
-    """A short one-line description of a wrong argument: its type and (cut) repr."""
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - e.g. an int above 4,300 digits has no repr
-        text = "…"
-    text = text if len(text) <= 60 else text[:57] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def validate_query(query: str) -> str:
-    """Return a usable query, or raise :class:`BadInputError` for empty, huge or non-text ones."""
-    if not isinstance(query, str):
-        raise BadInputError(f"a query is a string, not {_show(query)}")
-    if not query.strip():
-        raise BadInputError("empty query: give some text to search for")
-    if len(query) > MAX_QUERY_CHARS:
-        raise BadInputError(f"query too long: {len(query)} characters (at most {MAX_QUERY_CHARS})")
-    try:
-        query.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadInputError("query is not valid Unicode text (it has lone surrogate code points)") from None
-    return query
-
-
-def validate_queries(queries: Sequence[str]) -> list[str]:
-    """Return a batch of usable queries as a list; a string, or anything but a sequence of strings, is refused."""
-    if isinstance(queries, (str, bytes, bytearray)):
-        raise BadInputError(
-            f"queries is a list of strings, not a single {type(queries).__name__}: use search() for one query"
-        )
-    if not isinstance(queries, Sequence):
-        raise BadInputError(f"queries is a list of strings, not {_show(queries)}")
-    if not queries:
-        raise BadInputError("empty query batch")
-    if len(queries) > MAX_BATCH:
-        raise BadInputError(f"too many queries in one batch: {len(queries)} (at most {MAX_BATCH})")
-    return [validate_query(q) for q in queries]
-
-
-def _int_option(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise BadInputError(f"{name} is an integer, not bool {value!r}")
-    try:
-        return operator.index(value)  # int, numpy integers; not float or str
-    except TypeError:
-        raise BadInputError(f"{name} is an integer, not {_show(value)}") from None
-
-
-def _bool_option(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise BadInputError(f"{name} is True or False, not {_show(value)}")
-    return value
-
 
 def _plan_given(plan: Any) -> bool:
     return plan is not None and not (isinstance(plan, str) and not plan.strip())
@@ -111,7 +55,7 @@ def default_ef_for(collection: Collection, plan: FunnelPlan) -> int | None:
 def query_encoder_for(collection: Collection, encoder: str | None, device: str | None) -> str | None:
     """The encoder for this collection's queries: ``encoder`` when given, else the one ``funnel
     calibrate`` chose (on a CPU, when it is installed here), else ``None`` (the default: see
-    :func:`retriever.embedder.resolve_encoder`)."""
+    :func:`retriever.encoding.embedder.resolve_encoder`)."""
     if encoder is not None and encoder != "auto":
         return encoder
     if device is not None and not device.startswith("cpu"):
@@ -167,7 +111,7 @@ def fusion_for(collection: Collection, fusion: str | Fusion | None) -> Fusion:
 def open_embedder(collection: Collection, model: str | None, device: str | None, encoder: str | None) -> Embedder:
     """The embedder for ``collection``'s queries (see :func:`query_encoder_for`); ``openvino-int8``
     exported here for the first time is calibrated on a sample of the collection's own chunks."""
-    from retriever.encoding.calibrate import sample_texts
+    from retriever.calibration.encoders import sample_texts
 
     chosen = query_encoder_for(collection, encoder, device)
     calibration = sample_texts(collection) if chosen == "openvino-int8" else None
@@ -230,16 +174,16 @@ class Retriever:
         """
         validate_collection_name(name)
         if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
-            raise BadInputError(f"data_dir is a path (str or os.PathLike), not {_show(data_dir)}")
+            raise BadInputError(f"data_dir is a path (str or os.PathLike), not {show_value(data_dir)}")
         for option, value in (("model", model), ("device", device), ("qdrant_url", qdrant_url),
                               ("qdrant_api_key", qdrant_api_key), ("encoder", encoder)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise BadInputError(f"{option} is a non-empty string or None, not {_show(value)}")
+                raise BadInputError(f"{option} is a non-empty string or None, not {show_value(value)}")
         if engine is not None and not isinstance(engine, EngineConfig):
-            raise BadInputError(f"engine is an EngineConfig or None, not {_show(engine)}")
+            raise BadInputError(f"engine is an EngineConfig or None, not {show_value(engine)}")
         engine = engine or EngineConfig(data_dir=Path(data_dir or default_data_dir()), url=qdrant_url,
-                                        api_key=qdrant_api_key, prefer_grpc=_bool_option("prefer_grpc", prefer_grpc))
-        lexical_only = _bool_option("lexical_only", lexical_only)
+                                        api_key=qdrant_api_key, prefer_grpc=bool_option("prefer_grpc", prefer_grpc))
+        lexical_only = bool_option("lexical_only", lexical_only)
         with open_catalog(engine) as catalog:
             collection = catalog.open(name)
         try:
@@ -258,13 +202,13 @@ class Retriever:
         """Parse a plan spec for this collection; ``None`` → the default plan for k.
 
         The default is the collection's saved calibration (``funnel calibrate``) scaled to k, else
-        the documented rule (:func:`retriever.plan.default_plan`).
+        the documented rule (:func:`retriever.query.plan.default_plan`).
         """
         if isinstance(plan, FunnelPlan):
             return parse_plan(str(plan), self.collection.spec.dims, k)
         if plan is not None and not isinstance(plan, str):
             raise InvalidPlanError(
-                f"a plan is a string like '64:400,128:200' or a FunnelPlan, not {_show(plan)}"
+                f"a plan is a string like '64:400,128:200' or a FunnelPlan, not {show_value(plan)}"
             )
         if plan is None or not plan.strip():
             return default_plan_for(self.collection, k)
@@ -289,17 +233,17 @@ class Retriever:
         measured adaptive search faster (:func:`adaptive_by_default`); the result is then an
         :class:`~retriever.adaptive.AdaptiveSpec`.
 
-        ``mode`` (see :mod:`retriever.hybrid`): ``dense``, ``lexical`` or ``hybrid``; ``None`` → the
+        ``mode`` (see :mod:`retriever.query.fusion`): ``dense``, ``lexical`` or ``hybrid``; ``None`` → the
         collection's default (:func:`default_mode_for`), or ``hybrid`` when a ``fusion`` is given.
         ``lexical`` and ``hybrid`` need a collection indexed with ``--lexical bm25``; ``fusion``
-        (``union``, ``rrf``, ``dbsf`` or a :class:`~retriever.hybrid.Fusion`) only applies to
+        (``union``, ``rrf``, ``dbsf`` or a :class:`~retriever.query.fusion.Fusion`) only applies to
         ``hybrid``; the ``plan`` (or ``exact``) of a hybrid search is the dense side's.
         """
-        k = validate_k(_int_option("k", k))
-        exact = _bool_option("exact", exact)
-        with_text = _bool_option("with_text", with_text)
+        k = validate_k(int_option("k", k))
+        exact = bool_option("exact", exact)
+        with_text = bool_option("with_text", with_text)
         if adaptive is not None:
-            adaptive = _bool_option("adaptive", adaptive)
+            adaptive = bool_option("adaptive", adaptive)
         if mode is None and isinstance(self.embedder, NoModel):
             mode = "lexical"  # opened without a model: BM25 is all it can run
         if mode is None:
@@ -364,7 +308,7 @@ class Retriever:
         """Funnel-search one query; ``exact=True`` runs the exact top-dim search instead.
 
         ``filter`` restricts the hits by payload, e.g. ``{"metadata.year": {"gte": 2020}}``
-        (see :mod:`retriever.filters`). ``adaptive`` (see :meth:`query_spec`): ``True`` spends
+        (see :mod:`retriever.query.filters`). ``adaptive`` (see :meth:`query_spec`): ``True`` spends
         depth only where the ranking is not settled. The result is a list of hits whose
         ``.depth`` says how deep the search went. ``mode`` and ``fusion`` (see :meth:`query_spec`):
         ``mode="hybrid"`` adds BM25 to the funnel, ``mode="lexical"`` runs BM25 alone.
@@ -394,7 +338,7 @@ class Retriever:
         """Search many queries, each its own way (see :meth:`query_spec`): one encode, one engine batch
         (and a second one for the adaptive queries that widen). Each result carries its ``.depth``."""
         texts = validate_queries(queries)
-        batch_size = _int_option("batch_size", batch_size)
+        batch_size = int_option("batch_size", batch_size)
         if batch_size < 1:
             raise BadInputError(f"batch_size must be at least 1, not {batch_size}")
         if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence) or len(specs) != len(texts):

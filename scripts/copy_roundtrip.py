@@ -20,11 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from retriever.beir import corpus_ids, load_split  # noqa: E402
-from retriever.catalog import EngineConfig, open_catalog  # noqa: E402
-from retriever.copy import copy_collection  # noqa: E402
-from retriever.embedder import Embedder  # noqa: E402
+from retriever.encoding.embedder import Embedder  # noqa: E402
+from retriever.ingest.beir import corpus_ids, load_split  # noqa: E402
 from retriever.retriever import default_plan_for  # noqa: E402
+from retriever.store.config import EngineConfig
+from retriever.store.copy import copy_collection  # noqa: E402
+from retriever.store.factory import open_catalog  # noqa: E402
 
 
 def same(a, b) -> bool:  # noqa: ANN001

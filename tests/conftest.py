@@ -154,7 +154,7 @@ def encoder_cache(tmp_path_factory) -> Path:
     no test's stderr holds the one-time "exporting" line)."""
     path = tmp_path_factory.mktemp("encoder-cache")
     os.environ["FUNNEL_CACHE"] = str(path)
-    from retriever.embedder import Embedder
+    from retriever.encoding.embedder import Embedder
 
     Embedder(device="cpu").encode_full(["warm up"])
     return path
@@ -183,7 +183,7 @@ def engine_config(kind: str, root: Path):
     'local' is ``:memory:`` (one store per process, alive while a catalog on it is open; 15x faster to
     load than a local-mode directory, which commits every point to SQLite); 'local-path' a directory.
     """
-    from retriever.catalog import EngineConfig
+    from retriever.store.config import EngineConfig
 
     if kind == "edge":
         return EngineConfig(data_dir=root / "data")
@@ -199,7 +199,7 @@ def engine_config(kind: str, root: Path):
 @pytest.fixture(params=ENGINES)
 def engine(request, tmp_path):
     """Each engine in turn (see ENGINE_NOTE). On a real server, the collections a test made are dropped after it."""
-    from retriever.catalog import open_catalog
+    from retriever.store.factory import open_catalog
 
     config = engine_config(request.param, tmp_path)
     before = set()
@@ -221,7 +221,7 @@ def engine(request, tmp_path):
 @pytest.fixture(scope="session")
 def embedder():
     """The real all-MiniLM-L6-v2, loaded once per session (CPU, offline)."""
-    from retriever.embedder import Embedder
+    from retriever.encoding.embedder import Embedder
 
     return Embedder(device="cpu")
 
@@ -231,7 +231,7 @@ def tokenizer():
     """The real MiniLM tokenizer (fast), without loading the model weights."""
     from transformers import AutoTokenizer
 
-    from retriever.embedder import DEFAULT_MODEL, resolve_model
+    from retriever.encoding.embedder import DEFAULT_MODEL, resolve_model
 
     return AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
 
@@ -242,7 +242,7 @@ def perturbed_model_dir(tmp_path_factory) -> Path:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from retriever.embedder import DEFAULT_MODEL, resolve_model
+    from retriever.encoding.embedder import DEFAULT_MODEL, resolve_model
 
     model = SentenceTransformer(resolve_model(DEFAULT_MODEL), device="cpu")
     with torch.no_grad():

@@ -8,26 +8,20 @@ import math
 import numpy as np
 import pytest
 
-import retriever.adaptive_calibrate as adaptive_calibrate
-import retriever.edge_store as edge_store
-from retriever.adaptive import (
-    AdaptiveRule,
-    AdaptiveSpec,
-    Depth,
-    SearchResult,
-    first_plan,
-    plan_depth,
-    scale_rule,
-    search_each,
-    settle_signal,
-)
-from retriever.adaptive_calibrate import ALWAYS, NEVER, calibrate_adaptive, choose_threshold, recall_each
-from retriever.calibrate import calibrate
-from retriever.edge_catalog import EdgeCatalog
+import retriever.calibration.adaptive as adaptive_calibrate
+import retriever.store.edge.collection as edge_store
+from retriever.calibration.adaptive import ALWAYS, NEVER, calibrate_adaptive, choose_threshold, recall_each
+from retriever.calibration.plans import calibrate
 from retriever.errors import InvalidPlanError
-from retriever.plan import parse_plan
+from retriever.query.adaptive import AdaptiveRule, AdaptiveSpec, first_plan, scale_rule, settle_signal
+from retriever.query.plan import parse_plan
+from retriever.query.result import Depth, SearchResult, plan_depth
+from retriever.query.spec import QuerySpec
 from retriever.retriever import adaptive_by_default, adaptive_rule_for
-from retriever.store import CollectionSpec, PointBatch, QuerySpec
+from retriever.search import search_each
+from retriever.store.base import PointBatch
+from retriever.store.edge.catalog import EdgeCatalog
+from retriever.store.spec import CollectionSpec
 
 LADDER = (64, 128, 256, 384)
 K = 10
@@ -190,7 +184,7 @@ def _rule_record(threshold: float, pays: bool) -> dict:
 def topics(tmp_path_factory, embedder):
     from conftest import topic_records, write_jsonl
 
-    from retriever.indexer import index_corpus
+    from retriever.ingest.indexer import index_corpus
 
     root = tmp_path_factory.mktemp("adaptive-topics")
     corpus = write_jsonl(root / "corpus.jsonl", topic_records())

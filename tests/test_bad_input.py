@@ -26,12 +26,13 @@ from hypothesis import strategies as st
 
 from cli import main
 from retriever import Retriever
-from retriever.edge_catalog import EdgeCatalog
-from retriever.edge_store import SHARD_DIR
 from retriever.errors import CollectionLockedError, CorpusError
-from retriever.indexer import index_corpus
-from retriever.limits import MAX_METADATA_DEPTH, MIN_FREE_BYTES
-from retriever.store import CollectionExistsError, CollectionSpec
+from retriever.ingest.indexer import index_corpus
+from retriever.store.base import CollectionExistsError
+from retriever.store.edge.catalog import EdgeCatalog
+from retriever.store.edge.collection import SHARD_DIR
+from retriever.store.limits import MAX_METADATA_DEPTH, MIN_FREE_BYTES
+from retriever.store.spec import CollectionSpec
 
 PROBE = "How does a volcano erupt with lava?"
 N_DOCS = len(TOPIC_DOCS)
@@ -43,9 +44,9 @@ N_DOCS = len(TOPIC_DOCS)
 @pytest.fixture
 def cli_model(embedder, monkeypatch):
     """``funnel index`` in-process with the session's real model instead of loading it again."""
-    import retriever.embedder
+    import retriever.encoding.embedder
 
-    monkeypatch.setattr(retriever.embedder, "Embedder", lambda *args, **kwargs: embedder)
+    monkeypatch.setattr(retriever.encoding.embedder, "Embedder", lambda *args, **kwargs: embedder)
     return embedder
 
 
@@ -148,12 +149,12 @@ def test_unstorable_records_python_api(tmp_path, embedder):
 )
 def test_input_errors_before_the_model_loads(args, fragment, tmp_path, monkeypatch):
     """Newcomers wait for nothing: the corpus and the options are checked before the model loads."""
-    import retriever.embedder
+    import retriever.encoding.embedder
 
     def no_model(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the model was loaded before the input was checked")
 
-    monkeypatch.setattr(retriever.embedder, "Embedder", no_model)
+    monkeypatch.setattr(retriever.encoding.embedder, "Embedder", no_model)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"_id": "a", "text": ""}\n' f'{{"_id": "d", "text": "t", "metadata": {nested(50)}}}\n')
     one_error_line(invoke(tmp_path / "data", "index", bad, "-c", "fresh", "--no-progress", *args), fragment)
@@ -440,7 +441,7 @@ def test_disk_full_existing_collection_intact(tmp_path, topic_corpus, cli_model)
     engine writes, and the collection keeps what it held."""
     import shutil
 
-    from retriever.space import sparse_bytes
+    from retriever.store.edge.disk import sparse_bytes
 
     with tmpfs(tmp_path / "mnt", "512m") as data:
         ok(invoke(data, "index", topic_corpus, "-c", "topics", "--no-progress"))
@@ -464,9 +465,9 @@ def test_disk_full_existing_collection_intact(tmp_path, topic_corpus, cli_model)
 def test_huge_document_streamed(tmp_path, embedder):
     """A document far bigger than one group of chunks is written over several groups (bounded
     memory), re-indexed without re-encoding, and its stale chunks dropped when it shrinks."""
-    from retriever.chunking import TokenChunker
-    from retriever.corpus import Document
-    from retriever.indexer import index_chunks
+    from retriever.ingest.chunking import TokenChunker
+    from retriever.ingest.corpus import Document
+    from retriever.ingest.indexer import index_chunks
 
     words = [f"w{i % 997}" for i in range(3_000)]
     text = " ".join(words)
@@ -544,8 +545,8 @@ def test_any_json_records_leave_a_collection_that_reopens(records, raw_deep, tmp
     surrogates, NULs, odd keys) are indexed with --skip-bad semantics: whatever is accepted is stored,
     whatever is not is counted, and the collection always reopens (its write-ahead log replays) with
     exactly the accepted documents."""
-    from retriever.corpus import ReadReport, read_corpus
     from retriever.errors import StoreError
+    from retriever.ingest.corpus import ReadReport, read_corpus
 
     data = tmp_path / "prop-data"
     path = tmp_path / "gen.jsonl"
@@ -577,6 +578,6 @@ def test_any_json_records_leave_a_collection_that_reopens(records, raw_deep, tmp
 
 
 def chunk_id_of(doc_id: str) -> str:
-    from retriever.chunking import chunk_id
+    from retriever.ingest.chunking import chunk_id
 
     return chunk_id(doc_id, 0)

@@ -13,11 +13,11 @@ from conftest import TOPIC_DOCS, write_jsonl
 
 from cli import main
 from retriever import Retriever
-from retriever.edge_catalog import EdgeCatalog
 from retriever.errors import BadInputError, FunnelError, InvalidFilterError, InvalidPlanError
-from retriever.filters import Match, PayloadFilter
-from retriever.indexer import index_corpus
-from retriever.plan import parse_plan
+from retriever.ingest.indexer import index_corpus
+from retriever.query.filters import Match, PayloadFilter
+from retriever.query.plan import parse_plan
+from retriever.store.edge.catalog import EdgeCatalog
 
 QUERY = "Which instrument has four strings and is played with a bow?"
 

@@ -25,9 +25,9 @@ import httpx
 import pytest
 from conftest import REPO_ROOT, TOPIC_DOCS, write_jsonl
 
-from retriever.edge_catalog import EdgeCatalog
-from retriever.indexer import index_corpus
+from retriever.ingest.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
+from retriever.store.edge.catalog import EdgeCatalog
 
 KEY = "bad-input-key-0123"
 BOOM = "BOOM: this query makes the encoder raise"  # an internal failure no validation can catch

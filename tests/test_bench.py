@@ -10,14 +10,15 @@ from click.testing import CliRunner
 from conftest import make_beir
 
 from cli import main
-from retriever.beir import check_layout, load_split
-from retriever.bench.timing import Latency, time_each
-from retriever.calibrate import calibrate, calibrated_plan, candidate_plans, plan_cost
-from retriever.edge_catalog import EdgeCatalog
-from retriever.embedder import truncate_normalize
+from retriever.calibration.plans import calibrate, calibrated_plan, candidate_plans, plan_cost
+from retriever.calibration.timing import Latency, time_each
 from retriever.errors import CorpusError, ModelMismatchError
-from retriever.plan import FunnelPlan, Stage, default_plan, parse_plan
-from retriever.store import CollectionSpec, PointBatch
+from retriever.ingest.beir import check_layout, load_split
+from retriever.query.ladder import truncate_normalize
+from retriever.query.plan import FunnelPlan, Stage, default_plan, parse_plan
+from retriever.store.base import PointBatch
+from retriever.store.edge.catalog import EdgeCatalog
+from retriever.store.spec import CollectionSpec
 from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data
 
 N_QUERIES = 50
@@ -168,7 +169,7 @@ def test_calibrate_reaches_its_target(data_dir):
 
 
 def test_a_small_collection_may_calibrate_to_a_top_dim_scan(data_dir, monkeypatch):
-    import retriever.calibrate as calibration
+    import retriever.calibration.plans as calibration
 
     with EdgeCatalog(data_dir).create(_spec(name="c")) as collection:
         full = _fill(collection, n=2000)

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from conftest import huge_text
 
-from retriever.chunking import CHUNK_NAMESPACE, MIN_CHUNK_TOKENS, Chunk, TokenChunker, chunk_id
-from retriever.corpus import Document
 from retriever.errors import BadInputError
+from retriever.ingest.chunking import CHUNK_NAMESPACE, MIN_CHUNK_TOKENS, Chunk, TokenChunker, chunk_id
+from retriever.ingest.corpus import Document
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 reads 256 tokens, [CLS] and [SEP] included
 
@@ -49,7 +49,7 @@ def test_chunk_ids_differ_by_document_and_index(scheme):
 
 
 def test_integer_chunk_ids_are_63_bit_decimals_and_engine_ids():
-    from retriever.store import engine_id
+    from retriever.store.base import engine_id
 
     ids = [chunk_id(f"doc-{i}", j, "int") for i in range(200) for j in range(5)]
     assert len(set(ids)) == len(ids) and all(i.isdecimal() for i in ids)

@@ -26,11 +26,11 @@ from conftest import assert_cli_error as assert_error
 from qdrant_edge import ScrollRequest
 
 from cli import main
-from retriever.chunking import TokenChunker
-from retriever.corpus import Document
-from retriever.edge_catalog import EdgeCatalog
 from retriever.errors import CollectionNotFoundError
-from retriever.store import CollectionSpec
+from retriever.ingest.chunking import TokenChunker
+from retriever.ingest.corpus import Document
+from retriever.store.edge.catalog import EdgeCatalog
+from retriever.store.spec import CollectionSpec
 
 N_DOCS = len(TOPIC_DOCS)
 
@@ -421,7 +421,7 @@ def test_killed_index_run_is_finished_by_a_rerun(tmp_path):
 
 def test_progress_lines_without_a_terminal(capsys):
     """Without a terminal the bar would print nothing until the end: plain lines come instead."""
-    from retriever.display import IndexProgressBar
+    from retriever.cli.display import IndexProgressBar
 
     bar = IndexProgressBar(enabled=True, plain=True, every=0.0)
     bar.start(10)

@@ -12,8 +12,6 @@ import pytest
 from conftest import TOPIC_QUERIES
 from topics_service import KEY, NAME, assert_same_hits, closed_port_url, silent_server, topic_service
 
-from retriever.adaptive import SearchResult
-from retriever.client import FunnelClient
 from retriever.errors import (
     BadInputError,
     ChunkNotFoundError,
@@ -25,8 +23,10 @@ from retriever.errors import (
     ServiceUnreachableError,
     UnauthorizedError,
 )
+from retriever.query.result import SearchResult
+from retriever.query.spec import Hit
 from retriever.service import BackgroundServer, ServiceConfig
-from retriever.store import Hit
+from retriever.service.client import FunnelClient
 
 QUERY = "Why do central banks raise interest rates?"
 QUERIES = [q for _, q, _ in TOPIC_QUERIES]

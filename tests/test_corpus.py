@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-from retriever.corpus import Document, Fields, ReadReport, read_corpus
 from retriever.errors import BadInputError, CorpusError
+from retriever.ingest.corpus import Document, Fields, ReadReport, read_corpus
 
 
 def read(paths, fields=Fields(), skip_bad=False):
@@ -406,7 +406,7 @@ def test_csv_fewer_values_than_columns_is_a_bad_record(tmp_path):
 
 
 def test_csv_record_spanning_too_many_lines_is_a_bad_record(tmp_path):
-    from retriever.limits import MAX_CSV_RECORD_LINES
+    from retriever.store.limits import MAX_CSV_RECORD_LINES
 
     body = "\n".join(["line"] * (MAX_CSV_RECORD_LINES + 1))
     path = tmp_path / "c.csv"

@@ -8,10 +8,6 @@ import numpy as np
 import pytest
 from qdrant_edge import ScrollRequest
 
-from retriever.chunking import chunk_id
-from retriever.edge_catalog import EdgeCatalog
-from retriever.edge_store import SHARD_DIR, SPEC_FILE
-from retriever.embedder import truncate_normalize
 from retriever.errors import (
     BadInputError,
     CollectionLockedError,
@@ -20,9 +16,14 @@ from retriever.errors import (
     ModelMismatchError,
     StoreError,
 )
-from retriever.paths import default_data_dir, validate_collection_name
-from retriever.plan import default_plan, parse_plan
-from retriever.store import CollectionSpec, PointBatch
+from retriever.ingest.chunking import chunk_id
+from retriever.query.ladder import truncate_normalize
+from retriever.query.plan import default_plan, parse_plan
+from retriever.store.base import PointBatch
+from retriever.store.edge.catalog import EdgeCatalog
+from retriever.store.edge.collection import SHARD_DIR, SPEC_FILE
+from retriever.store.paths import default_data_dir, validate_collection_name
+from retriever.store.spec import CollectionSpec
 
 DIMS = (8, 16, 32)
 
@@ -309,7 +310,7 @@ def test_calibration_is_read_once_and_again_when_the_file_changes(catalog):
     saved meanwhile (by this process or, written to the file, by another) is seen at once."""
     import json
 
-    from retriever.edge_store import CALIBRATION_FILE
+    from retriever.store.edge.collection import CALIBRATION_FILE
 
     with catalog.create(make_spec()) as coll:
         assert coll.calibration() is None

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from conftest import TOPIC_QUERIES, assert_cli_error, topic_records, write_jsonl
 
 from cli import main
-from retriever.embedder import Embedder
 from retriever.encoding import cache as export_cache
-from retriever.encoding.export import export_beside, variant_key
+from retriever.encoding.embedder import Embedder, export_beside
+from retriever.encoding.export import variant_key
 
 pytestmark = pytest.mark.timeout(600)
 

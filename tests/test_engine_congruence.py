@@ -8,7 +8,7 @@ difference is a difference in how the funnel is sent (prefetch nesting, limits, 
 Graph (HNSW) search is approximate per engine and is not compared here; see test_hnsw_funnel.py.
 
 Sharding: Qdrant runs a nested prefetch on each shard. Local mode has no shards, so the per-shard plan
-(retriever.sharding) is checked by simulating what a cluster does (each shard runs the plan on its
+(retriever.store.server.sharding) is checked by simulating what a cluster does (each shard runs the plan on its
 points, the shards' top-k are merged) and, when QDRANT_URL is set, on a real server with 3 shards.
 """
 
@@ -21,13 +21,16 @@ import numpy as np
 import pytest
 from conftest import engine_config
 
-from retriever.catalog import EngineConfig, Placement, open_catalog
-from retriever.chunking import chunk_id
-from retriever.embedder import truncate_normalize
-from retriever.filters import parse_filter
-from retriever.plan import parse_plan
-from retriever.sharding import per_shard_limit, per_shard_plan
-from retriever.store import CollectionSpec, Hit, PointBatch
+from retriever.ingest.chunking import chunk_id
+from retriever.query.filters import parse_filter
+from retriever.query.ladder import truncate_normalize
+from retriever.query.plan import parse_plan
+from retriever.query.spec import Hit
+from retriever.store.base import PointBatch
+from retriever.store.config import EngineConfig, Placement
+from retriever.store.factory import open_catalog
+from retriever.store.server.sharding import per_shard_limit, per_shard_plan
+from retriever.store.spec import CollectionSpec
 
 DIMS = (16, 32, 64, 128)
 POINTS = 3000
@@ -156,7 +159,7 @@ def test_sharded_funnel_matches_one_shard(tmp_path, shards):
       candidates the collection-wide shortlist cut, so a weak plan can find *more* exact hits);
     - for plans good enough to be calibrated (recall >= 0.99), the answers are the same on >= 99 %.
     """
-    from retriever.calibrate import recall_against
+    from retriever.calibration.plans import recall_against
 
     batch, queries = corpus()
     catalog = open_catalog(EngineConfig(data_dir=tmp_path / "data"))

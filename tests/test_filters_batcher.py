@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from retriever.batcher import MicroBatcher
-from retriever.edge_query import edge_filter
 from retriever.errors import InvalidFilterError
-from retriever.filters import Match, MatchAny, PayloadFilter, Range, parse_filter
-from retriever.store import QuerySpec
+from retriever.query.filters import Match, MatchAny, PayloadFilter, Range, parse_filter
+from retriever.query.spec import QuerySpec
+from retriever.service.batcher import MicroBatcher
+from retriever.store.edge.requests import edge_filter
 
 
 def test_parse_filter_kinds():

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-import retriever.edge_store as edge_store
-from retriever.calibrate import recall_against
-from retriever.edge_catalog import EdgeCatalog
-from retriever.ladder import vector_name
-from retriever.plan import parse_plan
-from retriever.store import CollectionSpec, PointBatch
+import retriever.store.edge.collection as edge_store
+from retriever.calibration.plans import recall_against
+from retriever.query.ladder import vector_name
+from retriever.query.plan import parse_plan
+from retriever.store.base import PointBatch
+from retriever.store.edge.catalog import EdgeCatalog
+from retriever.store.spec import CollectionSpec
 
 LADDER = (64, 128, 256, 384)
 N_POINTS = 6_000
@@ -109,8 +110,8 @@ def test_funnel_on_a_collection_larger_than_its_shortlist(synthetic):
 def test_real_model_funnel_is_approximate_and_close_to_exact(tmp_path, graph_thresholds, embedder):
     """1,000 real passages, the real model: a 30-candidate 64-dim shortlist walks the graph and misses
     some exact hits; a 150-candidate funnel (under a sixth of the collection) finds nearly all of them (measured: 0.87 and 0.97 on 40 queries)."""
-    from retriever.corpus import read_corpus
-    from retriever.indexer import index_corpus
+    from retriever.ingest.corpus import read_corpus
+    from retriever.ingest.indexer import index_corpus
     from retriever.retriever import Retriever
 
     corpus = tmp_path / "corpus.jsonl"
@@ -141,9 +142,9 @@ def test_calibration_narrows_the_graph_search_and_searches_use_it(tmp_path, grap
     shortlist suffices, so the default width is far wider than needed."""
     from types import SimpleNamespace
 
-    from retriever.calibrate import EF_STEPS, calibrate, calibrated_ef
+    from retriever.calibration.plans import EF_STEPS, calibrate, calibrated_ef
     from retriever.retriever import Retriever, default_ef_for, default_plan_for
-    from retriever.store import MIN_HNSW_EF
+    from retriever.store.spec import MIN_HNSW_EF
 
     catalog = EdgeCatalog(tmp_path / "data")
     _, queries = _matryoshka_collection(catalog, "steep", seed=11, decay=12, queries=60)

@@ -30,14 +30,16 @@ import numpy as np
 import pytest
 from conftest import engine_config
 
-from retriever.catalog import open_catalog
-from retriever.chunking import chunk_id
-from retriever.embedder import truncate_normalize
 from retriever.errors import StoreError
-from retriever.filters import parse_filter
-from retriever.hybrid import Fusion
-from retriever.plan import parse_plan
-from retriever.store import CollectionSpec, Hit, PointBatch, QuerySpec
+from retriever.ingest.chunking import chunk_id
+from retriever.query.filters import parse_filter
+from retriever.query.fusion import Fusion
+from retriever.query.ladder import truncate_normalize
+from retriever.query.plan import parse_plan
+from retriever.query.spec import Hit, QuerySpec
+from retriever.store.base import PointBatch
+from retriever.store.factory import open_catalog
+from retriever.store.spec import CollectionSpec
 
 bm25s = pytest.importorskip("bm25s")
 Stemmer = pytest.importorskip("Stemmer")

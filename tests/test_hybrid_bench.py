@@ -17,11 +17,12 @@ from click.testing import CliRunner
 from conftest import TOPICS, assert_cli_error, make_beir, write_jsonl
 
 from cli import main
-from retriever.catalog import EngineConfig, open_catalog
-from retriever.embedder import Embedder
-from retriever.hybrid_calibrate import MODE_MARGIN, TIE_TOLERANCE, calibrate_fusion, candidate_fusions
-from retriever.indexer import index_corpus
-from retriever.store import Layout
+from retriever.calibration.fusion import MODE_MARGIN, TIE_TOLERANCE, calibrate_fusion, candidate_fusions
+from retriever.encoding.embedder import Embedder
+from retriever.ingest.indexer import index_corpus
+from retriever.store.config import EngineConfig
+from retriever.store.factory import open_catalog
+from retriever.store.spec import Layout
 
 pytest.importorskip("bm25s", reason="the bm25s baseline needs the bench/test extra (bm25s, PyStemmer)")
 
@@ -122,7 +123,7 @@ def lexical_collection(tmp_path_factory):
 
 def test_calibrate_with_qrels_chooses_a_fusion_and_the_default_mode(lexical_collection):
     beir, home = lexical_collection
-    from retriever.hybrid import Fusion
+    from retriever.query.fusion import Fusion
     from retriever.retriever import Retriever
 
     with Retriever.open("fin", data_dir=home) as r:  # never calibrated: a lexical collection searches hybrid
@@ -153,8 +154,8 @@ def test_calibrate_with_qrels_chooses_a_fusion_and_the_default_mode(lexical_coll
 
 
 def test_ties_go_to_the_fusion_that_fetches_fewer_candidates():
-    from retriever.hybrid import Fusion
-    from retriever.hybrid_calibrate import fetched
+    from retriever.calibration.fusion import fetched
+    from retriever.query.fusion import Fusion
 
     assert fetched(Fusion("union", lexical_limit=50), 10) == 50
     assert fetched(Fusion("rrf", lexical_limit=20, dense_limit=20), 10) == 40
@@ -163,7 +164,7 @@ def test_ties_go_to_the_fusion_that_fetches_fewer_candidates():
 
 def test_bench_collections_of_two_data_sets_never_mix(tmp_path):
     from retriever.bench.runner import bench_collection_name
-    from retriever.store import CollectionSpec
+    from retriever.store.spec import CollectionSpec
 
     spec = CollectionSpec("b", "m", "fp", 384, (64, 384), 256, 32, lexical="bm25")
     a, b = (bench_collection_name(spec, "none", tmp_path / d) for d in ("fin", "msmarco"))

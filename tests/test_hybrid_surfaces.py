@@ -22,12 +22,12 @@ from conftest import assert_cli_error, topic_records, write_jsonl
 
 from cli import main
 from retriever import Retriever
-from retriever.edge_catalog import EdgeCatalog
 from retriever.errors import InvalidPlanError
-from retriever.hybrid import Fusion
-from retriever.indexer import index_corpus
+from retriever.ingest.indexer import index_corpus
+from retriever.query.fusion import Fusion
 from retriever.service import BackgroundServer, ServiceConfig
-from retriever.store import Layout
+from retriever.store.edge.catalog import EdgeCatalog
+from retriever.store.spec import Layout
 
 CODES = ["KW2290", "KW2209", "KW2299", "KX2290", "KW9022", "KW2920"]
 QUERY = "KW9022"  # the one chunk that holds it is BM25's only hit: no tie in any fusion
@@ -226,9 +226,9 @@ def test_http_refuses_bad_modes(served, body, status, type_, fragment):
 
 
 def test_client_and_adapters_pass_mode_and_fusion(served):
-    from retriever.client import FunnelClient
     from retriever.integrations import langchain as lc
     from retriever.integrations import llamaindex as li
+    from retriever.service.client import FunnelClient
 
     server, _ = served
     with FunnelClient(server.url) as client:
@@ -251,8 +251,9 @@ def test_lexical_search_loads_no_model(tmp_path):
     from the CLI and from ``Retriever.open(lexical_only=True)``; every other mode needs the model."""
     import numpy as np
 
-    from retriever.chunking import chunk_id
-    from retriever.store import CollectionSpec, PointBatch
+    from retriever.ingest.chunking import chunk_id
+    from retriever.store.base import PointBatch
+    from retriever.store.spec import CollectionSpec
 
     data = tmp_path / "data"
     spec = CollectionSpec(name="nomodel", model="no-such-model", model_fingerprint="f" * 16, model_dim=8, dims=(4, 8),

@@ -8,10 +8,7 @@ from conftest import BAD_CORPORA, TOPIC_DOCS, TOPIC_QUERIES, bad_corpora, topic_
 from qdrant_edge import ScrollRequest
 
 from retriever import Retriever
-from retriever.chunking import TokenChunker, chunk_id
-from retriever.corpus import Document, Fields
-from retriever.edge_catalog import EdgeCatalog
-from retriever.embedder import DEFAULT_MODEL, Embedder, resolve_model, truncate_normalize
+from retriever.encoding.embedder import DEFAULT_MODEL, Embedder, resolve_model
 from retriever.errors import (
     BadInputError,
     CollectionLockedError,
@@ -22,8 +19,12 @@ from retriever.errors import (
     ModelLoadError,
     ModelMismatchError,
 )
-from retriever.indexer import build_spec, index_corpus, model_id
-from retriever.retriever import MAX_QUERY_CHARS
+from retriever.ingest.chunking import TokenChunker, chunk_id
+from retriever.ingest.corpus import Document, Fields
+from retriever.ingest.indexer import build_spec, index_corpus, model_id
+from retriever.query.ladder import truncate_normalize
+from retriever.query.validation import MAX_QUERY_CHARS
+from retriever.store.edge.catalog import EdgeCatalog
 
 N_DOCS = len(TOPIC_DOCS)
 
@@ -169,11 +170,11 @@ def test_hits_carry_the_payload(retriever):
 
 def test_explicit_plans(retriever):
     query = "How do plants make oxygen from sunlight?"
-    for plan in ("64:12,128:11,256:10", "256:10", "64:10", retriever.plan("128:50", 10)):
+    for plan in ("64:12,128:11,256:10", "256:10", "64:10", retriever.query.plan("128:50", 10)):
         hits = retriever.search(query, k=10, plan=plan)
         assert len(hits) == 10
         assert hits[0].doc_id == "photosynthesis"
-    assert str(retriever.plan(None, 3)) == "64:120,128:60,256:30,384:3"
+    assert str(retriever.query.plan(None, 3)) == "64:120,128:60,256:30,384:3"
 
 
 def test_batch_equals_single_searches(retriever):

@@ -18,7 +18,6 @@ from langchain_core.runnables import RunnableLambda
 from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 from topics_service import KEY, assert_same_hits, closed_port_url, topic_service
 
-from retriever.client import FunnelClient
 from retriever.errors import (
     BadInputError,
     FunnelError,
@@ -29,7 +28,8 @@ from retriever.errors import (
 )
 from retriever.integrations import langchain as lc
 from retriever.integrations import llamaindex as li
-from retriever.store import Hit
+from retriever.query.spec import Hit
+from retriever.service.client import FunnelClient
 
 QUERY = "Why do central banks raise interest rates?"
 OPTIONS = [
@@ -229,7 +229,7 @@ def test_examples_in_process(example_home, embedder, name):
     ids = [f["metadata"]["doc_id"] for f in found]
     assert ids[0] == "nvda-gpu" and len(ids) == 3 and all(f["metadata"]["ticker"] == "NVDA" for f in found)
     from retriever import Retriever
-    from retriever.edge_catalog import EdgeCatalog
+    from retriever.store.edge.catalog import EdgeCatalog
 
     with Retriever(EdgeCatalog(example_home).open("rag-example"), embedder) as reference:
         hits = reference.search("What did NVIDIA invent in 1999?", k=3, filter={"metadata.ticker": "NVDA"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from retriever.errors import BadInputError, FunnelError, InvalidDimsError
-from retriever.ladder import DEFAULT_RUNGS, default_ladder, parse_ladder, vector_name
+from retriever.query.ladder import DEFAULT_RUNGS, default_ladder, parse_ladder, vector_name
 
 
 @pytest.mark.parametrize(

@@ -17,23 +17,25 @@ import pytest
 from click.testing import CliRunner
 from conftest import assert_cli_error
 
-import retriever.calibrate as calibrate
-import retriever.edge_store as edge_store
-import retriever.layout_calibrate as layout_calibrate
-import retriever.store as store
+import retriever.calibration.layouts as layout_calibrate
+import retriever.calibration.plans as calibrate
+import retriever.store.edge.collection as edge_store
+import retriever.store.spec as store_spec
 from cli import main
-from retriever.calibrate import recall_against
-from retriever.catalog import EngineConfig, open_catalog
-from retriever.edge_catalog import EdgeCatalog
-from retriever.edge_query import EdgeRequests
-from retriever.edge_store import SCRATCH_PREFIX
+from retriever.calibration.layouts import apply_layout, calibrate_layouts, choose
+from retriever.calibration.plans import recall_against
 from retriever.errors import CollectionLockedError, InPlaceUnsupportedError, InvalidLayoutError
-from retriever.ladder import vector_name
-from retriever.layout import LayoutChoice, parse_layouts
-from retriever.layout_calibrate import apply_layout, calibrate_layouts, choose
-from retriever.plan import parse_plan
-from retriever.server_query import ServerRequests
-from retriever.store import CollectionSpec, PointBatch
+from retriever.query.ladder import vector_name
+from retriever.query.plan import parse_plan
+from retriever.store.base import PointBatch
+from retriever.store.config import EngineConfig
+from retriever.store.edge.catalog import EdgeCatalog
+from retriever.store.edge.collection import SCRATCH_PREFIX
+from retriever.store.edge.requests import EdgeRequests
+from retriever.store.factory import open_catalog
+from retriever.store.layout import LayoutChoice, parse_layouts
+from retriever.store.server.requests import ServerRequests
+from retriever.store.spec import CollectionSpec
 
 LADDER = (64, 128, 384)
 N_POINTS = 3_000
@@ -125,7 +127,7 @@ def test_oversampling_is_what_makes_a_lone_binary_stage_good(tmp_path, data, mon
         _fill(coll, full)
         exact128 = coll.search_at(queries[128], 128, K, exact=True)
         oversampled = recall_against(coll.search_at(queries[128], 128, K, exact=False), exact128, K)
-        monkeypatch.setitem(store.QUANTIZED_OVERSAMPLING, "binary", None)
+        monkeypatch.setitem(store_spec.QUANTIZED_OVERSAMPLING, "binary", None)
         plain = recall_against(coll.search_at(queries[128], 128, K, exact=False), exact128, K)
     assert oversampled >= 0.9 and plain < oversampled - 0.1, (oversampled, plain)
 
@@ -303,7 +305,7 @@ def test_a_server_refuses_apply_before_any_work(tmp_path, data):
 @pytest.fixture
 def cli_collection(tmp_path, data, embedder):
     """The synthetic points under the real model's name and fingerprint, so the CLI opens them."""
-    from retriever.indexer import model_id
+    from retriever.ingest.indexer import model_id
 
     full, _ = data
     home = Path(tmp_path / "funnel-home")

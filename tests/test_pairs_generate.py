@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import assert_cli_error, bad_corpora, topic_records, write_jsonl
 
 from cli import main
-from retriever.edge_catalog import EdgeCatalog
-from retriever.indexer import index_corpus
+from retriever.ingest.indexer import index_corpus
+from retriever.store.edge.catalog import EdgeCatalog
 from tuner.pairs import load_pairs
 from tuner.pseudo_queries import sentences
 
@@ -43,7 +43,7 @@ def test_offline_pairs_come_from_the_chunks_funnel_index_stores(corpus, tmp_path
     catalog = EdgeCatalog(tmp_path / "data")
     index_corpus(catalog, "c", [corpus], embedder)
     with catalog.open("c") as coll:
-        from retriever.chunking import chunk_id
+        from retriever.ingest.chunking import chunk_id
 
         stored = coll.payloads([chunk_id(p["doc_id"], p["chunk"]) for p in pairs])
         assert len(stored) == len({(p["doc_id"], p["chunk"]) for p in pairs})

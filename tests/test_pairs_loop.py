@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from conftest import TOPIC_DOCS, TOPIC_QUERIES, assert_cli_error, topic_records, write_jsonl
 
 from cli import main
-from retriever.edge_catalog import EdgeCatalog
-from retriever.indexer import index_corpus
+from retriever.ingest.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
+from retriever.store.edge.catalog import EdgeCatalog
 from tuner.pairs import load_pairs
 
 TEXT = {doc_id: text for doc_id, _, text in TOPIC_DOCS}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from retriever.errors import BadInputError, InvalidPlanError
-from retriever.plan import MAX_K, MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
+from retriever.query.plan import MAX_K, MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
 
 LADDER = (64, 128, 256, 384)
 

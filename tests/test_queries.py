@@ -11,7 +11,7 @@ from conftest import assert_cli_error
 
 from cli import main
 from retriever.errors import BadInputError, CorpusError
-from retriever.queries import read_queries
+from retriever.ingest.queries import read_queries
 
 QUERY_LINES = [
     json.dumps({"_id": "q1", "text": "How does a volcano erupt?"}),

@@ -21,11 +21,11 @@ import pytest
 from conftest import REPO_ROOT, TOPIC_DOCS, TOPIC_QUERIES, write_jsonl
 
 from retriever import Retriever
-from retriever.edge_catalog import EdgeCatalog
 from retriever.errors import ModelLoadError
-from retriever.indexer import index_corpus
+from retriever.ingest.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
 from retriever.service.openapi import render
+from retriever.store.edge.catalog import EdgeCatalog
 
 KEY = "test-key-0123456789"
 N_DOCS = len(TOPIC_DOCS)

@@ -20,9 +20,7 @@ from conftest import TOPIC_DOCS, TOPIC_QUERIES, assert_cli_error, topic_records,
 
 from cli import main
 from retriever import Retriever
-from retriever.calibrate import calibrate
-from retriever.catalog import EngineConfig, open_catalog
-from retriever.copy import copy_collection
+from retriever.calibration.plans import calibrate
 from retriever.errors import (
     BadInputError,
     ForeignCollectionError,
@@ -31,8 +29,11 @@ from retriever.errors import (
     ServerUnavailableError,
     ServerVersionError,
 )
-from retriever.indexer import index_corpus
+from retriever.ingest.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
+from retriever.store.config import EngineConfig
+from retriever.store.copy import copy_collection
+from retriever.store.factory import open_catalog
 
 N_DOCS = len(TOPIC_DOCS)
 
@@ -40,10 +41,10 @@ N_DOCS = len(TOPIC_DOCS)
 @pytest.fixture
 def cli_model(embedder, monkeypatch):
     """The CLI and Retriever.open in-process with the session's model instead of loading it again."""
-    import retriever.embedder
+    import retriever.encoding.embedder
     import retriever.retriever
 
-    monkeypatch.setattr(retriever.embedder, "Embedder", lambda *args, **kwargs: embedder)
+    monkeypatch.setattr(retriever.encoding.embedder, "Embedder", lambda *args, **kwargs: embedder)
     monkeypatch.setattr(retriever.retriever, "Embedder", lambda *args, **kwargs: embedder)
     return embedder
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from test_edge_store import DIMS, make_batch, make_spec, vectors_for
 
-from retriever.catalog import open_catalog
-from retriever.chunking import chunk_id
 from retriever.errors import BadInputError, CollectionNotFoundError, ModelMismatchError, StoreError
-from retriever.filters import parse_filter
-from retriever.plan import default_plan, parse_plan
-from retriever.store import QuerySpec
+from retriever.ingest.chunking import chunk_id
+from retriever.query.filters import parse_filter
+from retriever.query.plan import default_plan, parse_plan
+from retriever.query.spec import QuerySpec
+from retriever.store.factory import open_catalog
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_search_each_mixes_specs_and_filters(catalog):
 
 
 def test_stale_chunks_are_deleted(catalog):
-    from retriever.store import PointBatch
+    from retriever.store.base import PointBatch
 
     full = np.random.default_rng(3).normal(size=(6, DIMS[-1])).astype(np.float32)
     ids = [chunk_id("a", i) for i in range(4)] + [chunk_id("b", i) for i in range(2)]

@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_beir, write_jsonl
 
-from retriever.edge_catalog import EdgeCatalog
-from retriever.embedder import Embedder
+from retriever.encoding.embedder import Embedder
 from retriever.errors import TuneError
-from retriever.indexer import index_corpus
+from retriever.ingest.indexer import index_corpus
 from retriever.retriever import Retriever
+from retriever.store.edge.catalog import EdgeCatalog
 from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
 from tuner.pairs import PairColumns, load_pairs
 from tuner.training import CHECKPOINTS, REPORT_FILE, TuneConfig, tune

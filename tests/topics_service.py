@@ -15,10 +15,10 @@ import pytest
 from conftest import TOPIC_DOCS, write_jsonl
 
 from retriever import Retriever
-from retriever.edge_catalog import EdgeCatalog
-from retriever.embedder import Embedder
-from retriever.indexer import index_corpus
+from retriever.encoding.embedder import Embedder
+from retriever.ingest.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
+from retriever.store.edge.catalog import EdgeCatalog
 
 KEY = "integration-key-0123456789"
 NAME = "topics"

@@ -1,6 +1,6 @@
 """The chunks of a corpus exactly as ``funnel index`` makes them (same reader, same tokenizer windows).
 
-Chunk size and overlap default as in :func:`retriever.indexer.build_spec`: the model's token window
+Chunk size and overlap default as in :func:`retriever.ingest.indexer.build_spec`: the model's token window
 minus its two special tokens, and an overlap of 32 tokens (at most a quarter of the chunk). Chunk
 ``(doc_id, index)`` here is the point ``funnel index`` stores for the same corpus and chunking.
 """
@@ -12,11 +12,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from retriever.chunking import Chunk, TokenChunker, check_chunking
-from retriever.corpus import Fields, ReadReport
-from retriever.embedder import Embedder
-from retriever.indexer import DEFAULT_CHUNK_OVERLAP
-from retriever.intake import CorpusPath, ValidCorpus, open_corpus
+from retriever.encoding.embedder import Embedder
+from retriever.ingest.chunking import Chunk, TokenChunker, check_chunking
+from retriever.ingest.corpus import Fields, ReadReport
+from retriever.ingest.indexer import DEFAULT_CHUNK_OVERLAP
+from retriever.ingest.intake import CorpusPath, ValidCorpus, open_corpus
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from sentence_transformers.sentence_transformer.evaluation import (
     SentenceEvaluator,
 )
 
-from retriever.beir import check_layout, load_split
-from retriever.corpus import read_corpus
 from retriever.errors import CorpusError, TuneError
+from retriever.ingest.beir import check_layout, load_split
+from retriever.ingest.corpus import read_corpus
 
 MIN_EVAL_QUERIES = 50
 

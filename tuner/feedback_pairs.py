@@ -1,4 +1,4 @@
-"""``funnel pairs feedback``: the service's feedback log (see :mod:`retriever.feedback`) becomes pairs.
+"""``funnel pairs feedback``: the service's feedback log (see :mod:`retriever.service.feedback`) becomes pairs.
 
 Each line ``{"query", "doc_id", "chunk", …}`` names the chunk that should have been found; its
 text is read from the collection (``Collection.payloads`` by chunk id). Lines whose chunk is no
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retriever.chunking import chunk_id
 from retriever.errors import PairsError
+from retriever.ingest.chunking import chunk_id
 from tuner.pair_file import record
 
 LOOKUP_BATCH = 512

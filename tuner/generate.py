@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retriever.chunking import Chunk
 from retriever.errors import PairsError
+from retriever.ingest.chunking import Chunk
 from tuner.llm_client import ChatClient, LLMSettings
 from tuner.pair_file import Key, PairWriter, check_output, record, resume_state
 from tuner.prompt import PromptTemplate

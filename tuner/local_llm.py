@@ -40,7 +40,7 @@ class LocalChatModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        from retriever.embedder import check_device, pick_device
+        from retriever.encoding.embedder import check_device, pick_device
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from retriever.beir import read_qrels
-from retriever.corpus import read_corpus
 from retriever.errors import CorpusError, TuneError
+from retriever.ingest.beir import read_qrels
+from retriever.ingest.corpus import read_corpus
 from tuner.evaluation import beir_passages
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".ndjson": "json", ".csv": "csv", ".tsv": "csv",

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retriever.embedder import DEFAULT_MODEL, Embedder
+from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
 from retriever.errors import OutOfMemoryError, TuneError
-from retriever.ladder import parse_ladder
+from retriever.query.ladder import parse_ladder
 from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
 from tuner.pairs import PairColumns, PairReport, load_pairs
 from tuner.replay import base_lineage, check_replay, mix_replay

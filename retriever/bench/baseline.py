@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from retriever.bench.timing import Latency, time_each
+from retriever.calibration.timing import Latency, time_each
 from retriever.errors import BadInputError
-from retriever.store import Collection, Hit
+from retriever.query.spec import Hit
+from retriever.store.base import Collection
 
 K1 = 1.2
 B = 0.75

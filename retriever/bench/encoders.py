@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from retriever.beir import load_split
-from retriever.bench.judge import Judge
-from retriever.bench.timing import time_each
-from retriever.embedder import Embedder, truncate_normalize
-from retriever.encoding.calibrate import exact_top_k
+from retriever.calibration.encoders import exact_top_k
+from retriever.calibration.judge import Judge
+from retriever.calibration.timing import time_each
+from retriever.encoding.embedder import Embedder
 from retriever.errors import FunnelError
-from retriever.ladder import parse_ladder
-from retriever.store import Hit
+from retriever.ingest.beir import load_split
+from retriever.query.ladder import parse_ladder, truncate_normalize
+from retriever.query.spec import Hit
 
 
 @contextmanager

@@ -50,8 +50,9 @@ def measure_collection_memory(data_dir: Path, name: str, queries_file: Path, mod
 
 
 def _probe(data_dir: str, name: str, queries_file: str, mode: str) -> dict[str, Any]:
-    from retriever.catalog import EngineConfig, open_catalog
-    from retriever.plan import parse_plan
+    from retriever.query.plan import parse_plan
+    from retriever.store.config import EngineConfig
+    from retriever.store.factory import open_catalog
 
     loaded = np.load(queries_file)
     queries = {int(dim): loaded[dim] for dim in loaded.files}

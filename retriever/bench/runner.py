@@ -20,29 +20,38 @@ from typing import Any
 
 import numpy as np
 
-from retriever.adaptive import AdaptiveSpec, Depth, SearchResult
-from retriever.adaptive import search_each as adaptive_search_each
-from retriever.adaptive_calibrate import calibrate_adaptive
-from retriever.beir import corpus_ids, load_split
 from retriever.bench.baseline import bm25s_baseline
-from retriever.bench.judge import Judge
 from retriever.bench.memory import measure_collection_memory, save_queries
-from retriever.bench.timing import DEFAULT_WARMUP, Latency, time_each
-from retriever.calibrate import DEFAULT_SAMPLE, DEFAULT_TARGET, calibrate, calibrated_plan, recall_against
-from retriever.embedder import DEFAULT_MODEL, Embedder
+from retriever.calibration.adaptive import calibrate_adaptive
+from retriever.calibration.fusion import calibrate_fusion
+from retriever.calibration.judge import Judge
+from retriever.calibration.plans import (
+    DEFAULT_SAMPLE,
+    DEFAULT_TARGET,
+    calibrate,
+    calibrated_plan,
+    recall_against,
+)
+from retriever.calibration.timing import DEFAULT_WARMUP, Latency, time_each
+from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
 from retriever.errors import BadInputError
-from retriever.hybrid import Fusion
-from retriever.hybrid_calibrate import calibrate_fusion
-from retriever.indexer import IndexProgress, build_spec, index_corpus
-from retriever.plan import FunnelPlan, default_plan, parse_plan, validate_k
-from retriever.store import QUANTIZATIONS, Catalog, Collection, CollectionSpec, Hit, Layout, QuerySpec
+from retriever.ingest.beir import corpus_ids, load_split
+from retriever.ingest.indexer import IndexProgress, build_spec, index_corpus
+from retriever.query.adaptive import AdaptiveSpec
+from retriever.query.fusion import Fusion
+from retriever.query.plan import FunnelPlan, default_plan, parse_plan, validate_k
+from retriever.query.result import Depth, SearchResult
+from retriever.query.spec import Hit, QuerySpec
+from retriever.search import search_each as adaptive_search_each
+from retriever.store.base import Catalog, Collection
+from retriever.store.spec import QUANTIZATIONS, CollectionSpec, Layout
 
 SCHEMA_VERSION = 1
 AUTO = "auto"
 ADAPTIVE = "adaptive"
 DEFAULT = "default"
 ENCODE_SAMPLE = 200
-# Search modes ``--modes`` adds rows for (see :mod:`retriever.hybrid`); each hybrid row uses its
+# Search modes ``--modes`` adds rows for (see :mod:`retriever.query.fusion`); each hybrid row uses its
 # fusion's documented defaults, ``hybrid-calibrated`` the fusion calibrated on ``--fusion-split``.
 MODE_ROWS = ("lexical", "hybrid-union", "hybrid-rrf", "hybrid-dbsf")
 FUSION_SAMPLE = 300

@@ -98,7 +98,7 @@ def check_against_torch(runtime: Any, model: Any, texts: Sequence[str]) -> float
             return -1.0
     ours = runtime.encode_full(list(texts), batch_size=2)
     ref = model.encode(list(texts), batch_size=2, convert_to_numpy=True, normalize_embeddings=False)
-    from retriever.embedder import truncate_normalize
+    from retriever.query.ladder import truncate_normalize
 
     cos = np.sum(truncate_normalize(ours, ours.shape[1]) * truncate_normalize(ref, ref.shape[1]), axis=1)
     return float(cos.min())
@@ -176,25 +176,3 @@ def _onnx_to_openvino(source: Path, target: Path, facts: ModelFacts, calibration
     ov.save_model(model, str(target), compress_to_fp16=False)
 
 
-def export_beside(model_dir: Path, encoders: Sequence[str], calibration_texts: Sequence[str] | None = None,
-                  ) -> list[Path]:
-    """Write ``encoders``' exports of the model in ``model_dir`` into ``model_dir/funnel-export/`` (where
-    every later load of that model finds them first); exports already there and complete are kept."""
-    from retriever.embedder import Embedder
-    from retriever.encoding.cache import export_folders, read_manifest
-    from retriever.encoding.names import TORCH, require
-
-    for encoder in encoders:
-        require(encoder)
-    source = Embedder(str(model_dir), device="cpu", encoder=TORCH)
-    facts = source.torch_facts()
-    written = []
-    for encoder in encoders:
-        if encoder == TORCH:
-            continue
-        key = variant_key(encoder)
-        target = export_folders(model_dir, facts.fingerprint, key)[0]
-        if read_manifest(target, facts.fingerprint, key) is None:
-            export(encoder, source.model, facts, target, calibration_texts)
-        written.append(target)
-    return written

@@ -61,7 +61,7 @@ class Tokens:
 
 
 class FastEncoder(ABC):
-    """An exported model: ``encode_full`` as :class:`~retriever.embedder.Embedder` has it."""
+    """An exported model: ``encode_full`` as :class:`~retriever.encoding.embedder.Embedder` has it."""
 
     encoder: str
     precision: str

@@ -3,6 +3,6 @@
 Each adapter is its own module and needs its framework (an optional extra), so import the one you
 use: ``retriever.integrations.langchain`` (``pip install 'funnel[langchain]'``) or
 ``retriever.integrations.llamaindex`` (``pip install 'funnel[llamaindex]'``). Both search a
-:class:`~retriever.Retriever` (in-process) or a :class:`~retriever.client.FunnelClient` (a running
+:class:`~retriever.Retriever` (in-process) or a :class:`~retriever.service.client.FunnelClient` (a running
 ``funnel serve``), through :mod:`retriever.integrations.source`.
 """

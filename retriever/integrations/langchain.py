@@ -27,9 +27,9 @@ except ImportError as exc:
 
 from pydantic import ConfigDict, Field, field_validator
 
-from retriever.client import DEFAULT_TIMEOUT_S, FunnelClient
 from retriever.integrations.source import SearchOptions, asearch, check_searcher, hit_metadata, search
-from retriever.store import Hit
+from retriever.query.spec import Hit
+from retriever.service.client import DEFAULT_TIMEOUT_S, FunnelClient
 
 
 def to_document(hit: Hit) -> Document:
@@ -39,7 +39,7 @@ def to_document(hit: Hit) -> Document:
 
 class FunnelRetriever(BaseRetriever):
     """Funnel search as a LangChain retriever: in-process on a :class:`~retriever.Retriever` or over
-    HTTP through a :class:`~retriever.client.FunnelClient`.
+    HTTP through a :class:`~retriever.service.client.FunnelClient`.
 
     ``k``, ``plan`` / ``exact`` / ``adaptive``, ``filter`` and ``mode`` / ``fusion`` are
     :meth:`Retriever.search`'s options; a call may override them:
@@ -49,7 +49,7 @@ class FunnelRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    searcher: Any = Field(description="a retriever.Retriever (in-process) or a retriever.client.FunnelClient")
+    searcher: Any = Field(description="a retriever.Retriever (in-process) or a retriever.service.client.FunnelClient")
     k: int = Field(default=10, strict=True, description="hits per query")
     plan: str | None = Field(default=None, description="funnel plan DIM:LIMIT,… (default: the collection's)")
     exact: bool = Field(default=False, strict=True, description="exact search at the top dim instead")

@@ -32,7 +32,6 @@ try:
 except ImportError as exc:
     raise MissingExtraError("funnel's LlamaIndex retriever", "llama-index-core", "llamaindex") from exc
 
-from retriever.client import DEFAULT_TIMEOUT_S, FunnelClient
 from retriever.integrations.source import (
     Searcher,
     SearchOptions,
@@ -41,7 +40,8 @@ from retriever.integrations.source import (
     hit_metadata,
     search,
 )
-from retriever.store import Hit
+from retriever.query.spec import Hit
+from retriever.service.client import DEFAULT_TIMEOUT_S, FunnelClient
 
 _HIDDEN_KEYS = ["doc_id", "chunk"]  # bookkeeping: not part of the text an LLM or an embedding model sees
 
@@ -59,7 +59,7 @@ def to_node(hit: Hit) -> NodeWithScore:
 
 class FunnelRetriever(BaseRetriever):
     """Funnel search as a LlamaIndex retriever: in-process on a :class:`~retriever.Retriever` or over
-    HTTP through a :class:`~retriever.client.FunnelClient`.
+    HTTP through a :class:`~retriever.service.client.FunnelClient`.
 
     ``k``, ``plan`` / ``exact`` / ``adaptive``, ``filter`` and ``mode`` / ``fusion`` (dense, lexical or
     hybrid; union, rrf or dbsf) are :meth:`Retriever.search`'s options. Mistakes raise funnel's domain errors (:class:`~retriever.FunnelError`), the same in both modes.

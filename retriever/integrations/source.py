@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Union
 
-from retriever.client import FunnelClient
 from retriever.errors import BadInputError
-from retriever.store import Hit
+from retriever.query.spec import Hit
+from retriever.service.client import FunnelClient
 
 if TYPE_CHECKING:
     from retriever.retriever import Retriever
@@ -62,7 +62,7 @@ def check_searcher(searcher: Any) -> Searcher:
     module = sys.modules.get("retriever.retriever")  # not imported: it cannot be a Retriever
     if module is not None and isinstance(searcher, module.Retriever):
         return searcher
-    raise BadInputError("searcher is a retriever.Retriever (in-process) or a retriever.client.FunnelClient "
+    raise BadInputError("searcher is a retriever.Retriever (in-process) or a retriever.service.client.FunnelClient "
                         f"(a running funnel serve), not {type(searcher).__name__}")
 
 

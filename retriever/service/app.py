@@ -1,7 +1,7 @@
 """The FastAPI app: ``POST /search``, ``GET /collections/{name}``, ``GET /healthz``, ``POST /feedback``.
 
 Thin over :class:`~retriever.Retriever`: requests are validated (models), searched through the
-:class:`~retriever.batcher.MicroBatcher` (one encode and one engine call per batch, off the event
+:class:`~retriever.service.batcher.MicroBatcher` (one encode and one engine call per batch, off the event
 loop) and answered as JSON; every error is ``{"error": {"type", "message"}}`` (see ``errors``).
 """
 
@@ -19,19 +19,16 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from retriever.adaptive import AdaptiveSpec, Depth
-from retriever.batcher import MicroBatcher
-from retriever.chunking import chunk_id
 from retriever.errors import ChunkNotFoundError, CollectionNotFoundError, FunnelError, error_type
-from retriever.feedback import FeedbackLog
-from retriever.retriever import (
-    adaptive_by_default,
-    default_mode_for,
-    default_plan_for,
-    fusion_for,
-    validate_query,
-)
+from retriever.ingest.chunking import chunk_id
+from retriever.query.adaptive import AdaptiveSpec
+from retriever.query.result import Depth
+from retriever.query.spec import Hit
+from retriever.query.validation import validate_query
+from retriever.retriever import adaptive_by_default, default_mode_for, default_plan_for, fusion_for
+from retriever.service.batcher import MicroBatcher
 from retriever.service.errors import error_response, install_error_handlers
+from retriever.service.feedback import FeedbackLog
 from retriever.service.models import (
     BatchingInfo,
     CollectionResponse,
@@ -44,7 +41,6 @@ from retriever.service.models import (
 )
 from retriever.service.security import API_KEY_HEADER, BodySizeLimit, InternalErrors, check_api_key
 from retriever.service.state import ServiceConfig, ServiceState
-from retriever.store import Hit
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,

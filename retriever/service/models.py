@@ -6,8 +6,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from retriever.filters import INT_MAX, INT_MIN, MAX_ANY_VALUES, MAX_CONDITIONS, MAX_VALUE_CHARS, RANGE_OPS
-from retriever.retriever import MAX_QUERY_CHARS
+from retriever.query.filters import (
+    INT_MAX,
+    INT_MIN,
+    MAX_ANY_VALUES,
+    MAX_CONDITIONS,
+    MAX_VALUE_CHARS,
+    RANGE_OPS,
+)
+from retriever.query.validation import MAX_QUERY_CHARS
 
 MAX_HTTP_K = 100
 MAX_HTTP_QUERIES = 32
@@ -49,7 +56,7 @@ FILTER_SCHEMA: dict[str, Any] = {
     },
     "examples": [{"metadata.topic": "finance", "chunk": {"lte": 1}}, {"doc_id": ["a", "b"]}],
 }
-# Checked by retriever.filters.parse_filter (400 invalid_filter with a precise message), documented here.
+# Checked by retriever.query.filters.parse_filter (400 invalid_filter with a precise message), documented here.
 FilterSpec = Annotated[dict[str, Any], WithJsonSchema(FILTER_SCHEMA)]
 
 

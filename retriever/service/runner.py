@@ -14,14 +14,15 @@ from typing import Any
 
 import uvicorn
 
-from retriever.catalog import EngineConfig, open_catalog
-from retriever.embedder import Embedder
+from retriever.encoding.embedder import Embedder
 from retriever.errors import FunnelError
-from retriever.feedback import default_feedback_path
 from retriever.retriever import open_embedder
 from retriever.service.app import create_app
+from retriever.service.feedback import default_feedback_path
 from retriever.service.state import ServiceConfig, ServiceState
-from retriever.store import Collection
+from retriever.store.base import Collection
+from retriever.store.config import EngineConfig
+from retriever.store.factory import open_catalog
 
 log = logging.getLogger("funnel.service")
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from retriever.embedder import Embedder
+from retriever.encoding.embedder import Embedder
 from retriever.errors import FunnelError, NotReadyError
 from retriever.retriever import Retriever
 from retriever.service.security import READ_TIMEOUT_S
-from retriever.store import Collection
+from retriever.store.base import Collection
 
 log = logging.getLogger("funnel.service")
 

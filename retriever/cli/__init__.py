@@ -1,0 +1,1 @@
+"""The ``funnel`` command: one module per command group, registered by :mod:`cli`."""

@@ -1,0 +1,1 @@
+"""From sources to points: corpora, BEIR splits, intake, chunking, indexing, query files."""

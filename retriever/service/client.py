@@ -1,0 +1,335 @@
+"""``FunnelClient``: a typed Python client for ``funnel serve``, sync and async, over httpx.
+
+The way a RAG application in another process calls funnel. Results are the same types as the
+in-process :class:`~retriever.Retriever` returns (a list of :class:`~retriever.store.Hit` with its
+``.depth``), and errors are the same domain errors: the service's JSON ``{"error": {"type", ...}}``
+becomes the class of that type (``unauthorized`` → :class:`UnauthorizedError`, ``invalid_plan`` →
+:class:`InvalidPlanError`, ``validation`` → :class:`InvalidRequestError`, …); a server that does
+not answer is a :class:`ServiceUnreachableError`, a late answer a :class:`ServiceTimeoutError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from retriever.errors import (
+    BadInputError,
+    FunnelError,
+    InvalidRequestError,
+    NotReadyError,
+    ServiceError,
+    ServiceTimeoutError,
+    ServiceUnreachableError,
+    error_class,
+)
+from retriever.query.plan import FunnelPlan
+from retriever.query.result import Depth, SearchResult
+from retriever.query.spec import Hit
+
+DEFAULT_TIMEOUT_S = 30.0
+MAX_QUERIES_PER_REQUEST = 32  # the service's batch bound; longer batches are split into several requests
+API_KEY_HEADER = "X-API-Key"
+# Error types that name no domain class of their own.
+_TYPES = {"validation": InvalidRequestError, "malformed_json": InvalidRequestError,
+          "request_timeout": ServiceTimeoutError}
+
+
+@dataclass(frozen=True)
+class Health:
+    """``GET /healthz``: ``status`` is ``ready``, ``loading`` or ``failed`` (then ``message`` says why)."""
+
+    status: str
+    collection: str
+    model: str
+    message: str | None
+    batching: dict[str, Any]
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+
+@dataclass(frozen=True)
+class FeedbackReceipt:
+    """``POST /feedback``'s answer: the feedback line was recorded at ``time`` for chunk ``chunk_id``."""
+
+    recorded: bool
+    time: str
+    chunk_id: str
+
+
+def search_body(
+    queries: list[str],
+    k: int,
+    plan: str | FunnelPlan | None,
+    exact: bool,
+    with_text: bool,
+    filter: Mapping[str, Any] | None,
+    adaptive: bool | None,
+    mode: str | None = None,
+    fusion: str | None = None,
+) -> dict[str, Any]:
+    """The ``POST /search`` body; options left at their defaults are not sent (the service decides)."""
+    body: dict[str, Any] = {"queries": queries, "k": k}
+    if plan is not None:
+        body["plan"] = str(plan) if isinstance(plan, FunnelPlan) else plan
+    if exact is not False:
+        body["exact"] = exact
+    if with_text is not True:
+        body["with_text"] = with_text
+    if filter is not None:
+        body["filter"] = dict(filter) if isinstance(filter, Mapping) else filter
+    if adaptive is not None:
+        body["adaptive"] = adaptive
+    if mode is not None:
+        body["mode"] = mode
+    if fusion is not None:
+        body["fusion"] = fusion
+    return body
+
+
+def _batches(queries: Sequence[str]) -> list[list[str]]:
+    if isinstance(queries, (str, bytes)) or not isinstance(queries, Sequence):
+        raise BadInputError(f"search_batch takes a list of query strings, not a {type(queries).__name__}"
+                            " (use search() for one query)")
+    texts = list(queries)
+    return [texts[i:i + MAX_QUERIES_PER_REQUEST] for i in range(0, len(texts), MAX_QUERIES_PER_REQUEST)]
+
+
+def parse_results(payload: dict[str, Any]) -> list[SearchResult]:
+    """``POST /search``'s ``results`` as :class:`SearchResult` lists of :class:`Hit`, in query order."""
+    try:
+        return [
+            SearchResult([Hit(**hit) for hit in result["hits"]], Depth(**result["depth"]))
+            for result in payload["results"]
+        ]
+    except (KeyError, TypeError) as exc:
+        raise ServiceError(f"the answer to /search is not a funnel search response ({exc!r})") from None
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Raise the domain error for a non-2xx answer (the service's error JSON names its type)."""
+    if response.is_success:
+        return
+    where = f"{response.request.method} {response.request.url}"
+    body = _json(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("type"), str):
+        raise ServiceError(f"HTTP {response.status_code} from {where}, not a funnel error answer "
+                           f"(is this a funnel service?): {response.text[:200]!r}")
+    type_, message = error["type"], str(error.get("message", ""))
+    cls = _TYPES.get(type_) or error_class(type_) or ServiceError
+    if cls is FunnelError:  # the base class: a refusal with no specific class, e.g. feedback disabled
+        cls = ServiceError
+    text = f"{message} (HTTP {response.status_code} {type_} from {where})"
+    try:
+        exc = cls(text)
+    except TypeError:  # a class with its own constructor (never sent by the service)
+        exc = ServiceError(text)
+    exc.http_status = response.status_code
+    raise exc
+
+
+def transport_error(exc: httpx.TransportError, base_url: str, timeout: httpx.Timeout) -> FunnelError:
+    """The domain error for a request that got no answer."""
+    if isinstance(exc, httpx.TimeoutException):
+        limit = timeout.read if isinstance(exc, httpx.ReadTimeout) else timeout.connect
+        within = f"within {limit:g} s" if limit is not None else "in time"
+        return ServiceTimeoutError(f"the funnel service at {base_url} did not answer {within} "
+                                   f"({type(exc).__name__}); raise the client's timeout or check the server")
+    reason = str(exc) or type(exc).__name__
+    return ServiceUnreachableError(f"cannot reach the funnel service at {base_url}: {reason} "
+                                   "(is `funnel serve` running there?)")
+
+
+class FunnelClient:
+    """A client for one ``funnel serve`` at ``base_url`` (e.g. ``http://127.0.0.1:8000``).
+
+    Thread-safe; the sync methods share one connection pool, the ``a``-prefixed coroutines another
+    (made per event loop). Close it (or use it as a context manager) to release the connections.
+    """
+
+    def __init__(self, base_url: str, api_key: str | None = None,
+                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT_S) -> None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise BadInputError(f"base_url is an http:// or https:// URL, not {base_url!r}")
+        if api_key is not None and (not isinstance(api_key, str) or not api_key):
+            raise BadInputError("api_key is a non-empty string or None")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float, httpx.Timeout)) or (
+                not isinstance(timeout, httpx.Timeout) and timeout <= 0):
+            raise BadInputError(f"timeout is a positive number of seconds or an httpx.Timeout, not {timeout!r}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(float(timeout))
+        self._headers = {API_KEY_HEADER: api_key} if api_key else {}
+        self._client = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=self.timeout)
+        self._aclient: httpx.AsyncClient | None = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"FunnelClient({self.base_url!r}, api_key={'***' if self._headers else None})"
+
+    # --- transport -------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        try:
+            return self._client.request(method, path, json=body)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, self.base_url, self.timeout) from exc
+
+    def _async_client(self) -> httpx.AsyncClient:
+        # An httpx.AsyncClient's connections belong to the loop that opened them: one client per loop.
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aloop is not loop or self._aclient.is_closed:
+            self._aclient = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=self.timeout)
+            self._aloop = loop
+        return self._aclient
+
+    async def _arequest(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        try:
+            return await self._async_client().request(method, path, json=body)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, self.base_url, self.timeout) from exc
+
+    # --- search ----------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 10, plan: str | FunnelPlan | None = None, exact: bool = False,
+               with_text: bool = True, filter: Mapping[str, Any] | None = None,
+               adaptive: bool | None = None, mode: str | None = None, fusion: str | None = None) -> SearchResult:
+        """Search one query; the options are :meth:`Retriever.search`'s (k at most 100 over HTTP; ``fusion``
+        by name: union, rrf or dbsf)."""
+        return self.search_batch([query], k, plan, exact, with_text, filter, adaptive, mode, fusion)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, plan: str | FunnelPlan | None = None,
+                     exact: bool = False, with_text: bool = True, filter: Mapping[str, Any] | None = None,
+                     adaptive: bool | None = None, mode: str | None = None,
+                     fusion: str | None = None) -> list[SearchResult]:
+        """Search many queries the same way, one request per 32 queries; results in query order."""
+        results: list[SearchResult] = []
+        for batch in _batches(queries):
+            body = search_body(batch, k, plan, exact, with_text, filter, adaptive, mode, fusion)
+            response = self._request("POST", "/search", body)
+            raise_for_error(response)
+            results.extend(parse_results(response.json()))
+        return results
+
+    async def asearch(self, query: str, k: int = 10, plan: str | FunnelPlan | None = None, exact: bool = False,
+                      with_text: bool = True, filter: Mapping[str, Any] | None = None,
+                      adaptive: bool | None = None, mode: str | None = None,
+                      fusion: str | None = None) -> SearchResult:
+        """:meth:`search`, as a coroutine."""
+        return (await self.asearch_batch([query], k, plan, exact, with_text, filter, adaptive, mode, fusion))[0]
+
+    async def asearch_batch(self, queries: Sequence[str], k: int = 10, plan: str | FunnelPlan | None = None,
+                            exact: bool = False, with_text: bool = True,
+                            filter: Mapping[str, Any] | None = None,
+                            adaptive: bool | None = None, mode: str | None = None,
+                            fusion: str | None = None) -> list[SearchResult]:
+        """:meth:`search_batch`, as a coroutine; the requests of a long batch run concurrently."""
+
+        async def one(batch: list[str]) -> list[SearchResult]:
+            body = search_body(batch, k, plan, exact, with_text, filter, adaptive, mode, fusion)
+            response = await self._arequest("POST", "/search", body)
+            raise_for_error(response)
+            return parse_results(response.json())
+
+        parts = await asyncio.gather(*(one(batch) for batch in _batches(queries)))
+        return [result for part in parts for result in part]
+
+    # --- feedback and health ---------------------------------------------------------------------
+
+    def feedback(self, query: str, doc_id: str, chunk: int = 0, note: str | None = None) -> FeedbackReceipt:
+        """Record that chunk ``chunk`` of ``doc_id`` should have been found for ``query``."""
+        response = self._request("POST", "/feedback", _feedback_body(query, doc_id, chunk, note))
+        raise_for_error(response)
+        return FeedbackReceipt(**response.json())
+
+    async def afeedback(self, query: str, doc_id: str, chunk: int = 0, note: str | None = None) -> FeedbackReceipt:
+        """:meth:`feedback`, as a coroutine."""
+        response = await self._arequest("POST", "/feedback", _feedback_body(query, doc_id, chunk, note))
+        raise_for_error(response)
+        return FeedbackReceipt(**response.json())
+
+    def health(self) -> Health:
+        """The service's state (``ready``, ``loading`` or ``failed``); needs no API key."""
+        return _health(self._request("GET", "/healthz"))
+
+    async def ahealth(self) -> Health:
+        """:meth:`health`, as a coroutine."""
+        return _health(await self._arequest("GET", "/healthz"))
+
+    def wait_ready(self, timeout: float = 120.0, interval: float = 0.1) -> Health:
+        """Poll ``/healthz`` until the service is ready (it loads its model after it starts listening).
+
+        Raises :class:`NotReadyError` when the model failed to load or is not loaded within
+        ``timeout`` seconds, :class:`ServiceUnreachableError` when nothing listened by then.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                health = self.health()
+            except ServiceUnreachableError:
+                if time.monotonic() >= deadline:
+                    raise
+            else:
+                if health.ready:
+                    return health
+                if health.status == "failed":
+                    raise NotReadyError(f"the funnel service at {self.base_url} failed to load: {health.message}")
+                if time.monotonic() >= deadline:
+                    raise NotReadyError(f"the funnel service at {self.base_url} is still {health.status} "
+                                        f"after {timeout:g} s")
+            time.sleep(interval)
+
+    # --- lifetime --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync connections (the async ones: :meth:`aclose`)."""
+        self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the async connections of the running loop's client."""
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+    def __enter__(self) -> FunnelClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> FunnelClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+        self.close()
+
+
+def _feedback_body(query: str, doc_id: str, chunk: int, note: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"query": query, "doc_id": doc_id, "chunk": chunk}
+    if note is not None:
+        body["note"] = note
+    return body
+
+
+def _health(response: httpx.Response) -> Health:
+    body = _json(response)
+    if response.status_code in (200, 503) and isinstance(body, dict) and "status" in body:
+        return Health(status=body["status"], collection=body.get("collection", ""), model=body.get("model", ""),
+                      message=body.get("message"), batching=body.get("batching") or {})
+    raise_for_error(response)
+    raise ServiceError(f"the answer to GET {response.request.url} is not a funnel health answer")

@@ -1,0 +1,135 @@
+"""Copy a collection between any two engines: vectors, payloads, spec and calibration.
+
+Points go in batches, in the source's id order. A batch writes only the points the destination
+lacks or holds with another payload (a chunk's vectors change only with its text), so a copy killed
+mid-way resumes where it stopped when run again, and a finished one re-runs in a read-only pass.
+The calibration is copied last. Then the copy is verified: the same number of points, and the
+same exact-search top-k (ids and scores) on both sides for a sample of stored points used as queries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from retriever.errors import BadInputError, StoreError
+from retriever.query.spec import Hit
+from retriever.store.base import Catalog, Collection, PointBatch
+from retriever.store.layout import LayoutChoice
+from retriever.store.paths import validate_collection_name
+
+DEFAULT_BATCH = 512
+DEFAULT_VERIFY_SAMPLE = 20
+VERIFY_K = 10
+SCORE_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What ``funnel collections copy`` reports."""
+
+    source: str
+    target: str
+    points: int
+    written: int
+    unchanged: int
+    seconds: float
+    verified_queries: int
+    calibration: bool
+
+
+def _changed(batch: PointBatch, stored: dict[str, dict]) -> list[int]:
+    return [i for i, (pid, payload) in enumerate(zip(batch.ids, batch.payloads)) if stored.get(pid) != payload]
+
+
+def _rows(batch: PointBatch, rows: list[int]) -> PointBatch:
+    return PointBatch([batch.ids[i] for i in rows], {d: m[rows] for d, m in batch.vectors.items()},
+                      [batch.payloads[i] for i in rows])
+
+
+def _same_ranking(a: list[Hit], b: list[Hit]) -> bool:
+    """Same scores (to 1e-5) in the same order, and the same ids once ties (equal scores) are grouped."""
+    if len(a) != len(b):
+        return False
+    if not np.allclose([h.score for h in a], [h.score for h in b], atol=SCORE_TOLERANCE, rtol=0):
+        return False
+    key = [(round(h.score, 5), h.id) for h in a]
+    other = [(round(h.score, 5), h.id) for h in b]
+    return sorted(key) == sorted(other) or [h.id for h in a] == [h.id for h in b]
+
+
+def verify_copy(source: Collection, target: Collection, sample: int = DEFAULT_VERIFY_SAMPLE, k: int = VERIFY_K) -> int:
+    """Raise :class:`StoreError` unless both hold as many points and answer ``sample`` exact searches
+    (stored points as queries) alike; return the number of queries compared."""
+    points, copied = source.count(), target.count()
+    if points != copied:
+        raise StoreError(f"copy check failed: {source.spec.name!r} holds {points:,} points, {target.spec.name!r} "
+                         f"{copied:,} (did the target hold other points before?)")
+    if sample <= 0 or points == 0:
+        return 0
+    batch = next(iter(source.points(batch_size=sample)))
+    mine = source.search(batch.vectors, None, k, with_text=False)
+    theirs = target.search(batch.vectors, None, k, with_text=False)
+    for query_id, a, b in zip(batch.ids, mine, theirs):
+        if not _same_ranking(a, b):
+            raise StoreError(f"copy check failed: exact search with point {query_id} as the query differs: "
+                             f"{[h.id for h in a][:3]}… against {[h.id for h in b][:3]}…")
+    return len(batch.ids)
+
+
+def copy_points(source: Collection, target: Collection, batch_size: int = DEFAULT_BATCH,
+                on_batch: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+    """Write the source's points the target lacks or holds with another payload, in batches:
+    (written, unchanged)."""
+    total = source.count() if on_batch is not None else 0
+    written = unchanged = 0
+    for batch in source.points(batch_size=batch_size):
+        rows = _changed(batch, target.payloads(batch.ids))
+        if rows:
+            target.upsert(_rows(batch, rows))
+        written += len(rows)
+        unchanged += len(batch.ids) - len(rows)
+        if on_batch is not None:
+            on_batch(written + unchanged, total)
+    return written, unchanged
+
+
+def copy_collection(
+    source_catalog: Catalog,
+    source_name: str,
+    target_catalog: Catalog,
+    target_name: str,
+    batch_size: int = DEFAULT_BATCH,
+    verify_sample: int = DEFAULT_VERIFY_SAMPLE,
+    on_batch: Callable[[int, int], None] | None = None,
+    layout: LayoutChoice | None = None,
+) -> CopyResult:
+    """Copy ``source_name`` into ``target_name`` (created with the source's spec, or an existing one
+    built the same way: another model, ladder, chunking or layout is refused), then verify it.
+
+    ``layout``: give the target this storage layout (graph dim, quantization, on-disk) instead of the
+    source's; the vectors are copied as they are (exact search is the same on both)."""
+    validate_collection_name(target_name)
+    if batch_size < 1:
+        raise BadInputError(f"invalid batch size {batch_size}: use 1 or more")
+    if source_catalog.location == target_catalog.location and source_name == target_name:
+        raise BadInputError(f"cannot copy collection {source_name!r} onto itself: give another name or engine")
+    started = time.perf_counter()
+    with source_catalog.open(source_name) as source:
+        spec = dataclasses.replace(source.spec, name=target_name)
+        if layout is not None:
+            spec = layout.apply_to(spec)
+        total = source.count()
+        with target_catalog.open_or_create(spec) as target:
+            written, unchanged = copy_points(source, target, batch_size, on_batch)
+            target.finish_indexing()
+            record = source.calibration() if layout is None else None  # another layout needs its own plan
+            if record is not None:
+                target.save_calibration(record)
+            verified = verify_copy(source, target, verify_sample)
+    return CopyResult(source_name, target_name, total, written, unchanged, time.perf_counter() - started, verified,
+                      record is not None)

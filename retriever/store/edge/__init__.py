@@ -1,0 +1,1 @@
+"""Qdrant Edge in-process: the embedded engine, one shard directory per collection."""

@@ -1,0 +1,254 @@
+"""A Qdrant server or cluster through ``qdrant-client``: the same store as :mod:`retriever.store.edge.collection`.
+
+Schema: one cosine named vector per ladder dim (``dim64``, …), an HNSW graph only on the spec's
+``hnsw_dims`` (``m=0`` on the others), optional int8 scalar or binary (1, 1.5 or 2 bits) quantization of the graph's vector (in RAM),
+optional on-disk vectors, and keyword / integer payload indexes on ``doc_id`` / ``chunk``.
+
+**Spec and calibration live with the collection, on the server**, in the collection's metadata
+(Qdrant ≥ 1.16; qdrant-client's local mode keeps it too): ``funnel_spec`` (the
+:class:`CollectionSpec`) and ``funnel_calibration`` (the saved plan calibration). Metadata rather
+than a reserved point: a point would count in ``count``, come back from scrolls and searches, and
+need a filter on every query. A collection without ``funnel_spec``, or without funnel's named
+vectors, is another tool's: funnel refuses to use or drop it.
+
+What the interface says in embedded terms means here: ``disk_bytes`` / ``vector_disk_bytes`` are
+not available (``None`` / empty: the server does not report one collection's disk use); no lock
+(any number of clients share a collection; local mode ``path:DIR`` holds one on its directory);
+``flush`` is a no-op (writes are sent with ``wait=True``, so acknowledged means in the write-ahead
+log); ``finish_indexing`` waits (bounded) for the server's optimizer to finish building indexes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from retriever.errors import CollectionNotFoundError, StoreError
+from retriever.query.ladder import vector_name
+from retriever.query.spec import Hit, QuerySpec, ranked
+from retriever.store.base import Collection, PointBatch, engine_id
+from retriever.store.server.connection import NotFound
+from retriever.store.server.requests import TEXT_FIELDS, ServerRequests, to_hit
+from retriever.store.spec import CollectionSpec
+
+SPEC_KEY = "funnel_spec"
+CALIBRATION_KEY = "funnel_calibration"
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 100
+FULL_SCAN_THRESHOLD_KB = 10_000
+INT8_QUANTILE = 0.99
+UPSERT_CHUNK = 256  # points per request
+UPSERT_THREADS = 4  # requests in flight (a server); local mode takes one at a time
+OPTIMIZE_WAIT_S = 600.0
+INDEXED_FIELDS = {"doc_id": "keyword", "chunk": "integer"}
+
+if TYPE_CHECKING:
+    from retriever.store.server.catalog import ServerCatalog
+
+
+def vectors_config(spec: CollectionSpec) -> dict[str, Any]:
+    """One cosine named vector per dim, laid out as the spec says (as :func:`edge_store.edge_config`)."""
+    from qdrant_client import models
+
+    vectors = {}
+    for dim in spec.dims:
+        graph = dim in (spec.hnsw_dims or ())
+        quantized = dim in spec.quantized_dims
+        vectors[vector_name(dim)] = models.VectorParams(
+            size=dim,
+            distance=models.Distance.COSINE,
+            on_disk=True if spec.on_disk and (quantized or not graph) else None,
+            hnsw_config=models.HnswConfigDiff(m=HNSW_M if graph else 0, ef_construct=HNSW_EF_CONSTRUCT,
+                                              full_scan_threshold=FULL_SCAN_THRESHOLD_KB),
+            quantization_config=quantization_config(spec) if quantized else None,
+        )
+    return vectors
+
+
+def quantization_config(spec: CollectionSpec) -> Any:
+    """The quantized copy (in RAM) of the graph's vector: int8 scalar or a binary encoding (as
+    :func:`edge_store.edge_config`)."""
+    from qdrant_client import models
+
+    if spec.quantization == "int8":
+        return models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True))
+    encoding = {"binary": models.BinaryQuantizationEncoding.ONE_BIT,
+                "binary1.5": models.BinaryQuantizationEncoding.ONE_AND_HALF_BITS,
+                "binary2": models.BinaryQuantizationEncoding.TWO_BITS}[spec.quantization]
+    return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True, encoding=encoding))
+
+
+def text_index(spec: CollectionSpec) -> Any:
+    """The BM25-scored text index of a ``lexical="bm25"`` collection (as :func:`edge_store.text_index`)."""
+    from qdrant_client import models
+
+    english = spec.lexical_analyzer == "english"
+    return models.TextIndexParams(
+        type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True, scoring=True,
+        stopwords=models.Language.ENGLISH if english else None,
+        stemmer=models.SnowballParams(type=models.Snowball.SNOWBALL, language=models.SnowballLanguage.ENGLISH)
+        if english else None,
+    )
+
+
+class ServerCollection(Collection):
+    """A collection on a Qdrant server; holds the connection open until :meth:`close`."""
+
+    def __init__(self, catalog: ServerCatalog, spec: CollectionSpec, metadata: dict[str, Any], shards: int) -> None:
+        self._catalog: ServerCatalog | None = catalog
+        self.spec = spec
+        self.shards = shards
+        self.requests = ServerRequests(spec, shards)
+        self._calibration = metadata.get(CALIBRATION_KEY)
+        catalog._users += 1
+
+    @property
+    def catalog(self) -> ServerCatalog:
+        if self._catalog is None:
+            raise StoreError(f"collection {self.spec.name!r} is closed")
+        return self._catalog
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        name = self.spec.name
+        try:
+            return self.catalog.conn.call(f"{what} in collection {name!r}", fn, name, *args, **kwargs)
+        except NotFound:
+            raise CollectionNotFoundError(f"collection {name!r} no longer exists in {self.catalog.location}") from None
+
+    @property
+    def location(self) -> str:
+        return f"{self.catalog.location} collection {self.spec.name}"
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def upsert(self, batch: PointBatch) -> None:
+        from qdrant_client import models
+
+        def send(start: int) -> None:
+            end = start + UPSERT_CHUNK
+            vectors = {vector_name(d): np.asarray(batch.vectors[d][start:end], dtype=np.float32).tolist()
+                       for d in self.spec.dims}
+            points = models.Batch(ids=[engine_id(i) for i in batch.ids[start:end]], vectors=vectors, payloads=list(batch.payloads[start:end]))
+            self._call(f"upsert {len(points.ids):,} points", self.catalog.conn.client.upsert, points=points, wait=True)
+
+        starts = range(0, len(batch.ids), UPSERT_CHUNK)
+        if self.catalog.conn.local or len(starts) == 1:
+            for start in starts:
+                send(start)
+            return
+        with ThreadPoolExecutor(UPSERT_THREADS) as pool:
+            list(pool.map(send, starts))  # list(): re-raise the first failure
+
+    def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        records = self._call("read payloads", self.catalog.conn.client.retrieve, ids=[engine_id(i) for i in ids], with_payload=True,
+                             with_vectors=False)
+        return {str(r.id): r.payload or {} for r in records}
+
+    def delete_chunks_from(self, first_stale: dict[str, int]) -> None:
+        from qdrant_client import models
+
+        if not first_stale:
+            return
+        stale = models.Filter(should=[
+            models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc)),
+                                models.FieldCondition(key="chunk", range=models.Range(gte=n))])
+            for doc, n in first_stale.items()])
+        self._call("delete stale chunks", self.catalog.conn.client.delete,
+                   points_selector=models.FilterSelector(filter=stale), wait=True)
+
+    # --- searching -------------------------------------------------------------------------------
+
+    def _run(self, requests: list[Any], with_text: Sequence[bool]) -> list[list[Hit]]:
+        client = self.catalog.conn.client
+        if len(requests) == 1:
+            r = requests[0]
+            response = self._call("search", client.query_points, query=r.query, using=r.using, prefetch=r.prefetch,
+                                  query_filter=r.filter, search_params=r.params, limit=r.limit,
+                                  with_payload=r.with_payload)
+            results = [response.points]
+        else:
+            results = [res.points for res in self._call("search", client.query_batch_points, requests=requests)]
+        return [ranked([to_hit(p, text) for p in points]) for points, text in zip(results, with_text)]
+
+    def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
+        try:
+            requests = [self.requests.request(queries, row, spec) for row, spec in enumerate(specs)]
+        except (TypeError, ValueError) as exc:  # the request models validate values
+            raise StoreError(f"collection {self.spec.name!r}: cannot build the query: {exc}") from exc
+        return self._run(requests, [spec.with_text for spec in specs])
+
+    def search_at(
+        self, queries: np.ndarray, dim: int, k: int, exact: bool, hnsw_ef: int | None = None, with_text: bool = False
+    ) -> list[list[Hit]]:
+        from qdrant_client import models
+
+        params = self.requests.stage_params(dim, k, exact, hnsw_ef, refined=False)
+        payload: bool | list[str] = True if with_text else TEXT_FIELDS
+        requests = [models.QueryRequest(query=row.tolist(), using=vector_name(dim), limit=k, params=params,
+                                        with_payload=payload) for row in queries]
+        return self._run(requests, [with_text] * len(requests))
+
+    def points(self, batch_size: int = 1024) -> Iterator[PointBatch]:
+        names = {dim: vector_name(dim) for dim in self.spec.dims}
+        offset = None
+        while True:
+            records, offset = self._call("read points", self.catalog.conn.client.scroll, limit=batch_size,
+                                         offset=offset, with_payload=True, with_vectors=True)
+            if records:
+                vectors = {dim: np.asarray([r.vector[name] for r in records], dtype=np.float32)
+                           for dim, name in names.items()}
+                yield PointBatch([str(r.id) for r in records], vectors, [r.payload or {} for r in records])
+            if offset is None:
+                return
+
+    # --- metadata and housekeeping ---------------------------------------------------------------
+
+    def calibration(self) -> dict[str, Any] | None:
+        """The calibration read when the collection was opened (or saved since, by this process)."""
+        record = self._calibration
+        return dict(record) if isinstance(record, dict) else None
+
+    def save_calibration(self, record: dict[str, Any]) -> None:
+        metadata = {SPEC_KEY: asdict(self.spec), CALIBRATION_KEY: record}
+        self._call("save the calibration", self.catalog.conn.client.update_collection, metadata=metadata)
+        self._calibration = record
+
+    def count(self) -> int:
+        return int(self._call("count points", self.catalog.conn.client.count, exact=True).count)
+
+    def disk_bytes(self) -> int | None:
+        return None
+
+    def vector_disk_bytes(self) -> dict[int, int]:
+        return {}
+
+    def hnsw_is_full_scan(self, dim: int) -> bool:
+        """Local mode always scans; a server scans a segment below the full-scan threshold."""
+        if self.catalog.conn.local:
+            return True
+        return 4 * dim * self.count() / self.shards < FULL_SCAN_THRESHOLD_KB * 1024
+
+    def flush(self) -> None:
+        """Nothing to do: every write was acknowledged with ``wait=True``."""
+
+    def finish_indexing(self) -> None:
+        """Wait (at most :data:`OPTIMIZE_WAIT_S`) until the server's optimizer has built the indexes."""
+        from qdrant_client import models
+
+        deadline = time.monotonic() + OPTIMIZE_WAIT_S
+        while time.monotonic() < deadline:
+            info = self._call("read the status", self.catalog.conn.client.get_collection)
+            if info.status != models.CollectionStatus.YELLOW:
+                return
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            catalog, self._catalog = self._catalog, None
+            catalog._release()
