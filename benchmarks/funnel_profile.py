@@ -45,7 +45,7 @@ from retriever.calibration.timing import Latency  # noqa: E402
 from retriever.query.ladder import vector_name  # noqa: E402
 from retriever.query.plan import FunnelPlan, Stage  # noqa: E402
 from retriever.query.spec import QuerySpec  # noqa: E402
-from retriever.store.edge.collection import _to_hit  # noqa: E402
+from retriever.store.edge.requests import to_hit as _to_hit  # noqa: E402
 
 K = 10
 
