@@ -170,11 +170,11 @@ def test_hits_carry_the_payload(retriever):
 
 def test_explicit_plans(retriever):
     query = "How do plants make oxygen from sunlight?"
-    for plan in ("64:12,128:11,256:10", "256:10", "64:10", retriever.query.plan("128:50", 10)):
+    for plan in ("64:12,128:11,256:10", "256:10", "64:10", retriever.plan("128:50", 10)):
         hits = retriever.search(query, k=10, plan=plan)
         assert len(hits) == 10
         assert hits[0].doc_id == "photosynthesis"
-    assert str(retriever.query.plan(None, 3)) == "64:120,128:60,256:30,384:3"
+    assert str(retriever.plan(None, 3)) == "64:120,128:60,256:30,384:3"
 
 
 def test_batch_equals_single_searches(retriever):

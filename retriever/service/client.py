@@ -1,7 +1,7 @@
 """``FunnelClient``: a typed Python client for ``funnel serve``, sync and async, over httpx.
 
 The way a RAG application in another process calls funnel. Results are the same types as the
-in-process :class:`~retriever.Retriever` returns (a list of :class:`~retriever.store.Hit` with its
+in-process :class:`~retriever.Retriever` returns (a list of :class:`~retriever.query.spec.Hit` with its
 ``.depth``), and errors are the same domain errors: the service's JSON ``{"error": {"type", ...}}``
 becomes the class of that type (``unauthorized`` → :class:`UnauthorizedError`, ``invalid_plan`` →
 :class:`InvalidPlanError`, ``validation`` → :class:`InvalidRequestError`, …); a server that does
