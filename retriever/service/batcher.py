@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from retriever.query.spec import Hit, QuerySpec
 
-SearchFn = Callable[[Sequence[str], Sequence[QuerySpec]], list[list[Hit]]]
+SearchFn = Callable[[Sequence[str], Sequence[QuerySpec]], Sequence[list[Hit]]]
 
 
 @dataclass

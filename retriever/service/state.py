@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,8 @@ from typing import Literal
 
 from retriever.encoding.embedder import Embedder
 from retriever.errors import FunnelError, NotReadyError
+from retriever.query.result import SearchResult
+from retriever.query.spec import QuerySpec
 from retriever.retriever import Retriever
 from retriever.service.security import READ_TIMEOUT_S
 from retriever.store.base import Collection
@@ -100,3 +102,7 @@ class ServiceState:
         if self.error is not None:
             raise NotReadyError(f"the service could not load its model: {self.error}")
         raise NotReadyError(f"loading the model for collection {self.name!r}; retry in a moment")
+
+    def search_each(self, queries: Sequence[str], specs: Sequence[QuerySpec]) -> list[SearchResult]:
+        """The batcher's search: :meth:`Retriever.search_each` on the loaded retriever (503 until then)."""
+        return self.ready().search_each(queries, specs)
