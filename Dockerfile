@@ -28,7 +28,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # torch first, from the CPU wheel index (a bare "torch" pulls GBs of CUDA packages).
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
 COPY --from=build /dist /tmp/dist
-RUN pip install /tmp/dist/funnel-*.whl && rm -rf /tmp/dist
+RUN pip install /tmp/dist/funnel_retriever-*.whl && rm -rf /tmp/dist
 
 # Collections (and the feedback JSONL files) live on a volume; one process owns a collection.
 RUN useradd --create-home --uid 10001 funnel && mkdir -p /data && chown funnel:funnel /data

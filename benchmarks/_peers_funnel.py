@@ -3,7 +3,6 @@ from ``retriever.calibration.plans`` (timed) on the tuning queries, adaptive sea
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import time
 import uuid
@@ -122,33 +121,28 @@ class FunnelBench:
 
     def adaptive_searcher(self, collection: EdgeCollection,
                           setting: dict) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str, dict | None]:
-        """funnel's adaptive mode (branch i10-adaptive: ``retriever.adaptive`` and
-        ``retriever.calibration.adaptive``): its rule calibrated on the tuning queries for the
-        calibrated fixed plan, then ``adaptive.search_each`` one query at a time."""
-        if importlib.util.find_spec("retriever.adaptive") is None:
-            return None, ("skipped: retriever.adaptive does not exist in this checkout (adaptive search is being "
-                          "built on branch i10-adaptive, not merged)"), None
-        try:
-            from retriever import adaptive
-            from retriever.calibration.adaptive import calibrate_adaptive
+        """funnel's adaptive mode (``retriever.query.adaptive`` and ``retriever.calibration.adaptive``):
+        its rule calibrated on the tuning queries for the calibrated fixed plan, then
+        ``retriever.search.search_each`` one query at a time."""
+        from retriever.calibration.adaptive import calibrate_adaptive
+        from retriever.query.adaptive import AdaptiveSpec
+        from retriever.search import search_each
 
-            plan = parse_plan(setting["plan"], self.ladder, 10)
-            queries = ladder_queries(self.run.tune_q, self.ladder)
-            reference = [[Hit(id=point_id(int(i)), doc_id="", chunk=0, score=0.0, text=None) for i in row]
-                         for row in self.run.tune_truth]
-            ef = setting.get("hnsw_ef")
-            cal = calibrate_adaptive(collection, queries, plan, reference, self.run.args.target, fixed_ef=ef)
-            spec = adaptive.AdaptiveSpec(plan, 10, with_text=False, hnsw_ef=ef, rule=cal.rule)
-            ladder = self.ladder
+        plan = parse_plan(setting["plan"], self.ladder, 10)
+        queries = ladder_queries(self.run.tune_q, self.ladder)
+        reference = [[Hit(id=point_id(int(i)), doc_id="", chunk=0, score=0.0, text=None) for i in row]
+                     for row in self.run.tune_truth]
+        ef = setting.get("hnsw_ef")
+        cal = calibrate_adaptive(collection, queries, plan, reference, self.run.args.target, fixed_ef=ef)
+        spec = AdaptiveSpec(plan, 10, with_text=False, hnsw_ef=ef, rule=cal.rule)
+        ladder = self.ladder
 
-            def run(q: np.ndarray) -> np.ndarray:
-                one = {d: (q[:d] / np.linalg.norm(q[:d]))[None, :] for d in ladder}
-                hits = adaptive.search_each(collection, one, [spec])[0]
-                return np.fromiter((row_of(h.id) for h in hits), dtype=np.int64, count=len(hits))
+        def run(q: np.ndarray) -> np.ndarray:
+            one = {d: (q[:d] / np.linalg.norm(q[:d]))[None, :] for d in ladder}
+            hits = search_each(collection, one, [spec])[0]
+            return np.fromiter((row_of(h.id) for h in hits), dtype=np.int64, count=len(hits))
 
-            run(self.run.tune_q[0])
-        except (ImportError, AttributeError, TypeError, KeyError) as exc:
-            return None, f"skipped: the adaptive API in this checkout is not the one this script knows ({exc!r})", None
-        return run, "adaptive (retriever.adaptive.search_each, rule from calibrate_adaptive on the tuning queries)", {
+        run(self.run.tune_q[0])
+        return run, "adaptive (retriever.search.search_each, rule from calibrate_adaptive on the tuning queries)", {
             "plan": setting["plan"], **cal.rule.to_dict(), "tuning_recall": cal.recall,
             "tuning_widened_share": cal.widened_share}

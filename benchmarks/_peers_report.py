@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from _machine import commit_line
 from rich.table import Table
 
 MIB = 2**20
@@ -50,7 +51,7 @@ def markdown(result: dict) -> str:
     lb, la = result["load_before"], result["load_after"]
     lines = [
         f"# Peers: funnel vs exact, Edge HNSW (float/int8/binary), FAISS HNSW, a FAISS+numpy cascade ({m['date']})",
-        "", f"`{m['command']}`", "",
+        "", f"`{m['command']}`", "", commit_line(m), "",
         f"Machine: {m['cpu']} ({m['cpu_count']} cores), {m['platform']}. **Shared and noisy**: other engineers ran "
         f"jobs on the same 2 cores during this run (load average {lb[0]:.2f}/{lb[1]:.2f}/{lb[2]:.2f} at the "
         f"start, {la[0]:.2f}/{la[1]:.2f}/{la[2]:.2f} at the end); ratios are from one run, side by side.", "",

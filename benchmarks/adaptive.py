@@ -28,11 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import SHARED_DATA, machine
+from _machine import SHARED_DATA, commit_line, machine
 from rich.console import Console
 from rich.table import Table
 
-from retriever import edge_store
 from retriever.bench.runner import Judge
 from retriever.calibration.adaptive import calibrate_adaptive
 from retriever.calibration.plans import calibrate, recall_against
@@ -44,6 +43,7 @@ from retriever.query.adaptive import AdaptiveSpec
 from retriever.query.spec import QuerySpec
 from retriever.search import search_each
 from retriever.store.base import Collection
+from retriever.store.edge import collection as edge_store
 from retriever.store.edge.catalog import EdgeCatalog
 
 
@@ -163,7 +163,8 @@ def main() -> int:
            f"(calibration: adaptive {adaptive.adaptive.mean:.3f} ms vs fixed {adaptive.fixed.mean:.3f} ms mean, "
            f"adaptive_pays={adaptive.pays}).", "",
            f"Machine: {result['machine']['cpu']} ({result['machine']['cpu_count']} cores), "
-           f"{result['machine']['platform']}, torch {result['machine']['torch']}.", ""]
+           f"{result['machine']['platform']}, torch {result['machine']['torch']}.", "",
+           commit_line(result["machine"]), ""]
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "adaptive-walked" if args.walk_graph else "adaptive"
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))

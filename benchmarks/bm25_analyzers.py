@@ -12,15 +12,16 @@ k1 = 1.2, b = 0.75) with the matching analysis is measured beside it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import bm25s
 import Stemmer
+from _machine import commit_line, machine
 from qdrant_edge import (
     Distance,
     EdgeConfig,
@@ -37,7 +38,6 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from retriever.bench.machine import machine
 from retriever.calibration.judge import Judge
 from retriever.ingest.beir import load_split
 from retriever.query.spec import Hit
@@ -91,7 +91,10 @@ def measure(data: Path) -> dict:
 
 
 def main() -> None:
-    results = {"machine": machine("benchmarks/bm25_analyzers.py"), "runs": [measure(Path(p)) for p in sys.argv[1:]]}
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", nargs="+", type=Path, help="BEIR directories (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+    args = ap.parse_args()
+    results = {"machine": machine("benchmarks/bm25_analyzers.py"), "runs": [measure(p) for p in args.data]}
     lines = ["| data | analyzer | engine NDCG@10 | engine Recall@10 | bm25s NDCG@10 | engine mean ms/query |",
              "|---|---|---|---|---|---|"]
     for run in results["runs"]:
@@ -105,7 +108,7 @@ def main() -> None:
     m = results["machine"]
     (out / "bm25_analyzers.md").write_text(
         f"# BM25 analyzers: english vs plain\n\nMachine: {m.get('cpu')} ({m.get('cpu_count')} cores), "
-        f"{m.get('date')}: `{m.get('command')} {' '.join(sys.argv[1:])}`\n\n" + "\n".join(lines) + "\n")
+        f"{m.get('date')}: `{m.get('command')}`\n\n{commit_line(m)}\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

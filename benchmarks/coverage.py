@@ -38,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _machine import machine
+from _machine import commit_line, machine
 from realdata import CACHE, load_partial
 from synthetic import PRESETS, Params, Synthetic
 
@@ -159,7 +159,7 @@ def markdown(result: dict) -> str:
     m = result["machine"]
     head = "| set | N | dim | queries | " + " | ".join(f"S={s}" for s in S_LIST) + " | max gap to target |"
     lines = [f"# Coverage: full-dim top-{K} inside the exact {PREFIX}-dim top-S ({m['date']})", "",
-             f"`{result.get('command', m['command'])}`", "",
+             f"`{result.get('command', m['command'])}`", "", commit_line(m), "",
              f"Machine: {m['cpu']} ({m['cpu_count']} cores), {m['platform']}. Exact search with numpy; "
              f"per query, the share of the exact full-dim top-{K} (cosine, L2-normalised vectors) found in the "
              f"exact {PREFIX}-dim top-S ({PREFIX}-dim prefix re-normalised), averaged over the queries. A synthetic "

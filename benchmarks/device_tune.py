@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from _machine import machine
+
 from tuner.pairs import PairColumns
 from tuner.training import TuneConfig, tune
 
@@ -42,7 +44,7 @@ def main() -> int:
                         replay_ratio=args.replay_ratio)
     with contextlib.redirect_stdout(sys.stderr):  # the trainer's own output must not mix with the JSON
         result = tune(config, log=lambda line: print(line, file=sys.stderr))
-    print(json.dumps(result.to_dict(), indent=2))
+    print(json.dumps(result.to_dict() | {"machine": machine("benchmarks/device_tune.py")}, indent=2))
     return 0
 
 

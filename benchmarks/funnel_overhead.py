@@ -23,7 +23,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _machine import machine  # noqa: E402
+from _machine import commit_line, machine  # noqa: E402
 from qdrant_edge import EdgeConfig, EdgeShard, QuantizationSearchParams, Query, QueryRequest, SearchParams  # noqa: E402
 
 from retriever.calibration.timing import time_each  # noqa: E402
@@ -93,7 +93,7 @@ def main() -> None:
     (args.out / "funnel_overhead.json").write_text(json.dumps(result, indent=2))
     lines = [f"# funnel's search path, decomposed ({time.strftime('%Y-%m-%d')})", "",
              "`python benchmarks/funnel_overhead.py " + " ".join(f"--layout {x}" for x in args.layout)
-             + f" --cache {args.cache}`", "", f"Machine: {result['machine']['cpu']} ({result['machine']['cpu_count']} cores), "
+             + f" --cache {args.cache}`", "", commit_line(result["machine"]), "", f"Machine: {result['machine']['cpu']} ({result['machine']['cpu_count']} cores), "
              f"{result['machine']['platform']}; load average {os.getloadavg()[0]:.2f} at the end. p50 ms, one query at a time, "
              f"{len(queries)} queries × {args.repeats} passes after a warm-up pass, one search thread.", "",
              "| collection | plan (ef) | product `Collection.search` | engine only, payload | engine only, no payload "

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _machine import SHARED_DATA, machine
+from _machine import SHARED_DATA, commit_line, machine
 from rich.console import Console
 from rich.table import Table
 
@@ -99,7 +99,8 @@ def main() -> int:
           f"| {m_exact['recall@10']:.4f} | — | 1.000 |", "",
           f"{len(ids)} queries, {points:,} points, model {args.model}. NDCG@10 gap {gap:+.2%} of exact.", "",
           f"Machine: {result['machine']['cpu']} ({result['machine']['cpu_count']} cores), "
-          f"{result['machine']['platform']}, torch {result['machine']['torch']}.", ""]
+          f"{result['machine']['platform']}, torch {result['machine']['torch']}.", "",
+          commit_line(result["machine"]), ""]
     (args.out / "funnel_vs_exact.md").write_text("\n".join(md))
     return 0 if all(result["targets"].values()) else 1
 

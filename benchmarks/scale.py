@@ -39,7 +39,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from _machine import machine
+from _machine import commit_line, machine
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -241,7 +241,7 @@ def verdict(size: dict, target: float) -> dict:
 
 def markdown(result: dict) -> str:
     m = result["machine"]
-    lines = [f"# Scale: exact vs HNSW-768 vs funnel ({m['date']})", "", f"`{m['command']}`", "",
+    lines = [f"# Scale: exact vs HNSW-768 vs funnel ({m['date']})", "", f"`{m['command']}`", "", commit_line(m), "",
              f"Machine: {m['cpu']} ({m['cpu_count']} cores), {m['platform']}. Synthetic Matryoshka-like "
              f"768-dim vectors, {result['queries']} queries, k={K}, recall target {result['target']}.", "",
              "| points | config | build s (upsert + optimize) | search (chosen) | recall@10 vs exact | p50 ms | p95 ms "

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _machine import REPO, SHARED_DATA, machine
+from _machine import REPO, SHARED_DATA, commit_line, machine
 from rich.console import Console
 from rich.table import Table
 
@@ -263,7 +263,7 @@ def markdown(report: dict[str, Any], rows: list[list[str]]) -> str:
     m = report["machine"]
     lines = [
         "# funnel serve: load benchmark", "",
-        f"`{m['command']}` — {m['date']}", "",
+        f"`{m['command']}` — {m['date']}", "", commit_line(m), "",
         f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), "
         f"GPU: {m['gpu'] or 'none'}, Python {m['python']}, {m['platform']}.", "",
         f"Collection `{report['collection']}` ({report['points']:,} points), k={report['k']}, "

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _machine import SHARED_DATA, machine
+from _machine import SHARED_DATA, commit_line, machine
 from rich.console import Console
 from rich.table import Table
 
@@ -113,7 +113,7 @@ def main() -> int:
     (args.out / "tune_throughput.json").write_text(json.dumps(result, indent=2))
     m = result["machine"]
     (args.out / "tune_throughput.md").write_text("\n".join([
-        f"# tune throughput ({m['date']})", "", f"`{m['command']}`", "",
+        f"# tune throughput ({m['date']})", "", f"`{m['command']}`", "", commit_line(m), "",
         "| repeat | order | plain ST trainer | funnel tune | funnel slower by |", "|---|---|---|---|---|",
         *(f"| {i} | {r['order']} | {r['plain']:.2f} | {r['funnel']:.2f} | "
           f"{(r['plain'] - r['funnel']) / r['plain'] * 100:+.1f} % |" for i, r in enumerate(runs, 1)),

@@ -182,7 +182,7 @@ class MissingExtraError(FunnelError, ImportError):
     """An optional integration imported without the extra that installs its framework."""
 
     def __init__(self, feature: str, package: str, extra: str) -> None:
-        super().__init__(f"{feature} needs {package}, which is not installed: pip install 'funnel[{extra}]'")
+        super().__init__(f"{feature} needs {package}, which is not installed: pip install 'funnel-retriever[{extra}]'")
         self.name = package
 
 

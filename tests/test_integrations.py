@@ -189,7 +189,7 @@ def test_importing_an_adapter_without_its_extra_names_the_extra(monkeypatch, mod
     for name in [m for m in sys.modules if m == framework or m.startswith(f"{framework}.")] or [framework]:
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed: importing it fails
     monkeypatch.delitem(sys.modules, module)
-    with pytest.raises(MissingExtraError, match=rf"not installed: pip install 'funnel\[{extra}\]'$") as caught:
+    with pytest.raises(MissingExtraError, match=rf"not installed: pip install 'funnel-retriever\[{extra}\]'$") as caught:
         importlib.import_module(module)
     assert isinstance(caught.value, ImportError) and isinstance(caught.value, FunnelError)
 

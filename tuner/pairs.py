@@ -7,10 +7,11 @@ duplicate rows removed; both are counted.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from retriever.errors import CorpusError, TuneError
+from retriever.errors import CorpusError, MissingExtraError, TuneError
 from retriever.ingest.beir import read_qrels
 from retriever.ingest.corpus import read_corpus
 from tuner.evaluation import beir_passages
@@ -60,6 +61,13 @@ def _beir_pairs(path: Path) -> list[dict[str, str]]:
     return pairs
 
 
+def require_tune_extra() -> None:
+    """Raise :class:`MissingExtraError` unless the tune extra (datasets, accelerate) is installed."""
+    for package in ("datasets", "accelerate"):
+        if importlib.util.find_spec(package) is None:
+            raise MissingExtraError("funnel tune", package, "tune")
+
+
 def _load_table(source: str):  # noqa: ANN202 - a datasets.Dataset
     import datasets
 
@@ -87,6 +95,7 @@ def _load_table(source: str):  # noqa: ANN202 - a datasets.Dataset
 
 def load_pairs(source: str | Path, columns: PairColumns = PairColumns()):  # noqa: ANN201 - (Dataset, PairReport)
     """Load pairs as a ``datasets.Dataset`` with columns anchor, positive (and negative if present)."""
+    require_tune_extra()
     from datasets import Dataset
 
     path = Path(source).expanduser()

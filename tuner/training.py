@@ -20,7 +20,7 @@ from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
 from retriever.errors import OutOfMemoryError, TuneError
 from retriever.query.ladder import parse_ladder
 from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
-from tuner.pairs import PairColumns, PairReport, load_pairs
+from tuner.pairs import PairColumns, PairReport, load_pairs, require_tune_extra
 from tuner.replay import base_lineage, check_replay, mix_replay
 
 CHECKPOINTS = "checkpoints"
@@ -228,6 +228,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     """Fine-tune ``config.base_model`` on ``config.train`` and return the per-dim report."""
+    require_tune_extra()
     _check_config(config)
     _check_output(config)
     pairs, report = load_pairs(config.train, config.columns)

@@ -28,7 +28,7 @@ def _bm25s() -> tuple[Any, Any]:
         import bm25s
         import Stemmer
     except ImportError:
-        raise BadInputError("the bm25s baseline needs the bench extra: pip install 'funnel[bench]' "
+        raise BadInputError("the bm25s baseline needs the bench extra: pip install 'funnel-retriever[bench]' "
                             "(bm25s and PyStemmer)") from None
     return bm25s, Stemmer.Stemmer("english")
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+
+from retriever.errors import MissingExtraError
 
 PLOTS = ("ndcg_vs_bytes.png", "ndcg_vs_latency.png")
 
@@ -139,11 +142,18 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def require_plotting() -> None:
+    """Raise :class:`MissingExtraError` unless matplotlib (the bench extra) is installed."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingExtraError("funnel bench (its PNG plots)", "matplotlib", "bench")
+
+
 def plot(results: dict[str, Any], out: Path) -> list[Path]:
     """NDCG@k vs bytes per vector and vs p50 latency: one point per dim / plan / quantization.
 
     Colour = model, marker = search (exact dim, HNSW dim, funnel plan), hollow = int8.
     """
+    require_plotting()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -8,7 +8,7 @@
 
 Each hit is a ``Document`` whose ``page_content`` is the chunk's text and whose ``metadata`` is the
 document's metadata plus ``id``, ``doc_id``, ``chunk``, ``title`` and ``score`` (these win a name
-clash). Needs ``pip install 'funnel[langchain]'``.
+clash). Needs ``pip install 'funnel-retriever[langchain]'``.
 """
 
 from __future__ import annotations

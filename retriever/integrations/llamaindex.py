@@ -9,7 +9,7 @@
 Each hit is a ``NodeWithScore``: its score, and a ``TextNode`` (id: the chunk's point id; text: the
 chunk's; metadata: the document's plus ``doc_id``, ``chunk``, ``title``; source node: the document).
 ``doc_id`` and ``chunk`` are kept out of the text an LLM or an embedding model sees. Works with
-``RetrieverQueryEngine`` and the rest of LlamaIndex. Needs ``pip install 'funnel[llamaindex]'``.
+``RetrieverQueryEngine`` and the rest of LlamaIndex. Needs ``pip install 'funnel-retriever[llamaindex]'``.
 """
 
 from __future__ import annotations
