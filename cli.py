@@ -1155,10 +1155,7 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
 @click.pass_context
 def info(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a collection: points, dims, model, default plan, bytes on disk."""
-    from retriever.cli.display import print_info, print_json, spec_dict
-    from retriever.encoding.embedder import resolve_encoder
-    from retriever.query.fusion import calibrated_fusion
-    from retriever.retriever import (
+    from retriever.calibration.defaults import (
         adaptive_by_default,
         adaptive_rule_for,
         default_mode_for,
@@ -1166,6 +1163,9 @@ def info(ctx: click.Context, name: str, as_json: bool) -> None:
         fusion_for,
         query_encoder_for,
     )
+    from retriever.calibration.record import calibrated_fusion
+    from retriever.cli.display import print_info, print_json, spec_dict
+    from retriever.encoding.embedder import resolve_encoder
 
     with _catalog(ctx).open(name) as coll:
         details = coll.info()

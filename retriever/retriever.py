@@ -15,13 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from retriever.calibration.plans import calibrated_ef, calibrated_plan, search_ladder
+from retriever.calibration.defaults import (
+    adaptive_by_default,
+    adaptive_rule_for,
+    default_ef_for,
+    default_mode_for,
+    default_plan_for,
+    fusion_for,
+    query_encoder_for,
+)
 from retriever.encoding.embedder import Embedder
 from retriever.errors import BadInputError, InvalidPlanError, ModelMismatchError
-from retriever.query.adaptive import AdaptiveRule, AdaptiveSpec, scale_rule
+from retriever.query.adaptive import AdaptiveSpec
 from retriever.query.filters import PayloadFilter, parse_filter
-from retriever.query.fusion import FUSIONS, Fusion, calibrated_fusion, calibrated_mode, check_mode
-from retriever.query.plan import FunnelPlan, default_plan, parse_plan, validate_k
+from retriever.query.fusion import Fusion, check_mode
+from retriever.query.plan import FunnelPlan, parse_plan, validate_k
 from retriever.query.result import SearchResult
 from retriever.query.spec import QuerySpec
 from retriever.query.validation import bool_option, int_option, show_value, validate_queries
@@ -33,79 +41,22 @@ from retriever.store.paths import default_data_dir, validate_collection_name
 
 FilterSpec = PayloadFilter | Mapping[str, Any] | None
 
+
 def _plan_given(plan: Any) -> bool:
     return plan is not None and not (isinstance(plan, str) and not plan.strip())
 
 
-def default_plan_for(collection: Collection, k: int) -> FunnelPlan:
-    """The collection's calibrated plan scaled to ``k`` when it has one, else the default rule."""
-    record = collection.calibration()
-    if record is None:
-        return default_plan(search_ladder(collection.spec), k)  # from the graph's dim (the coarsest by default)
-    return calibrated_plan(record, collection.spec.dims, k)
-
-
-def default_ef_for(collection: Collection, plan: FunnelPlan) -> int | None:
-    """The first-stage graph width calibrated with the collection's plan (``plan`` is that plan for
-    some k), or ``None``: the default rule (``max(128, shortlist)``)."""
-    record = collection.calibration()
-    return None if record is None else calibrated_ef(record, plan)
-
-
-def query_encoder_for(collection: Collection, encoder: str | None, device: str | None) -> str | None:
-    """The encoder for this collection's queries: ``encoder`` when given, else the one ``funnel
-    calibrate`` chose (on a CPU, when it is installed here), else ``None`` (the default: see
-    :func:`retriever.encoding.embedder.resolve_encoder`)."""
-    if encoder is not None and encoder != "auto":
-        return encoder
-    if device is not None and not device.startswith("cpu"):
-        return encoder
-    from retriever.encoding.names import available
-
-    section = (collection.calibration() or {}).get("encoder")
-    chosen = section.get("query") if isinstance(section, dict) else None
-    return chosen if isinstance(chosen, str) and available(chosen) else encoder
-
-
-def adaptive_rule_for(collection: Collection, k: int) -> AdaptiveRule | None:
-    """The collection's calibrated adaptive rule scaled to ``k``, or ``None`` (never calibrated for it)."""
-    record = collection.calibration() or {}
-    section = record.get("adaptive")
-    if not isinstance(section, dict):
-        return None
-    try:
-        return scale_rule(section, collection.spec.dims, k)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def adaptive_by_default(collection: Collection) -> bool:
-    """Whether searches without a plan run adaptively: the calibration measured adaptive faster."""
-    section = (collection.calibration() or {}).get("adaptive")
-    return isinstance(section, dict) and section.get("adaptive_pays") is True and adaptive_rule_for(collection, 10) is not None
-
-
-def default_mode_for(collection: Collection) -> str:
-    """``dense`` for a collection without a lexical index; with one, the mode its calibration chose
-    from judged queries (``funnel calibrate --qrels``), else ``hybrid`` (measured better in 3 of
-    the 4 data set × model pairs of benchmarks/results/hybrid/, see the README)."""
-    if not collection.spec.lexical:
-        return "dense"
-    return calibrated_mode(collection.calibration()) or "hybrid"
-
-
-def fusion_for(collection: Collection, fusion: str | Fusion | None) -> Fusion:
-    """A fusion by name (the calibrated parameters when calibration chose that method, else the
-    method's documented defaults), a :class:`Fusion` as given, or ``None`` → the calibrated one
-    (else the documented default)."""
-    if isinstance(fusion, Fusion):
-        return fusion
-    calibrated = calibrated_fusion(collection.calibration())
-    if fusion is None:
-        return calibrated or Fusion()
-    if not isinstance(fusion, str) or fusion not in FUSIONS:
-        raise InvalidPlanError(f"unknown fusion {fusion!r} (choose from {', '.join(FUSIONS)})")
-    return calibrated if calibrated is not None and calibrated.method == fusion else Fusion(fusion)
+def _check_combination(mode: str, plan_given: bool, exact: bool, adaptive: bool | None) -> None:
+    """Refuse options that contradict each other (:class:`InvalidPlanError`; see :meth:`Retriever.query_spec`)."""
+    if exact and plan_given:
+        raise InvalidPlanError("give a plan or exact=True, not both: an exact search has no funnel plan")
+    if adaptive and (exact or plan_given):
+        raise InvalidPlanError("give adaptive=True or a plan / exact=True, not both: adaptive search "
+                               "chooses its own depth")
+    if adaptive and mode != "dense":
+        raise InvalidPlanError(f"adaptive search is dense only, not {mode}: drop adaptive or use mode='dense'")
+    if mode == "lexical" and (exact or plan_given):
+        raise InvalidPlanError("a lexical search has no funnel plan: drop the plan / exact")
 
 
 def open_embedder(collection: Collection, model: str | None, device: str | None, encoder: str | None) -> Embedder:
@@ -230,11 +181,11 @@ class Retriever:
         ``plan`` and ``exact=True`` together are refused (:class:`InvalidPlanError`): an exact search
         has no funnel, so the plan would be silently ignored; so is ``adaptive=True`` with either.
         ``adaptive=None`` searches adaptively when neither is given and the collection's calibration
-        measured adaptive search faster (:func:`adaptive_by_default`); the result is then an
-        :class:`~retriever.adaptive.AdaptiveSpec`.
+        measured adaptive search faster (:func:`~retriever.calibration.defaults.adaptive_by_default`); the
+        result is then an :class:`~retriever.query.adaptive.AdaptiveSpec`.
 
         ``mode`` (see :mod:`retriever.query.fusion`): ``dense``, ``lexical`` or ``hybrid``; ``None`` → the
-        collection's default (:func:`default_mode_for`), or ``hybrid`` when a ``fusion`` is given.
+        collection's default (:func:`~retriever.calibration.defaults.default_mode_for`), or ``hybrid`` when a ``fusion`` is given.
         ``lexical`` and ``hybrid`` need a collection indexed with ``--lexical bm25``; ``fusion``
         (``union``, ``rrf``, ``dbsf`` or a :class:`~retriever.query.fusion.Fusion`) only applies to
         ``hybrid``; the ``plan`` (or ``exact``) of a hybrid search is the dense side's.
@@ -244,6 +195,25 @@ class Retriever:
         with_text = bool_option("with_text", with_text)
         if adaptive is not None:
             adaptive = bool_option("adaptive", adaptive)
+        mode = self._mode(mode, plan, exact, adaptive, fusion)
+        _check_combination(mode, _plan_given(plan), exact, adaptive)
+        where = parse_filter(filter)  # a mapping or a hand-built PayloadFilter, checked the same way
+        if mode == "lexical":
+            return QuerySpec(None, k, with_text, where, mode="lexical")
+        if mode == "hybrid":
+            chosen = fusion_for(self.collection, fusion)
+            dense = None if exact else self.plan(plan, chosen.plan_depth(k))
+            return QuerySpec(dense, k, with_text, where, hnsw_ef=self._ef(plan, dense), mode="hybrid", fusion=chosen)
+        if adaptive is None:
+            adaptive = not exact and not _plan_given(plan) and adaptive_by_default(self.collection)
+        if adaptive:
+            return self._adaptive_spec(k, with_text, where)
+        chosen_plan = None if exact else self.plan(plan, k)
+        return QuerySpec(chosen_plan, k, with_text, where, hnsw_ef=self._ef(plan, chosen_plan))
+
+    def _mode(self, mode: str | None, plan: Any, exact: bool, adaptive: bool | None, fusion: Any) -> str:
+        """The search mode asked for, else the default for these options and this collection; refused
+        (:class:`InvalidPlanError`) where the model, the fusion or the collection's index cannot run it."""
         if mode is None and isinstance(self.embedder, NoModel):
             mode = "lexical"  # opened without a model: BM25 is all it can run
         if mode is None:
@@ -259,33 +229,16 @@ class Retriever:
         if mode != "dense" and not self.collection.spec.lexical:
             raise InvalidPlanError(f"collection {self.name!r} has no lexical index, so no {mode} search: index it "
                                    "with --lexical bm25 (into a new collection)")
-        if exact and _plan_given(plan):
-            raise InvalidPlanError("give a plan or exact=True, not both: an exact search has no funnel plan")
-        if adaptive and (exact or _plan_given(plan)):
-            raise InvalidPlanError("give adaptive=True or a plan / exact=True, not both: adaptive search "
-                                   "chooses its own depth")
-        if adaptive and mode != "dense":
-            raise InvalidPlanError(f"adaptive search is dense only, not {mode}: drop adaptive or use mode='dense'")
-        if mode == "lexical" and (exact or _plan_given(plan)):
-            raise InvalidPlanError("a lexical search has no funnel plan: drop the plan / exact")
-        where = parse_filter(filter)  # a mapping or a hand-built PayloadFilter, checked the same way
-        if mode == "lexical":
-            return QuerySpec(None, k, with_text, where, mode="lexical")
-        if mode == "hybrid":
-            chosen = fusion_for(self.collection, fusion)
-            dense = None if exact else self.plan(plan, chosen.plan_depth(k))
-            return QuerySpec(dense, k, with_text, where, hnsw_ef=self._ef(plan, dense), mode="hybrid", fusion=chosen)
-        if adaptive is None:
-            adaptive = not exact and not _plan_given(plan) and adaptive_by_default(self.collection)
-        if adaptive:
-            rule = adaptive_rule_for(self.collection, k)
-            if rule is None:
-                raise InvalidPlanError(f"collection {self.name!r} has no adaptive calibration: run "
-                                       "funnel calibrate first")
-            deep = self.plan(None, k)
-            return AdaptiveSpec(deep, k, with_text, where, hnsw_ef=self._ef(None, deep), rule=rule)
-        chosen_plan = None if exact else self.plan(plan, k)
-        return QuerySpec(chosen_plan, k, with_text, where, hnsw_ef=self._ef(plan, chosen_plan))
+        return mode
+
+    def _adaptive_spec(self, k: int, with_text: bool, where: PayloadFilter | None) -> AdaptiveSpec:
+        """An adaptive search with the collection's calibrated rule and its plan as the deep pass."""
+        rule = adaptive_rule_for(self.collection, k)
+        if rule is None:
+            raise InvalidPlanError(f"collection {self.name!r} has no adaptive calibration: run "
+                                   "funnel calibrate first")
+        deep = self.plan(None, k)
+        return AdaptiveSpec(deep, k, with_text, where, hnsw_ef=self._ef(None, deep), rule=rule)
 
     def _ef(self, given: Any, plan: FunnelPlan | None) -> int | None:
         """The calibrated graph width for the collection's own plan; a given plan keeps the default rule."""

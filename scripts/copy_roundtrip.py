@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from retriever.calibration.defaults import default_plan_for  # noqa: E402
 from retriever.encoding.embedder import Embedder  # noqa: E402
 from retriever.ingest.beir import corpus_ids, load_split  # noqa: E402
-from retriever.retriever import default_plan_for  # noqa: E402
 from retriever.store.config import EngineConfig
 from retriever.store.copy import copy_collection  # noqa: E402
 from retriever.store.factory import open_catalog  # noqa: E402

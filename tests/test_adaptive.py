@@ -11,13 +11,14 @@ import pytest
 import retriever.calibration.adaptive as adaptive_calibrate
 import retriever.store.edge.collection as edge_store
 from retriever.calibration.adaptive import ALWAYS, NEVER, calibrate_adaptive, choose_threshold, recall_each
+from retriever.calibration.defaults import adaptive_by_default, adaptive_rule_for
 from retriever.calibration.plans import calibrate
+from retriever.calibration.record import scale_rule
 from retriever.errors import InvalidPlanError
-from retriever.query.adaptive import AdaptiveRule, AdaptiveSpec, first_plan, scale_rule, settle_signal
+from retriever.query.adaptive import AdaptiveRule, AdaptiveSpec, first_plan, settle_signal
 from retriever.query.plan import parse_plan
 from retriever.query.result import Depth, SearchResult, plan_depth
 from retriever.query.spec import QuerySpec
-from retriever.retriever import adaptive_by_default, adaptive_rule_for
 from retriever.search import search_each
 from retriever.store.base import PointBatch
 from retriever.store.edge.catalog import EdgeCatalog

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from conftest import make_beir
 
 from cli import main
-from retriever.calibration.plans import calibrate, calibrated_plan, candidate_plans, plan_cost
+from retriever.calibration.plans import calibrate, candidate_plans, plan_cost
+from retriever.calibration.record import calibrated_plan
 from retriever.calibration.timing import Latency, time_each
 from retriever.errors import CorpusError, ModelMismatchError
 from retriever.ingest.beir import check_layout, load_split

@@ -142,8 +142,10 @@ def test_calibration_narrows_the_graph_search_and_searches_use_it(tmp_path, grap
     shortlist suffices, so the default width is far wider than needed."""
     from types import SimpleNamespace
 
-    from retriever.calibration.plans import EF_STEPS, calibrate, calibrated_ef
-    from retriever.retriever import Retriever, default_ef_for, default_plan_for
+    from retriever.calibration.defaults import default_ef_for, default_plan_for
+    from retriever.calibration.plans import EF_STEPS, calibrate
+    from retriever.calibration.record import calibrated_ef
+    from retriever.retriever import Retriever
     from retriever.store.spec import MIN_HNSW_EF
 
     catalog = EdgeCatalog(tmp_path / "data")

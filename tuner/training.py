@@ -231,6 +231,57 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     require_tune_extra()
     _check_config(config)
     _check_output(config)
+    data = _training_data(config, log)
+    train = data.train
+    embedder = Embedder(config.base_model, device=config.device, encoder="torch")
+    model = embedder.model
+    dims = list(parse_ladder(config.dims, embedder.dim))
+    best_dim = config.best_dim or dims[0]
+    if best_dim not in dims:
+        raise TuneError(f"--best-dim {best_dim} is not one of the dims {dims}")
+    _log_pairs(log, data.report, len(train), data.eval_data)
+    truncated = count_truncated(model, train)
+    if truncated:
+        log(f"warning: {truncated:,} training texts are longer than the model's {model.max_seq_length} tokens "
+            "and are truncated in training")
+
+    evaluator = MatryoshkaIREvaluator(data.eval_data, dims, best_dim)
+    log(f"baseline: evaluating {embedder.name} at dims {dims} on {data.eval_data.name} …")
+    baseline = evaluator.ndcg_by_dim(evaluator(model))
+    guard = MatryoshkaIREvaluator(data.guard_data, dims, best_dim) if data.guard_data else None
+    guard_baseline = guard.ndcg_by_dim(guard(model)) if guard else None
+
+    if config.hard_negatives and not data.report.has_negative:
+        log(f"mining {config.hard_negatives} hard negative(s) per pair …")
+        train = mine_negatives(train, model, config.hard_negatives, batch_size=64)
+
+    if config.overwrite and not config.resume and config.output.exists():
+        shutil.rmtree(config.output)
+    log(f"training on {embedder.device}: {len(train):,} pairs, {config.epochs} epoch(s), batch {config.batch_size}, "
+        f"lr {config.lr}, loss MatryoshkaLoss({config.loss}) …")
+    trainer, timer = _train(model, train, evaluator, config, embedder.device, dims)
+    tuned = _best_ndcg(trainer, evaluator, model, log)
+    guard_tuned = guard.ndcg_by_dim(guard(model)) if guard else None
+    result = _result(config, embedder, dims, data, len(train), trainer, timer, truncated,
+                     (baseline, tuned, guard_baseline, guard_tuned))
+    _save(model, result, config)
+    return result
+
+
+@dataclass(frozen=True)
+class _TrainingData:
+    """The pairs to train on (replayed ones mixed in), the eval and guard sets, and what was read."""
+
+    report: PairReport
+    train: Any
+    eval_data: Any
+    guard_data: Any | None
+    replay: dict[str, Any] | None
+
+
+def _training_data(config: TuneConfig, log: Any) -> _TrainingData:
+    """Read the pairs (and mix in the replayed ones), and the eval set (given, or split off the pairs)
+    and the guard set."""
     pairs, report = load_pairs(config.train, config.columns)
     replay = None
     if config.replay is not None:
@@ -244,46 +295,28 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     else:
         train, eval_data = split_pairs(pairs, config.eval_split, config.seed)
     guard_data = beir_ir_data(config.guard, "test", name="guard") if config.guard else None
-    embedder = Embedder(config.base_model, device=config.device, encoder="torch")
-    model = embedder.model
-    dims = list(parse_ladder(config.dims, embedder.dim))
-    best_dim = config.best_dim or dims[0]
-    if best_dim not in dims:
-        raise TuneError(f"--best-dim {best_dim} is not one of the dims {dims}")
-    _log_pairs(log, report, len(train), eval_data)
-    truncated = count_truncated(model, train)
-    if truncated:
-        log(f"warning: {truncated:,} training texts are longer than the model's {model.max_seq_length} tokens "
-            "and are truncated in training")
+    return _TrainingData(report, train, eval_data, guard_data, replay)
 
-    evaluator = MatryoshkaIREvaluator(eval_data, dims, best_dim)
-    log(f"baseline: evaluating {embedder.name} at dims {dims} on {eval_data.name} …")
-    baseline = evaluator.ndcg_by_dim(evaluator(model))
-    guard = MatryoshkaIREvaluator(guard_data, dims, best_dim) if guard_data else None
-    guard_baseline = guard.ndcg_by_dim(guard(model)) if guard else None
 
-    if config.hard_negatives and not report.has_negative:
-        log(f"mining {config.hard_negatives} hard negative(s) per pair …")
-        train = mine_negatives(train, model, config.hard_negatives, batch_size=64)
-
-    if config.overwrite and not config.resume and config.output.exists():
-        shutil.rmtree(config.output)
-    log(f"training on {embedder.device}: {len(train):,} pairs, {config.epochs} epoch(s), batch {config.batch_size}, "
-        f"lr {config.lr}, loss MatryoshkaLoss({config.loss}) …")
-    trainer, timer = _train(model, train, evaluator, config, embedder.device, dims)
-    tuned = _best_ndcg(trainer, evaluator, model, log)
-    guard_tuned = guard.ndcg_by_dim(guard(model)) if guard else None
-    samples = min(timer.steps * config.batch_size, len(train) * config.epochs)  # this run's steps (not resumed ones)
-    result = TuneResult(
+def _result(config: TuneConfig, embedder: Embedder, dims: list[int], data: _TrainingData, trained: int,
+            trainer: Any, timer: Any, truncated: int,
+            ndcg: tuple[dict[int, float], dict[int, float], dict[int, float] | None, dict[int, float] | None],
+            ) -> TuneResult:
+    """The report of a run: ``ndcg`` is (baseline, tuned, guard baseline, guard tuned) per dim;
+    ``trained`` the pairs trained on."""
+    baseline, tuned, guard_baseline, guard_tuned = ndcg
+    report, replay = data.report, data.replay
+    samples = min(timer.steps * config.batch_size, trained * config.epochs)  # this run's steps (not resumed ones)
+    return TuneResult(
         output=str(config.output),
         base_model=embedder.name,
         dims=dims,
         device=embedder.device,
-        pairs=asdict(report) | {"train": len(train)},
-        eval_set=eval_data.name,
+        pairs=asdict(report) | {"train": trained},
+        eval_set=data.eval_data.name,
         baseline=baseline,
         tuned=tuned,
-        guard_set=guard_data.name if guard_data else None,
+        guard_set=data.guard_data.name if data.guard_data else None,
         guard_baseline=guard_baseline,
         guard_tuned=guard_tuned,
         train_seconds=timer.seconds,
@@ -298,8 +331,6 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
             "replay": config.replay, "replayed": (replay or {}).get("replayed", 0),
         }],
     )
-    _save(model, result, config)
-    return result
 
 
 def _train(model: Any, train: Any, evaluator: MatryoshkaIREvaluator, config: TuneConfig, device: str,

@@ -148,6 +148,9 @@ def require_plotting() -> None:
         raise MissingExtraError("funnel bench (its PNG plots)", "matplotlib", "bench")
 
 
+MARKERS = {"exact": "o", "hnsw": "^", "funnel": "*", "lexical": "s", "hybrid": "D", "bm25s": "x"}
+
+
 def plot(results: dict[str, Any], out: Path) -> list[Path]:
     """NDCG@k vs bytes per vector and vs p50 latency: one point per dim / plan / quantization.
 
@@ -158,52 +161,21 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
     k = results["k"]
-    first_quant = {m["model"]: m["variants"][0]["quantization"] for m in results["models"]}
-    points = [  # a later quantization variant adds only its quantized dims and its plans
-        r for r in rows(results)
-        if r["kind"] in ("plan", "lexical", "hybrid", "bm25s") or r["quantization"] == first_quant.get(r["model_path"], r["quantization"])
-        or r["bytes_per_vector"] < 4 * int(r["search"].split()[1])
-    ]
+    points = _plotted(results)
     models = list(dict.fromkeys(r["model"] for r in points))
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
-    markers = {"exact": "o", "hnsw": "^", "funnel": "*", "lexical": "s", "hybrid": "D", "bm25s": "x"}
     written = []
     for name, x_label in ((PLOTS[0], "bytes per vector scored (log)"),
                           (PLOTS[1], "p50 latency per query, ms (engine only, log)")):
         fig, ax = plt.subplots(figsize=(9, 5.5))
         for r in points:
-            kind = r["search"].split()[0]
             x = r["bytes_per_vector"] if name == PLOTS[0] else r["latency_ms"]["p50"]
             if not x:
                 continue  # no vectors scored (the independent BM25 baseline): no place on a log axis
-            y = r[f"ndcg@{k}"]
-            hollow = r["quantization"] != "none"
-            if kind == "bm25s":  # an unfilled marker: one colour
-                ax.scatter([x], [y], marker=markers[kind], s=45, c=[colours[r["model"]]])
-            else:
-                ax.scatter([x], [y], marker=markers[kind], s=110 if kind == "funnel" else 45,
-                           facecolors="none" if hollow else [colours[r["model"]]], edgecolors=[colours[r["model"]]])
-            if kind in ("lexical", "hybrid", "bm25s"):
-                text = r["plan_label"]
-            elif kind == "funnel":
-                text = r["plan_label"] if r["plan_label"] != "given" else r["plan"]
-            elif (kind == "exact" and not hollow) or (kind == "hnsw" and hollow):
-                text = r["search"].split()[1]
-            else:
-                continue
-            ax.annotate(text + (f" {r['quantization']}" if hollow else ""), (x, y), fontsize=7,
-                        xytext=(4, -11 if hollow else 4), textcoords="offset points")
-        handles = [Line2D([], [], color=colours[m], marker="s", linestyle="", label=m) for m in models]
-        kinds = {r["search"].split()[0] for r in points}
-        handles += [Line2D([], [], color="grey", marker=mk, linestyle="", label=f"{kind} (dim alone)"
-                           if kind in ("exact", "hnsw") else "funnel plan" if kind == "funnel" else kind)
-                    for kind, mk in markers.items() if kind in kinds]
-        handles.append(Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="",
-                              label="int8 (hollow)"))
-        ax.legend(handles=handles, fontsize=7, loc="lower right")
+            _plot_point(ax, r, x, r[f"ndcg@{k}"], colours[r["model"]])
+        ax.legend(handles=_legend(points, models, colours), fontsize=7, loc="lower right")
         ax.set_xscale("log")
         ax.set_xlabel(x_label)
         ax.set_ylabel(f"NDCG@{k}")
@@ -216,3 +188,48 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _plotted(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows plotted: a later quantization variant adds only its quantized dims and its plans."""
+    first_quant = {m["model"]: m["variants"][0]["quantization"] for m in results["models"]}
+    return [
+        r for r in rows(results)
+        if r["kind"] in ("plan", "lexical", "hybrid", "bm25s") or r["quantization"] == first_quant.get(r["model_path"], r["quantization"])
+        or r["bytes_per_vector"] < 4 * int(r["search"].split()[1])
+    ]
+
+
+def _plot_point(ax: Any, r: dict[str, Any], x: float, y: float, colour: Any) -> None:
+    """One row's marker (hollow: quantized) and, for the rows worth naming, its label."""
+    kind = r["search"].split()[0]
+    hollow = r["quantization"] != "none"
+    if kind == "bm25s":  # an unfilled marker: one colour
+        ax.scatter([x], [y], marker=MARKERS[kind], s=45, c=[colour])
+    else:
+        ax.scatter([x], [y], marker=MARKERS[kind], s=110 if kind == "funnel" else 45,
+                   facecolors="none" if hollow else [colour], edgecolors=[colour])
+    if kind in ("lexical", "hybrid", "bm25s"):
+        text = r["plan_label"]
+    elif kind == "funnel":
+        text = r["plan_label"] if r["plan_label"] != "given" else r["plan"]
+    elif (kind == "exact" and not hollow) or (kind == "hnsw" and hollow):
+        text = r["search"].split()[1]
+    else:
+        return
+    ax.annotate(text + (f" {r['quantization']}" if hollow else ""), (x, y), fontsize=7,
+                xytext=(4, -11 if hollow else 4), textcoords="offset points")
+
+
+def _legend(points: list[dict[str, Any]], models: list[str], colours: dict[str, Any]) -> list[Any]:
+    """Legend entries: each model's colour, each kind of search plotted, and the hollow int8 marker."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[m], marker="s", linestyle="", label=m) for m in models]
+    kinds = {r["search"].split()[0] for r in points}
+    handles += [Line2D([], [], color="grey", marker=mk, linestyle="", label=f"{kind} (dim alone)"
+                       if kind in ("exact", "hnsw") else "funnel plan" if kind == "funnel" else kind)
+                for kind, mk in MARKERS.items() if kind in kinds]
+    handles.append(Line2D([], [], color="grey", marker="o", markerfacecolor="none", linestyle="",
+                          label="int8 (hollow)"))
+    return handles

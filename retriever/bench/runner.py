@@ -25,13 +25,8 @@ from retriever.bench.memory import measure_collection_memory, save_queries
 from retriever.calibration.adaptive import calibrate_adaptive
 from retriever.calibration.fusion import calibrate_fusion
 from retriever.calibration.judge import Judge
-from retriever.calibration.plans import (
-    DEFAULT_SAMPLE,
-    DEFAULT_TARGET,
-    calibrate,
-    calibrated_plan,
-    recall_against,
-)
+from retriever.calibration.plans import DEFAULT_SAMPLE, DEFAULT_TARGET, calibrate, recall_against
+from retriever.calibration.record import PlanPart
 from retriever.calibration.timing import DEFAULT_WARMUP, Latency, time_each
 from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
 from retriever.errors import BadInputError
@@ -198,37 +193,61 @@ def bench_variant(
     rows = [{dim: m[i : i + 1] for dim, m in queries.items()} for i in range(n)]
     exact, exact_latency = _measure(rows, lambda q: collection.search(q, None, k, with_text=False),
                                     config, progress, f"{spec.name}: exact {spec.top_dim}")
+    n_points = collection.count()
+    per_dim = _bench_dims(collection, judge, rows, (exact, exact_latency), config, progress)
+    per_plan, calibrated = _bench_plans(collection, judge, queries, rows, plans, exact, config, progress)
+    variant = {"quantization": spec.quantization, "collection": spec.name, "points": n_points,
+               "disk_bytes": collection.disk_bytes(), "dims": per_dim, "plans": per_plan}
+    if config.modes:
+        saved = PlanPart(plan=str(calibrated["plan"]), k=k) if calibrated else None
+
+        def plan_for(depth: int) -> FunnelPlan:
+            return saved.scaled(spec.dims, depth) if saved else default_plan(spec.dims, depth)
+
+        variant["modes"] = bench_modes(collection, judge, queries, texts, plan_for, exact, config, progress,
+                                       fusion_queries)
+    return variant
+
+
+def _bench_dims(collection: Collection, judge: Judge, rows: list[dict[int, np.ndarray]],
+                exact: tuple[list[list[Hit]], Latency], config: BenchConfig,
+                progress: BenchProgress) -> list[dict[str, Any]]:
+    """Each dim searched alone, exactly and through its graph (``exact``: the top dim's exact run, reused)."""
+    spec, k = collection.spec, config.k
     per_dim = []
     vector_bytes = collection.vector_disk_bytes()
-    n_points = collection.count()
     for dim in spec.dims:  # disk bytes: None where the engine cannot say (a server)
         entry: dict[str, Any] = {"dim": dim, "stored_bytes_per_vector": stored_bytes_per_vector(spec, dim),
                                  "disk_bytes": vector_bytes.get(dim),
                                  "hnsw_is_full_scan": collection.hnsw_is_full_scan(dim)}
         for mode in ("exact", "hnsw"):
             if mode == "exact" and dim == spec.top_dim:
-                hits, latency = exact, exact_latency
+                hits, latency = exact
             else:
                 def search_dim(q: dict[int, np.ndarray], dim: int = dim, mode: str = mode) -> list[list[Hit]]:
                     return collection.search_at(q[dim], dim, k, exact=mode == "exact")
 
                 hits, latency = _measure(rows, search_dim, config, progress, f"{spec.name}: {mode} {dim}")
             entry[mode] = {"bytes_per_vector": bytes_per_vector(spec, [dim], exact=mode == "exact")} | _row(
-                judge, hits, latency, exact, k)
+                judge, hits, latency, exact[0], k)
         per_dim.append(entry)
+    return per_dim
+
+
+def _bench_plans(collection: Collection, judge: Judge, queries: dict[int, np.ndarray],
+                 rows: list[dict[int, np.ndarray]], plans: list[tuple[str, FunnelPlan | None]],
+                 exact: list[list[Hit]], config: BenchConfig,
+                 progress: BenchProgress) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A row per plan (``auto`` and ``adaptive`` calibrated here, once, on a sample of the queries);
+    returns the rows and that calibration (empty when neither was asked for)."""
+    spec, k = collection.spec, config.k
     per_plan = []
     sample = {dim: m[:DEFAULT_SAMPLE] for dim, m in queries.items()}
     calibrated: dict[str, Any] = {}
     for label, given in plans:
         extra: dict[str, Any] = {}
         if given is None and not calibrated:  # auto and adaptive: calibrate on a sample of the queries
-            cal = calibrate(collection, sample, k, config.target, reference=exact[:DEFAULT_SAMPLE], timed=True)
-            calibrated = {"plan": cal.plan, "hnsw_ef": cal.hnsw_ef, "calibration": {
-                "target": cal.target, "met": cal.met, "queries": cal.queries, "recall_vs_exact": cal.recall,
-                "hnsw_ef": cal.hnsw_ef, "plans_tried": len(cal.tried)}}
-            if not cal.met:
-                progress.note(f"auto: no candidate plan reached recall {cal.target} on {spec.name}; "
-                              f"the best one ({cal.plan}) reached {cal.recall:.3f}")
+            calibrated = _calibrate_sample(collection, sample, exact, config, progress)
         plan: FunnelPlan = given or calibrated["plan"]
         ef = None if given is not None else calibrated["hnsw_ef"]
         query_spec = QuerySpec(plan, k, with_text=False, hnsw_ef=ef)
@@ -248,17 +267,19 @@ def bench_variant(
         per_plan.append({"plan": str(plan), "label": label,
                          "bytes_per_vector": bytes_per_vector(spec, [s.dim for s in plan.stages])}
                         | _row(judge, hits, latency, exact, k) | extra)
-    variant = {"quantization": spec.quantization, "collection": spec.name, "points": n_points,
-               "disk_bytes": collection.disk_bytes(), "dims": per_dim, "plans": per_plan}
-    if config.modes:
-        record = {"plan": str(calibrated["plan"]), "k": k} if calibrated else None
+    return per_plan, calibrated
 
-        def plan_for(depth: int) -> FunnelPlan:
-            return calibrated_plan(record, spec.dims, depth) if record else default_plan(spec.dims, depth)
 
-        variant["modes"] = bench_modes(collection, judge, queries, texts, plan_for, exact, config, progress,
-                                       fusion_queries)
-    return variant
+def _calibrate_sample(collection: Collection, sample: dict[int, np.ndarray], exact: list[list[Hit]],
+                      config: BenchConfig, progress: BenchProgress) -> dict[str, Any]:
+    """The plan (and graph width) calibrated on the sample, and what a row reports of the calibration."""
+    cal = calibrate(collection, sample, config.k, config.target, reference=exact[:DEFAULT_SAMPLE], timed=True)
+    if not cal.met:
+        progress.note(f"auto: no candidate plan reached recall {cal.target} on {collection.spec.name}; "
+                      f"the best one ({cal.plan}) reached {cal.recall:.3f}")
+    return {"plan": cal.plan, "hnsw_ef": cal.hnsw_ef, "calibration": {
+        "target": cal.target, "met": cal.met, "queries": cal.queries, "recall_vs_exact": cal.recall,
+        "hnsw_ef": cal.hnsw_ef, "plans_tried": len(cal.tried)}}
 
 
 @dataclass(frozen=True)
@@ -361,54 +382,67 @@ def run_bench(config: BenchConfig, catalog: Catalog, progress: BenchProgress | N
         "models": [],
     }
     for model in config.models:
-        embedder = Embedder(model, device=config.device)
-        lexical = "bm25" if config.modes else None
-        base = build_spec("bench", embedder, config.dims, None, None, Layout(hnsw_all_dims=True, lexical=lexical))
-        plans = _plans(config, base)  # bad plans fail here, before any indexing
-        primary = bench_collection_name(base, config.quantizations[0], config.data)
-        indexed = index_corpus(catalog, primary, [config.data], embedder, config.dims, progress=progress.index(),
-                               layout=Layout(quantization=config.quantizations[0], hnsw_all_dims=True,
-                                             lexical=lexical))
-        changed = indexed.unchanged != indexed.chunks
-        if not changed:
-            progress.note(f"reused collection {primary} ({indexed.points:,} points, nothing re-encoded)")
-        vectors = embedder.encode(texts, base.dims)
-        _, encode_latency = time_each(lambda t: embedder.encode([t], base.dims), texts[:ENCODE_SAMPLE],
-                                      warmup=min(config.warmup, 5), on_done=progress.step("encode queries", min(len(texts), ENCODE_SAMPLE)))
-        fusion_queries = None
-        if config.fusion_split is not None:
-            fusion_queries = judged_queries(config, embedder, base.dims)
-        names = [primary]
-        with catalog.open(primary) as source:
-            if config.modes and "baseline" not in results:
-                results["baseline"] = baseline_row(source, judge, texts, config, progress)
-            for quantization in config.quantizations[1:]:
-                name = bench_collection_name(base, quantization, config.data)
-                prepare_variant(catalog, source, name, quantization, changed, progress)
-                names.append(name)
-        entry: dict[str, Any] = {
-            "model": embedder.name, "fingerprint": embedder.fingerprint, "model_dim": embedder.dim,
-            "dims": list(base.dims), "device": embedder.device, "index_seconds": indexed.seconds,
-            "reused_index": not changed, "points": indexed.points,
-            "query_encode_ms": {key: getattr(encode_latency, key) for key in ("p50", "p95", "p99", "mean")},
-            "variants": [],
-        }
-        for name in names:
-            with catalog.open(name) as collection:
-                variant = bench_variant(collection, judge, vectors, plans, config, progress, texts, fusion_queries)
-            local_dir = catalog.local_dir  # None on a server: its memory is the server's, not measurable here
-            if config.memory and local_dir is not None:
-                default = next((p for p in variant["plans"] if p["label"] == DEFAULT), variant["plans"][0])
-                queries_file = local_dir / "collections" / f".bench-queries-{name}.npz"
-                save_queries(queries_file, vectors)
-                try:
-                    variant["memory"] = measure_collection_memory(
-                        local_dir, name, queries_file, f"plan:{default['plan']}:auto")
-                finally:
-                    queries_file.unlink(missing_ok=True)
-            entry["variants"].append(variant)
-        results["models"].append(entry)
+        results["models"].append(_bench_model(model, config, catalog, progress, judge, texts, results))
     return results
+
+
+def _bench_model(model: str, config: BenchConfig, catalog: Catalog, progress: BenchProgress, judge: Judge,
+                 texts: list[str], results: dict[str, Any]) -> dict[str, Any]:
+    """One model's entry: index the corpus (or reuse it), make each quantization's copy, and measure
+    every variant; the first model with ``--modes`` adds the BM25 baseline to ``results``."""
+    embedder = Embedder(model, device=config.device)
+    lexical = "bm25" if config.modes else None
+    base = build_spec("bench", embedder, config.dims, None, None, Layout(hnsw_all_dims=True, lexical=lexical))
+    plans = _plans(config, base)  # bad plans fail here, before any indexing
+    primary = bench_collection_name(base, config.quantizations[0], config.data)
+    indexed = index_corpus(catalog, primary, [config.data], embedder, config.dims, progress=progress.index(),
+                           layout=Layout(quantization=config.quantizations[0], hnsw_all_dims=True,
+                                         lexical=lexical))
+    changed = indexed.unchanged != indexed.chunks
+    if not changed:
+        progress.note(f"reused collection {primary} ({indexed.points:,} points, nothing re-encoded)")
+    vectors = embedder.encode(texts, base.dims)
+    _, encode_latency = time_each(lambda t: embedder.encode([t], base.dims), texts[:ENCODE_SAMPLE],
+                                  warmup=min(config.warmup, 5), on_done=progress.step("encode queries", min(len(texts), ENCODE_SAMPLE)))
+    fusion_queries = None
+    if config.fusion_split is not None:
+        fusion_queries = judged_queries(config, embedder, base.dims)
+    names = [primary]
+    with catalog.open(primary) as source:
+        if config.modes and "baseline" not in results:
+            results["baseline"] = baseline_row(source, judge, texts, config, progress)
+        for quantization in config.quantizations[1:]:
+            name = bench_collection_name(base, quantization, config.data)
+            prepare_variant(catalog, source, name, quantization, changed, progress)
+            names.append(name)
+    entry: dict[str, Any] = {
+        "model": embedder.name, "fingerprint": embedder.fingerprint, "model_dim": embedder.dim,
+        "dims": list(base.dims), "device": embedder.device, "index_seconds": indexed.seconds,
+        "reused_index": not changed, "points": indexed.points,
+        "query_encode_ms": {key: getattr(encode_latency, key) for key in ("p50", "p95", "p99", "mean")},
+        "variants": [],
+    }
+    for name in names:
+        with catalog.open(name) as collection:
+            variant = bench_variant(collection, judge, vectors, plans, config, progress, texts, fusion_queries)
+        local_dir = catalog.local_dir  # None on a server: its memory is the server's, not measurable here
+        if config.memory and local_dir is not None:
+            variant["memory"] = _variant_memory(local_dir, name, variant, vectors)
+        entry["variants"].append(variant)
+    return entry
+
+
+def _variant_memory(local_dir: Path, name: str, variant: dict[str, Any],
+                    vectors: dict[int, np.ndarray]) -> dict[str, Any]:
+    """The memory of collection ``name`` searched with the variant's default plan (or its first one), in
+    a process of its own (:func:`~retriever.bench.memory.measure_collection_memory`)."""
+    default = next((p for p in variant["plans"] if p["label"] == DEFAULT), variant["plans"][0])
+    queries_file = local_dir / "collections" / f".bench-queries-{name}.npz"
+    save_queries(queries_file, vectors)
+    try:
+        return measure_collection_memory(local_dir, name, queries_file, f"plan:{default['plan']}:auto")
+    finally:
+        queries_file.unlink(missing_ok=True)
 
 
 def judged_queries(config: BenchConfig, embedder: Embedder, dims: tuple[int, ...]) -> JudgedQueries:

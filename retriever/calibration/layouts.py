@@ -20,13 +20,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from retriever.calibration.adaptive import AdaptiveCalibration, calibrate_adaptive
 from retriever.calibration.plans import DEFAULT_TARGET, Calibration, calibrate, recall_against
+from retriever.calibration.record import CalibrationRecord, LayoutsPart
 from retriever.calibration.timing import time_each
 from retriever.errors import BadInputError, InPlaceUnsupportedError, InvalidLayoutError
 from retriever.query.plan import FunnelPlan, validate_k
@@ -153,73 +154,118 @@ def calibrate_layouts(
     replace a collection in place. Nothing is left of the scratch collections otherwise, whatever
     happens (an error or Ctrl-C mid-way included); the source is only read.
     """
+    n = _check_options(catalog, source, layouts, queries, k, target, keep_chosen)
+    catalog.clear_stale_scratch(source.spec.name)
+    if reference is None:
+        reference = source.search(queries, None, k, with_text=False)
+    trials = _Trials(catalog, source, queries, k, target, reference, verify_sample, keep_chosen)
+    trials.measure_current(current_plan, current_ef)
+    if on_trial is not None:
+        on_trial(trials.current)
+    try:
+        for layout in layouts:
+            if not layout.same_as(source.spec):
+                trial = trials.measure(layout)
+                if on_trial is not None:
+                    on_trial(trial)
+        return trials.result(n)
+    finally:
+        trials.drop_kept()  # after an error or interrupt before the result was handed over: nothing is kept
+
+
+def _check_options(catalog: Catalog, source: Collection, layouts: Sequence[LayoutChoice],
+                   queries: dict[int, np.ndarray], k: int, target: float, keep_chosen: bool) -> int:
+    """Refuse bad options before any work (:class:`BadInputError`, :class:`InvalidLayoutError`,
+    :class:`InPlaceUnsupportedError`); returns the number of queries."""
     validate_k(k)
     if not 0 < target <= 1:
         raise BadInputError(f"invalid recall target {target}: use a number in (0, 1]")
     if not layouts:
         raise InvalidLayoutError("no layout to try: give auto or DIM:QUANTIZATION,…")
-    name = source.spec.name
     for layout in layouts:
         layout.apply_to(source.spec)  # InvalidLayoutError before any work
     if keep_chosen:
-        check_apply(catalog, name)
+        check_apply(catalog, source.spec.name)
     n = len(next(iter(queries.values())))
     if n == 0:
         raise BadInputError("calibration needs at least one query")
-    catalog.clear_stale_scratch(name)
-    if reference is None:
-        reference = source.search(queries, None, k, with_text=False)
+    return n
 
-    if current_plan is None:
-        own = calibrate(source, queries, k, target, reference=reference, timed=True)
-        current_plan, current_ef = own.plan, own.hnsw_ef
-    recall = recall_against(source.search(queries, current_plan, k, with_text=False, hnsw_ef=current_ef), reference, k)
-    current = LayoutTrial(str(LayoutChoice.of(source.spec)), True, str(current_plan), recall,
-                          recall >= target - 1e-12, _p50(source, queries, current_plan, k, current_ef), None,
-                          source.disk_bytes(), current_ef)
-    trials = [current]
-    if on_trial is not None:
-        on_trial(current)
-    calibrations: dict[int, Calibration] = {}
+
+@dataclass
+class _Trials:
+    """The layout trials of one :func:`calibrate_layouts` run: the measurements so far and, with
+    ``keep_chosen``, the scratch collection of the best new layout so far (``kept``), which is dropped
+    as soon as another beats it, and by :meth:`drop_kept` unless :meth:`result` handed it over."""
+
+    catalog: Catalog
+    source: Collection
+    queries: dict[int, np.ndarray]
+    k: int
+    target: float
+    reference: list[list[Hit]]
+    verify_sample: int
+    keep_chosen: bool
+    trials: list[LayoutTrial] = field(default_factory=list)
+    calibrations: dict[int, Calibration] = field(default_factory=dict)
     kept: tuple[LayoutTrial, Catalog, str] | None = None
-    try:
-        for layout in layouts:
-            if layout.same_as(source.spec):
-                continue
-            scratch, scratch_name = catalog.scratch(name)
-            try:
-                trial, result = _trial(source, layout, scratch, scratch_name, queries, k, target, reference,
-                                       verify_sample)
-                trials.append(trial)
-                calibrations[id(trial)] = result
-                best = choose([t for t in trials if not t.current] + [_never(current)])
-                if keep_chosen and best is trial:
-                    if kept is not None:
-                        catalog.discard_scratch(kept[1], kept[2])
-                    kept = (trial, scratch, scratch_name)
-                else:
-                    catalog.discard_scratch(scratch, scratch_name)
-            except BaseException:
-                if kept is None or kept[1] is not scratch:
-                    catalog.discard_scratch(scratch, scratch_name)
-                raise
-            if on_trial is not None:
-                on_trial(trial)
-        chosen = choose(trials)
-        out = LayoutCalibration(k, target, n, trials, chosen, calibrations.get(id(chosen)))
-        if kept is not None and kept[0] is chosen:
+
+    @property
+    def current(self) -> LayoutTrial:
+        return self.trials[0]
+
+    def measure_current(self, plan: FunnelPlan | None, ef: int | None) -> None:
+        """Measure the source's own layout in place, with ``plan`` (and graph width ``ef``) when
+        known, else with the plan calibrated on it here."""
+        source, queries, k = self.source, self.queries, self.k
+        if plan is None:
+            own = calibrate(source, queries, k, self.target, reference=self.reference, timed=True)
+            plan, ef = own.plan, own.hnsw_ef
+        recall = recall_against(source.search(queries, plan, k, with_text=False, hnsw_ef=ef), self.reference, k)
+        self.trials.append(LayoutTrial(str(LayoutChoice.of(source.spec)), True, str(plan), recall,
+                                       recall >= self.target - 1e-12, _p50(source, queries, plan, k, ef), None,
+                                       source.disk_bytes(), ef))
+
+    def measure(self, layout: LayoutChoice) -> LayoutTrial:
+        """Build, verify, calibrate and time ``layout`` in a scratch collection, kept only while it is
+        the best new layout with ``keep_chosen``."""
+        scratch, scratch_name = self.catalog.scratch(self.source.spec.name)
+        try:
+            trial, result = _trial(self.source, layout, scratch, scratch_name, self.queries, self.k, self.target,
+                                   self.reference, self.verify_sample)
+            self.trials.append(trial)
+            self.calibrations[id(trial)] = result
+            best = choose([t for t in self.trials if not t.current] + [_never(self.current)])
+            if self.keep_chosen and best is trial:
+                self.drop_kept()
+                self.kept = (trial, scratch, scratch_name)
+            else:
+                self.catalog.discard_scratch(scratch, scratch_name)
+        except BaseException:
+            if self.kept is None or self.kept[1] is not scratch:
+                self.catalog.discard_scratch(scratch, scratch_name)
+            raise
+        return trial
+
+    def result(self, queries: int) -> LayoutCalibration:
+        """The choice; the chosen layout's kept collection (its adaptive search calibrated) is handed over."""
+        chosen = choose(self.trials)
+        out = LayoutCalibration(self.k, self.target, queries, self.trials, chosen, self.calibrations.get(id(chosen)))
+        if self.kept is not None and self.kept[0] is chosen:
             assert out.calibration is not None
-            with kept[1].open(kept[2]) as built:
-                out.adaptive = calibrate_adaptive(built, queries, out.calibration.plan, reference, target,
-                                                  fixed_ef=out.calibration.hnsw_ef)
-            out.built = (kept[1], kept[2])
-        elif kept is not None:
-            catalog.discard_scratch(kept[1], kept[2])
-        kept = None
+            _, scratch, scratch_name = self.kept
+            with scratch.open(scratch_name) as built:
+                out.adaptive = calibrate_adaptive(built, self.queries, out.calibration.plan, self.reference,
+                                                  self.target, fixed_ef=out.calibration.hnsw_ef)
+            out.built = (scratch, scratch_name)
+            self.kept = None
         return out
-    finally:
-        if kept is not None:  # an error or interrupt before the result was handed over
-            catalog.discard_scratch(kept[1], kept[2])
+
+    def drop_kept(self) -> None:
+        """Remove the kept scratch collection, if any."""
+        if self.kept is not None:
+            self.catalog.discard_scratch(self.kept[1], self.kept[2])
+            self.kept = None
 
 
 def _never(current: LayoutTrial) -> LayoutTrial:
@@ -247,22 +293,28 @@ def _trial(source: Collection, layout: LayoutChoice, scratch: Catalog, scratch_n
 
 
 def apply_layout(catalog: Catalog, name: str, result: LayoutCalibration, source: str,
-                 extra: dict[str, Any] | None = None, verify_sample: int = DEFAULT_VERIFY_SAMPLE) -> dict[str, Any]:
+                 extra: dict[str, Any] | CalibrationRecord | None = None,
+                 verify_sample: int = DEFAULT_VERIFY_SAMPLE) -> dict[str, Any]:
     """Replace collection ``name`` (closed by the caller) with the chosen layout's collection kept by
     :func:`calibrate_layouts` (``keep_chosen=True``): verify it against ``name`` once more (point
     count, exact-search answers), give it its calibration record (the chosen plan, calibrated on
-    ``source``, its adaptive search, the layout measurements, and ``extra`` sections such as the
-    hybrid fusion), and swap it into place. Returns that record. On any failure ``name`` is left as
-    it was and the built collection is removed."""
+    ``source``, its adaptive search, the layout measurements, and the other sections, such as the
+    hybrid fusion: ``extra`` gives them, as stored sections or as the collection's
+    :class:`CalibrationRecord`, whose parts the new record lacks are kept), and swap it into place.
+    Returns that record (stored form). On any failure ``name`` is left as it was and the built
+    collection is removed."""
     if result.built is None or result.calibration is None or result.adaptive is None:
         raise BadInputError("nothing to apply: the chosen layout is the collection's own, or it was not kept")
     scratch, scratch_name = result.built
-    record = result.calibration.record(source) | {"adaptive": result.adaptive.record()} | (extra or {})
+    fresh = CalibrationRecord.from_dict(result.calibration.record(source) | {"adaptive": result.adaptive.record()}
+                                        | (extra if isinstance(extra, dict) else {}))
+    if isinstance(extra, CalibrationRecord):
+        fresh = fresh.merged(extra)
     try:
         with catalog.open(name) as original, scratch.open(scratch_name) as built:
             verify_copy(original, built, verify_sample)
             result.applied = True
-            record["layouts"] = result.record()
+            record = replace(fresh, layouts=LayoutsPart.from_dict(result.record())).to_dict()
             built.save_calibration(record)
         catalog.swap_in(name, scratch, scratch_name)
     except BaseException:

@@ -22,15 +22,16 @@ structure (up to ``1 + WIDER_PER_STRUCTURE``) are timed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from itertools import product
 
 import numpy as np
 
+# The readers of a saved plan live with the record; cli.py's calibrate still imports them from here.
+from retriever.calibration.record import calibrated_ef, calibrated_plan  # noqa: F401
 from retriever.calibration.timing import time_each
 from retriever.errors import BadInputError
-from retriever.query.plan import MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
+from retriever.query.plan import MAX_SHORTLIST, FunnelPlan, Stage, validate_k
 from retriever.query.spec import Hit
 from retriever.store.base import Collection
 from retriever.store.spec import MIN_HNSW_EF, CollectionSpec
@@ -144,33 +145,6 @@ class Calibration:
         """What a collection saves (``funnel calibrate``): enough to derive a plan for any k."""
         return {"plan": str(self.plan), "k": self.plan.k, "hnsw_ef": self.hnsw_ef, "recall_vs_exact": self.recall,
                 "target": self.target, "met": self.met, "queries": self.queries, "source": source}
-
-
-def calibrated_plan(record: dict, ladder: tuple[int, ...], k: int) -> FunnelPlan:
-    """The saved calibration's plan for ``k``: its stages, every limit scaled by ``k / k_calibrated``.
-
-    Falls back to the default rule when the saved plan does not fit the ladder (never expected).
-    """
-    validate_k(k)
-    try:
-        saved = parse_plan(record["plan"], ladder, int(record["k"]))
-    except (KeyError, TypeError, ValueError, BadInputError):
-        return default_plan(ladder, k)
-    scale = k / saved.k
-    stages = [Stage(s.dim, min(MAX_SHORTLIST, max(k, math.ceil(s.limit * scale)))) for s in saved.stages[:-1]]
-    return FunnelPlan(tuple(stages) + (Stage(ladder[-1], k),))
-
-
-def calibrated_ef(record: dict, plan: FunnelPlan) -> int | None:
-    """The saved calibration's first-stage graph width for ``plan`` (the saved plan scaled to another
-    k), scaled like the shortlists and never below the first shortlist; ``None`` when none was saved."""
-    try:
-        ef, k = record.get("hnsw_ef"), int(record["k"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not isinstance(ef, int) or ef <= 0:
-        return None
-    return max(plan.stages[0].limit, math.ceil(ef * plan.k / k))
 
 
 def calibrate(

@@ -83,16 +83,3 @@ def first_plan(stages: Sequence[tuple[int, int]], top: int, k: int, probe: int) 
     keep = k + probe
     coarse = tuple(Stage(d, min(MAX_SHORTLIST, max(keep, lim))) for d, lim in stages)
     return FunnelPlan(coarse + (Stage(top, keep),))
-
-
-def scale_rule(record: dict[str, Any], ladder: tuple[int, ...], k: int) -> AdaptiveRule:
-    """The stored rule (calibrated at ``record["k"]``) for ``k``: shortlists and probe scaled by k/k_cal."""
-    scale = k / int(record["k"])
-    probe = max(1, math.ceil(int(record["probe"]) * scale))
-    coarse = []
-    for part in str(record["first_plan"]).split(",")[:-1]:
-        dim, _, limit = part.partition(":")
-        coarse.append((int(dim), math.ceil(int(limit) * scale)))
-    ef = record.get("first_ef")
-    return AdaptiveRule(first_plan(coarse, ladder[-1], k, probe), probe, str(record["signal"]),
-                        float(record["threshold"]), None if ef is None else max(k + probe, math.ceil(int(ef) * scale)))

@@ -123,21 +123,3 @@ def check_lexical(kind: str | None, analyzer: str) -> None:
         raise InvalidPlanError(f"unknown lexical index {kind!r} (choose from {', '.join(LEXICAL_KINDS)})")
     if analyzer not in ANALYZERS:
         raise InvalidPlanError(f"unknown lexical analyzer {analyzer!r} (choose from {', '.join(ANALYZERS)})")
-
-
-def calibrated_fusion(record: dict[str, Any] | None) -> Fusion | None:
-    """The fusion a calibration chose (its ``hybrid`` section), or ``None``."""
-    section = (record or {}).get("hybrid")
-    if not isinstance(section, dict) or not isinstance(section.get("fusion"), dict):
-        return None
-    try:
-        return Fusion.from_dict(section["fusion"])
-    except (InvalidPlanError, TypeError):
-        return None
-
-
-def calibrated_mode(record: dict[str, Any] | None) -> str | None:
-    """The default mode a calibration chose from judged queries (``dense`` or ``hybrid``), or ``None``."""
-    section = (record or {}).get("hybrid")
-    mode = section.get("default_mode") if isinstance(section, dict) else None
-    return mode if mode in MODES else None

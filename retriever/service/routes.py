@@ -17,13 +17,13 @@ from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
+from retriever.calibration.defaults import adaptive_by_default, default_mode_for, default_plan_for, fusion_for
 from retriever.errors import ChunkNotFoundError, CollectionNotFoundError, FunnelError
 from retriever.ingest.chunking import chunk_id
 from retriever.query.describe import describe_search
 from retriever.query.result import Depth
 from retriever.query.spec import Hit
 from retriever.query.validation import validate_queries, validate_query
-from retriever.retriever import adaptive_by_default, default_mode_for, default_plan_for, fusion_for
 from retriever.service.batcher import MicroBatcher
 from retriever.service.feedback import FeedbackLog
 from retriever.service.models import (

@@ -105,11 +105,13 @@ class Collection(ABC):
 
     @abstractmethod
     def calibration(self) -> dict[str, Any] | None:
-        """The saved plan calibration (see :mod:`retriever.calibration.plans`), or ``None``."""
+        """The saved calibration record as stored (a JSON object), or ``None``; read it through
+        :class:`retriever.calibration.record.CalibrationRecord`, its one typed owner."""
 
     @abstractmethod
     def save_calibration(self, record: dict[str, Any]) -> None:
-        """Save a plan calibration; later searches without a plan use it."""
+        """Save a calibration record (the stored form, :meth:`CalibrationRecord.to_dict`), replacing the
+        one saved; later searches without a plan use it."""
 
     @abstractmethod
     def count(self) -> int:
