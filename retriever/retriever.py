@@ -24,7 +24,14 @@ from retriever.query.fusion import FUSIONS, Fusion, calibrated_fusion, calibrate
 from retriever.query.plan import FunnelPlan, default_plan, parse_plan, validate_k
 from retriever.query.result import SearchResult
 from retriever.query.spec import QuerySpec
-from retriever.query.validation import bool_option, int_option, show_value, validate_queries
+from retriever.query.validation import (
+    OptionNames,
+    bool_option,
+    check_search_options,
+    int_option,
+    show_value,
+    validate_queries,
+)
 from retriever.search import search_each as adaptive_search_each
 from retriever.store.base import Collection
 from retriever.store.config import EngineConfig
@@ -224,6 +231,8 @@ class Retriever:
         adaptive: bool | None = None,
         mode: str | None = None,
         fusion: str | Fusion | None = None,
+        *,
+        names: OptionNames | None = None,
     ) -> QuerySpec:
         """Check k, plan, filter and mode for this collection and bundle them (raises :class:`BadInputError`).
 
@@ -237,7 +246,8 @@ class Retriever:
         collection's default (:func:`default_mode_for`), or ``hybrid`` when a ``fusion`` is given.
         ``lexical`` and ``hybrid`` need a collection indexed with ``--lexical bm25``; ``fusion``
         (``union``, ``rrf``, ``dbsf`` or a :class:`~retriever.query.fusion.Fusion`) only applies to
-        ``hybrid``; the ``plan`` (or ``exact``) of a hybrid search is the dense side's.
+        ``hybrid``; the ``plan`` (or ``exact``) of a hybrid search is the dense side's. ``names``: how the
+        errors call the options (the CLI's flags; default: these arguments).
         """
         k = validate_k(int_option("k", k))
         exact = bool_option("exact", exact)
@@ -253,19 +263,10 @@ class Retriever:
         if isinstance(self.embedder, NoModel) and mode != "lexical":
             raise InvalidPlanError(f"this Retriever was opened for lexical search only (lexical_only=True), not "
                                    f"{mode}: open it with its model")
-        if fusion is not None and mode != "hybrid":
-            raise InvalidPlanError(f"a fusion combines the two sides of a hybrid search, not a {mode} one: "
-                                   "use mode='hybrid' or drop the fusion")
+        check_search_options(_plan_given(plan), exact, adaptive, mode, fusion is not None, names)
         if mode != "dense" and not self.collection.spec.lexical:
             raise InvalidPlanError(f"collection {self.name!r} has no lexical index, so no {mode} search: index it "
                                    "with --lexical bm25 (into a new collection)")
-        if exact and _plan_given(plan):
-            raise InvalidPlanError("give a plan or exact=True, not both: an exact search has no funnel plan")
-        if adaptive and (exact or _plan_given(plan)):
-            raise InvalidPlanError("give adaptive=True or a plan / exact=True, not both: adaptive search "
-                                   "chooses its own depth")
-        if adaptive and mode != "dense":
-            raise InvalidPlanError(f"adaptive search is dense only, not {mode}: drop adaptive or use mode='dense'")
         if mode == "lexical" and (exact or _plan_given(plan)):
             raise InvalidPlanError("a lexical search has no funnel plan: drop the plan / exact")
         where = parse_filter(filter)  # a mapping or a hand-built PayloadFilter, checked the same way

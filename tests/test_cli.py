@@ -336,7 +336,7 @@ def test_corrupt_collection_spec_is_a_clear_error(tmp_path):
 
 def test_queries_file_larger_than_one_batch(built, tmp_path, monkeypatch):
     """--queries searches in slices, so a file longer than one batch (or than MAX_BATCH) is searched whole."""
-    import cli
+    import retriever.cli.search as cli
     import retriever.retriever
 
     monkeypatch.setattr(cli, "QUERY_BATCH", 4)

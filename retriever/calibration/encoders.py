@@ -181,7 +181,7 @@ def calibrate_for_collection(retriever: Any, candidates: Sequence[str], queries:
     from retriever.calibration.judge import Judge
     from retriever.encoding.embedder import Embedder
 
-    collection, current = retriever.collection, retriever.encoding.embedder
+    collection, current = retriever.collection, retriever.embedder
     spec = collection.spec
     documents = sample_texts(collection, 1000)
     if not documents:  # empty, or points stored without text

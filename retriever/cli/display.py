@@ -30,7 +30,10 @@ from retriever.store.base import CollectionInfo
 from retriever.store.spec import CollectionSpec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from retriever.calibration.layouts import LayoutCalibration
+    from retriever.ingest.queries import QueryFile
 
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
@@ -150,6 +153,15 @@ def print_index_summary(result: IndexResult) -> None:
         f"(skipped {result.skipped:,}: {result.skipped_empty:,} empty, {result.skipped_bad:,} bad); "
         f"the collection holds {result.points:,} points"
     )
+
+
+def report_skipped_queries(found: QueryFile, path: Path) -> None:
+    """What reading a query file skipped, on stderr (nothing when it skipped nothing)."""
+    if found.skipped_empty:
+        err.print(f"skipped {found.skipped_empty:,} empty queries in {path}", highlight=False)
+    if found.skipped_bad:
+        err.print(f"skipped {found.skipped_bad:,} bad queries in {path} (first: {found.first_bad})", highlight=False,
+                  markup=False)
 
 
 def _snippet(text: str | None, width: int = 100) -> str:
