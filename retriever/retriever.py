@@ -263,7 +263,7 @@ class Retriever:
         if isinstance(self.embedder, NoModel) and mode != "lexical":
             raise InvalidPlanError(f"this Retriever was opened for lexical search only (lexical_only=True), not "
                                    f"{mode}: open it with its model")
-        check_search_options(_plan_given(plan), exact, adaptive, mode, fusion is not None, names)
+        check_search_options(plan, exact, adaptive, mode, fusion, names)
         if mode != "dense" and not self.collection.spec.lexical:
             raise InvalidPlanError(f"collection {self.name!r} has no lexical index, so no {mode} search: index it "
                                    "with --lexical bm25 (into a new collection)")

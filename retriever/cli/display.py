@@ -257,7 +257,7 @@ def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive:
 
 def print_layouts(result: LayoutCalibration, name: str) -> None:
     """The layouts ``funnel calibrate --layouts`` measured, and which one it chose (stderr)."""
-    from retriever import layout_calibrate
+    from retriever.calibration import layouts as layout_calibrate
 
     table = Table(title=f"layouts of {name}: recall@{result.k} target {result.target}, {result.queries} queries",
                   caption=f"chosen: lowest p50 meeting the target; the current layout stays unless another is ≥"

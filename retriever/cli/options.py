@@ -38,7 +38,14 @@ SKIP_BAD_LINES = "skip (and count) malformed lines instead of stopping"
 collection_option = click.option(
     "-c", "--collection", envvar="FUNNEL_COLLECTION", show_envvar=True, required=True, help="collection name"
 )
-model_option = click.option("--model", envvar="FUNNEL_MODEL", show_envvar=True, default=None, help=MODEL_HELP)
+
+
+def model_option_with(help: str) -> Decorator:
+    """``--model``, with the command's own help."""
+    return click.option("--model", envvar="FUNNEL_MODEL", show_envvar=True, default=None, help=help)
+
+
+model_option = model_option_with(MODEL_HELP)
 device_option = click.option(
     "--device", envvar="FUNNEL_DEVICE", show_envvar=True, default=None, help="cuda, mps or cpu [default: best available]"
 )

@@ -19,6 +19,7 @@ from retriever.cli.options import (
     json_option,
     k_option,
     model_option,
+    model_option_with,
     pairs_out_option,
     qrels_option,
     queries_option,
@@ -81,8 +82,8 @@ def pairs() -> None:
 @click.option("--limit", envvar="FUNNEL_PAIRS_LIMIT", show_envvar=True, type=int, default=None,
               help="a seeded random sample of this many chunks [default: all]")
 @seed_option
-@click.option("--model", envvar="FUNNEL_MODEL", show_envvar=True, default=None,
-              help="embedding model whose tokenizer chunks the corpus, as funnel index does [default: all-MiniLM-L6-v2]")
+@model_option_with("embedding model whose tokenizer chunks the corpus, as funnel index does "
+                   "[default: all-MiniLM-L6-v2]")
 @chunking_options("tokens per chunk [default: as funnel index]",
                   "tokens shared by consecutive chunks [default: as funnel index]")
 @field_options

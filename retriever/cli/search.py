@@ -22,7 +22,7 @@ from retriever.cli.options import (
 )
 from retriever.errors import BadInputError
 from retriever.query.fusion import Fusion
-from retriever.query.validation import OptionNames
+from retriever.query.validation import OptionNames, check_search_options
 
 if TYPE_CHECKING:
     from retriever.query.spec import QuerySpec
@@ -113,7 +113,9 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
 
     if (query is None) == (queries_file is None):
         raise BadInputError("give either a QUERY or --queries FILE.jsonl")
-    validate_k(k)  # before the model loads: the rest needs the collection
+    # before the collection opens and the model loads (query_spec checks them again there)
+    check_search_options(plan, exact, adaptive, mode, fusion, FLAGS)
+    validate_k(k)
     if query is not None:
         ids: list[str | None] = [None]
         texts = [validate_query(query)]
@@ -125,6 +127,5 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
     # BM25 alone needs no model: none is loaded
     with Retriever.open(collection, model=model, device=device, engine=engine(ctx),
                         lexical_only=mode == "lexical", encoder=encoder) as retriever:
-        # the library checks plan, exact, adaptive, mode and fusion together, in this command's words
         spec = retriever.query_spec(k, plan, exact, not no_text, None, adaptive, mode, fusion, names=FLAGS)
         _print_results(retriever, spec, ids, texts, as_json)
