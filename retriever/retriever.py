@@ -32,7 +32,14 @@ from retriever.query.fusion import Fusion, check_mode
 from retriever.query.plan import FunnelPlan, parse_plan, validate_k
 from retriever.query.result import SearchResult
 from retriever.query.spec import QuerySpec
-from retriever.query.validation import bool_option, int_option, show_value, validate_queries
+from retriever.query.validation import (
+    OptionNames,
+    bool_option,
+    check_search_options,
+    int_option,
+    show_value,
+    validate_queries,
+)
 from retriever.search import search_each as adaptive_search_each
 from retriever.store.base import Collection
 from retriever.store.config import EngineConfig
@@ -44,19 +51,6 @@ FilterSpec = PayloadFilter | Mapping[str, Any] | None
 
 def _plan_given(plan: Any) -> bool:
     return plan is not None and not (isinstance(plan, str) and not plan.strip())
-
-
-def _check_combination(mode: str, plan_given: bool, exact: bool, adaptive: bool | None) -> None:
-    """Refuse options that contradict each other (:class:`InvalidPlanError`; see :meth:`Retriever.query_spec`)."""
-    if exact and plan_given:
-        raise InvalidPlanError("give a plan or exact=True, not both: an exact search has no funnel plan")
-    if adaptive and (exact or plan_given):
-        raise InvalidPlanError("give adaptive=True or a plan / exact=True, not both: adaptive search "
-                               "chooses its own depth")
-    if adaptive and mode != "dense":
-        raise InvalidPlanError(f"adaptive search is dense only, not {mode}: drop adaptive or use mode='dense'")
-    if mode == "lexical" and (exact or plan_given):
-        raise InvalidPlanError("a lexical search has no funnel plan: drop the plan / exact")
 
 
 def open_embedder(collection: Collection, model: str | None, device: str | None, encoder: str | None) -> Embedder:
@@ -175,6 +169,7 @@ class Retriever:
         adaptive: bool | None = None,
         mode: str | None = None,
         fusion: str | Fusion | None = None,
+        names: OptionNames | None = None,
     ) -> QuerySpec:
         """Check k, plan, filter and mode for this collection and bundle them (raises :class:`BadInputError`).
 
@@ -188,15 +183,17 @@ class Retriever:
         collection's default (:func:`~retriever.calibration.defaults.default_mode_for`), or ``hybrid`` when a ``fusion`` is given.
         ``lexical`` and ``hybrid`` need a collection indexed with ``--lexical bm25``; ``fusion``
         (``union``, ``rrf``, ``dbsf`` or a :class:`~retriever.query.fusion.Fusion`) only applies to
-        ``hybrid``; the ``plan`` (or ``exact``) of a hybrid search is the dense side's.
+        ``hybrid``; the ``plan`` (or ``exact``) of a hybrid search is the dense side's. ``names``: how the
+        errors call the options (the CLI's flags; default: these arguments).
         """
         k = validate_k(int_option("k", k))
         exact = bool_option("exact", exact)
         with_text = bool_option("with_text", with_text)
         if adaptive is not None:
             adaptive = bool_option("adaptive", adaptive)
-        mode = self._mode(mode, plan, exact, adaptive, fusion)
-        _check_combination(mode, _plan_given(plan), exact, adaptive)
+        mode = self._mode(mode, plan, exact, adaptive, fusion, names)
+        if mode == "lexical" and (exact or _plan_given(plan)):
+            raise InvalidPlanError("a lexical search has no funnel plan: drop the plan / exact")
         where = parse_filter(filter)  # a mapping or a hand-built PayloadFilter, checked the same way
         if mode == "lexical":
             return QuerySpec(None, k, with_text, where, mode="lexical")
@@ -211,7 +208,8 @@ class Retriever:
         chosen_plan = None if exact else self.plan(plan, k)
         return QuerySpec(chosen_plan, k, with_text, where, hnsw_ef=self._ef(plan, chosen_plan))
 
-    def _mode(self, mode: str | None, plan: Any, exact: bool, adaptive: bool | None, fusion: Any) -> str:
+    def _mode(self, mode: str | None, plan: Any, exact: bool, adaptive: bool | None, fusion: Any,
+              names: OptionNames | None) -> str:
         """The search mode asked for, else the default for these options and this collection; refused
         (:class:`InvalidPlanError`) where the model, the fusion or the collection's index cannot run it."""
         if mode is None and isinstance(self.embedder, NoModel):
@@ -223,9 +221,7 @@ class Retriever:
         if isinstance(self.embedder, NoModel) and mode != "lexical":
             raise InvalidPlanError(f"this Retriever was opened for lexical search only (lexical_only=True), not "
                                    f"{mode}: open it with its model")
-        if fusion is not None and mode != "hybrid":
-            raise InvalidPlanError(f"a fusion combines the two sides of a hybrid search, not a {mode} one: "
-                                   "use mode='hybrid' or drop the fusion")
+        check_search_options(plan, exact, adaptive, mode, fusion, names)
         if mode != "dense" and not self.collection.spec.lexical:
             raise InvalidPlanError(f"collection {self.name!r} has no lexical index, so no {mode} search: index it "
                                    "with --lexical bm25 (into a new collection)")

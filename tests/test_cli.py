@@ -336,11 +336,11 @@ def test_corrupt_collection_spec_is_a_clear_error(tmp_path):
 
 def test_queries_file_larger_than_one_batch(built, tmp_path, monkeypatch):
     """--queries searches in slices, so a file longer than one batch (or than MAX_BATCH) is searched whole."""
-    import cli
-    import retriever.retriever
+    import retriever.cli.search as cli
+    import retriever.query.validation
 
     monkeypatch.setattr(cli, "QUERY_BATCH", 4)
-    monkeypatch.setattr(retriever.retriever, "MAX_BATCH", 4)
+    monkeypatch.setattr(retriever.query.validation, "MAX_BATCH", 4)
     data, _, _ = built
     queries = write_jsonl(tmp_path / "q.jsonl", [{"_id": f"q{i}", "text": f"query {i}"} for i in range(11)])
     result = invoke(data, "search", "--queries", queries, "-c", "docs", "-k", "1", "--json")

@@ -1,1 +1,9 @@
-"""The ``funnel`` command: one module per command group, registered by :mod:`cli`."""
+"""The ``funnel`` command: the root group in :mod:`retriever.cli.app`, one module per command (group),
+the shared options in :mod:`retriever.cli.options`, terminal output in :mod:`retriever.cli.display`.
+
+Run it as ``funnel`` (installed), ``python -m retriever.cli``, or ``python -m cli`` from a checkout.
+"""
+
+from retriever.cli.app import main
+
+__all__ = ["main"]

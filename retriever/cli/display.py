@@ -30,7 +30,10 @@ from retriever.store.base import CollectionInfo
 from retriever.store.spec import CollectionSpec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from retriever.calibration.layouts import LayoutCalibration
+    from retriever.ingest.queries import QueryFile
 
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
@@ -152,6 +155,15 @@ def print_index_summary(result: IndexResult) -> None:
     )
 
 
+def report_skipped_queries(found: QueryFile, path: Path) -> None:
+    """What reading a query file skipped, on stderr (nothing when it skipped nothing)."""
+    if found.skipped_empty:
+        err.print(f"skipped {found.skipped_empty:,} empty queries in {path}", highlight=False)
+    if found.skipped_bad:
+        err.print(f"skipped {found.skipped_bad:,} bad queries in {path} (first: {found.first_bad})", highlight=False,
+                  markup=False)
+
+
 def _snippet(text: str | None, width: int = 100) -> str:
     if not text:
         return ""
@@ -245,7 +257,7 @@ def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive:
 
 def print_layouts(result: LayoutCalibration, name: str) -> None:
     """The layouts ``funnel calibrate --layouts`` measured, and which one it chose (stderr)."""
-    from retriever import layout_calibrate
+    from retriever.calibration import layouts as layout_calibrate
 
     table = Table(title=f"layouts of {name}: recall@{result.k} target {result.target}, {result.queries} queries",
                   caption=f"chosen: lowest p50 meeting the target; the current layout stays unless another is ≥"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from retriever.errors import BadInputError
+from retriever.errors import BadInputError, InvalidPlanError
 
 MAX_QUERY_CHARS = 4096
 MAX_BATCH = 10_000
@@ -65,3 +66,41 @@ def bool_option(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise BadInputError(f"{name} is True or False, not {show_value(value)}")
     return value
+
+
+@dataclass(frozen=True)
+class OptionNames:
+    """How a surface names the search options in its error messages: the Python API's words by
+    default; the CLI passes its flags (``--plan``, ``--exact``, …)."""
+
+    plan: str = "a plan"
+    exact: str = "exact=True"
+    adaptive: str = "adaptive=True"
+    drop_adaptive: str = "adaptive"
+    fusion: str = "a fusion"
+    drop_fusion: str = "the fusion"
+    hybrid: str = "mode='hybrid'"
+    dense: str = "mode='dense'"
+
+
+def check_search_options(plan: Any, exact: bool, adaptive: bool | None, mode: str | None, fusion: Any,
+                         names: OptionNames | None = None) -> None:
+    """Refuse search options that contradict each other (:class:`InvalidPlanError`), whatever the collection.
+
+    ``plan`` counts when it is not ``None`` or blank, ``fusion`` when it is not ``None``; ``mode=None``
+    (not chosen yet: the collection's default) contradicts nothing. Needs no collection, so a command
+    can check before it opens one; :meth:`~retriever.Retriever.query_spec` checks the same.
+    """
+    names = names or OptionNames()
+    plan_given = plan is not None and not (isinstance(plan, str) and not plan.strip())
+    if exact and plan_given:
+        raise InvalidPlanError(f"give {names.plan} or {names.exact}, not both: an exact search has no funnel plan")
+    if adaptive and (exact or plan_given):
+        raise InvalidPlanError(f"give {names.adaptive} or {names.plan} / {names.exact}, not both: adaptive search "
+                               "chooses its own depth")
+    if fusion is not None and mode not in (None, "hybrid"):
+        raise InvalidPlanError(f"{names.fusion} combines the two sides of a hybrid search, not a {mode} one: "
+                               f"use {names.hybrid} or drop {names.drop_fusion}")
+    if adaptive and mode not in (None, "dense"):
+        raise InvalidPlanError(f"adaptive search is dense only, not {mode}: drop {names.drop_adaptive} or use "
+                               f"{names.dense}")

@@ -1,0 +1,218 @@
+"""The collections themselves: ``funnel collections`` (list, ``copy``), ``funnel info``, ``funnel drop``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from retriever.cli.options import catalog, engine_options, json_option, placement_options
+from retriever.errors import FunnelError
+
+if TYPE_CHECKING:
+    from retriever.query.adaptive import AdaptiveRule
+    from retriever.query.fusion import Fusion
+    from retriever.store.base import CollectionInfo
+
+
+@click.group(invoke_without_command=True)
+@json_option
+@engine_options
+@click.pass_context
+def collections(ctx: click.Context, as_json: bool) -> None:
+    """List the collections (of the data directory, or of the Qdrant server); 'copy' copies one."""
+    from retriever.cli.display import err, print_collections, print_json, spec_dict
+
+    if ctx.invoked_subcommand is not None:
+        return
+    store = catalog(ctx)
+    specs, unreadable = [], {}
+    for name in store.names():
+        try:
+            specs.append(store.read_spec(name))
+        except FunnelError as exc:  # one broken collection must not hide the others
+            unreadable[name] = str(exc)
+            err.print(f"warning: {exc}", highlight=False, markup=False, soft_wrap=True)
+    if as_json:
+        listed = [spec_dict(s) for s in specs] + [{"name": n, "error": e} for n, e in unreadable.items()]
+        print_json(sorted(listed, key=lambda item: item["name"]))
+    else:
+        print_collections(specs, sorted(unreadable))
+
+
+def _engine_url(value: str | None) -> tuple[str | None, Path | None]:
+    """A --from-url / --to-url value as (url, data dir): ``embedded`` / ``embedded:DIR`` → ("", dir)."""
+    if value is None:
+        return None, None
+    if value == "embedded" or value.startswith("embedded:"):
+        rest = value[len("embedded:"):] if ":" in value else ""
+        return "", Path(rest).expanduser() if rest else None
+    return value, None
+
+
+@collections.command("copy")
+@click.argument("source")
+@click.argument("target")
+@click.option("--from-url", envvar="FUNNEL_COPY_FROM", show_envvar=True, default=None,
+              help="engine to copy from: http(s)://HOST:6333, path:DIR, embedded or embedded:DATA_DIR "
+              "[default: the command's engine]")
+@click.option("--to-url", envvar="FUNNEL_COPY_TO", show_envvar=True, default=None,
+              help="engine to copy into, same forms [default: the command's engine]")
+@click.option("--batch-size", envvar="FUNNEL_COPY_BATCH_SIZE", show_envvar=True, type=int, default=512,
+              help="points per batch")
+@click.option("--verify-sample", envvar="FUNNEL_COPY_VERIFY_SAMPLE", show_envvar=True, type=click.IntRange(0, 1000),
+              default=20, help="stored points used as exact-search queries on both sides to check the copy")
+@click.option("--layout", "layout_text", envvar="FUNNEL_COPY_LAYOUT", show_envvar=True, default=None,
+              help="give TARGET another storage layout, DIM:QUANTIZATION[:disk|:ram] (graph dim; none, int8, binary, "
+              "binary1.5 or binary2), e.g. the one funnel calibrate --layouts chose; the calibration is then not "
+              "copied (calibrate TARGET) [default: the source's]")
+@json_option
+@engine_options
+@placement_options
+@click.pass_context
+def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_url: str | None, batch_size: int,
+         verify_sample: int, layout_text: str | None, as_json: bool) -> None:
+    """Copy collection SOURCE to TARGET, between any two engines: points, spec and calibration.
+
+    Resumable: re-run the same command after an interruption. Checked at the end: point counts and
+    the exact-search top 10 of sample points agree. The placement options apply to TARGET.
+    """
+    from dataclasses import asdict
+
+    from retriever.cli.display import err, print_json
+    from retriever.store.copy import copy_collection
+    from retriever.store.layout import parse_layout
+
+    src_url, src_dir = _engine_url(from_url)
+    dst_url, dst_dir = _engine_url(to_url)
+    src = catalog(ctx, src_url, src_dir, placement=False)
+    dst = catalog(ctx, dst_url, dst_dir)
+    layout = parse_layout(layout_text, src.read_spec(source)) if layout_text is not None else None
+    result = copy_collection(src, source, dst, target, batch_size=batch_size, verify_sample=verify_sample,
+                             layout=layout)
+    if as_json:
+        print_json(asdict(result) | {"from": src.location, "to": dst.location})
+        return
+    calibration = ("copied" if result.calibration else "none" if layout is None
+                   else f"not copied (new layout {layout}: run funnel calibrate {target})")
+    err.print(f"copied {source} ({src.location}) → {target} ({dst.location}): {result.points:,} points, "
+              f"{result.written:,} written, {result.unchanged:,} already there; calibration "
+              f"{calibration}; checked {result.verified_queries} exact searches "
+              f"in {result.seconds:.1f} s", highlight=False, markup=False)
+
+
+@dataclass(frozen=True)
+class _Info:
+    """What ``funnel info`` shows, read while the collection is open."""
+
+    details: CollectionInfo
+    record: dict[str, Any] | None
+    plan: str
+    rule: AdaptiveRule | None
+    adaptive_default: bool
+    mode: str
+    fusion: Fusion | None
+    location: str
+    calibrated_encoder: str | None
+    query_encoder: str
+
+    @property
+    def section(self) -> Any:
+        """The calibration record's adaptive section (when a rule was read from it)."""
+        return (self.record or {}).get("adaptive") if self.rule is not None else None
+
+    @property
+    def fusion_calibrated(self) -> bool:
+        from retriever.calibration.record import calibrated_fusion
+
+        return calibrated_fusion(self.record) is not None
+
+    @classmethod
+    def read(cls, ctx: click.Context, name: str) -> _Info:
+        from retriever.calibration.defaults import (
+            adaptive_by_default,
+            adaptive_rule_for,
+            default_mode_for,
+            default_plan_for,
+            fusion_for,
+            query_encoder_for,
+        )
+        from retriever.encoding.embedder import resolve_encoder
+
+        with catalog(ctx).open(name) as coll:
+            details = coll.info()
+            calibrated_encoder = query_encoder_for(coll, None, None)
+            return cls(details=details, record=coll.calibration(), plan=str(default_plan_for(coll, 10)),
+                       rule=adaptive_rule_for(coll, 10), adaptive_default=adaptive_by_default(coll),
+                       mode=default_mode_for(coll), fusion=fusion_for(coll, None) if details.spec.lexical else None,
+                       location=coll.location, calibrated_encoder=calibrated_encoder,
+                       query_encoder=calibrated_encoder or resolve_encoder(None, None))
+
+    def to_dict(self) -> dict[str, Any]:
+        from retriever.cli.display import spec_dict
+
+        details, record, fusion = self.details, self.record, self.fusion
+        return spec_dict(details.spec) | {
+            "points": details.points, "disk_bytes": details.disk_bytes, "default_plan_k10": self.plan,
+            "plan_calibrated": record is not None, "adaptive_default": self.adaptive_default,
+            "adaptive": self.section, "default_mode": self.mode,
+            "default_fusion": None if fusion is None else str(fusion),
+            "fusion_calibrated": fusion is not None and self.fusion_calibrated,
+            "hybrid": (record or {}).get("hybrid") if details.spec.lexical else None,
+            "query_encoder": self.query_encoder, "query_encoder_calibrated": self.calibrated_encoder is not None,
+            "location": self.location, "path": self.location}
+
+    def print(self) -> None:
+        from retriever.cli.display import print_info
+
+        rule, section = self.rule, self.section
+        hybrid = None
+        if self.fusion is not None:
+            hybrid = (f"{self.mode} by default; hybrid fusion {self.fusion} "
+                      + ("(calibrated)" if self.fusion_calibrated
+                         else "(the default; funnel calibrate --qrels chooses one)"))
+        if rule is None or not isinstance(section, dict):
+            adaptive = "not calibrated (run funnel calibrate)"
+        else:
+            adaptive = (f"{'the default' if self.adaptive_default else 'not the default (--adaptive to use it)'}: "
+                        f"first plan {rule.first}, widen when {rule.signal} < {rule.threshold:.4f} "
+                        f"({section.get('widened_share', 0):.0%} widened, mean "
+                        f"{section.get('mean_ms_adaptive', 0):.2f} ms vs fixed {section.get('mean_ms_fixed', 0):.2f} ms)")
+        encoder_how = ("calibrated" if self.calibrated_encoder
+                       else "the default here; funnel calibrate measures the others")
+        plan = self.plan + (" (calibrated)" if self.record is not None else " (rule; run funnel calibrate)")
+        print_info(self.details, plan, self.location, adaptive, hybrid, f"{self.query_encoder} ({encoder_how})")
+
+
+@click.command()
+@click.argument("name")
+@json_option
+@engine_options
+@click.pass_context
+def info(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show a collection: points, dims, model, default plan, bytes on disk."""
+    from retriever.cli.display import print_json
+
+    shown = _Info.read(ctx, name)
+    if as_json:
+        print_json(shown.to_dict())
+    else:
+        shown.print()
+
+
+@click.command()
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, envvar="FUNNEL_YES", show_envvar=True, help="do not ask for confirmation")
+@engine_options
+@click.pass_context
+def drop(ctx: click.Context, name: str, yes: bool) -> None:
+    """Delete a collection and its data."""
+    store = catalog(ctx)
+    if not store.exists(name):
+        store.read_spec(name)  # a clear error for an unknown name before asking
+    if not yes and not click.confirm(f"Delete collection {name!r} and all its points?", err=True):
+        raise click.Abort()
+    store.drop(name)
+    click.echo(f"dropped {name}", err=True)

@@ -1,0 +1,154 @@
+"""``funnel index``: chunk and embed a corpus into a collection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from retriever.cli.options import (
+    catalog,
+    chunking_options,
+    collection_option,
+    device_option,
+    dims_option,
+    encoder_option,
+    engine_options,
+    field_options,
+    format_option,
+    json_option,
+    model_option,
+    no_progress_option,
+    placement_options,
+    skip_bad_option,
+)
+from retriever.errors import BadInputError
+
+if TYPE_CHECKING:
+    from retriever.store.spec import CollectionSpec, Layout
+
+
+@dataclass
+class _Settings:
+    """What ``funnel index`` was asked for, completed from an existing collection's spec."""
+
+    model: str | None
+    dims: str | None
+    chunk_size: int | None
+    chunk_overlap: int | None
+    quantization: str | None
+    on_disk: bool | None
+    lexical: str | None
+    lexical_analyzer: str | None
+
+    def complete(self, existing: CollectionSpec | None) -> _Settings:
+        """Fill what was not given from ``existing`` (indexing into it keeps its model, dims, chunking)."""
+        if existing is None:
+            if self.lexical_analyzer is not None and self.lexical in (None, "none"):
+                raise BadInputError("--lexical-analyzer applies to a lexical index: add --lexical bm25")
+            return self
+        return _Settings(
+            model=self.model or existing.model, dims=self.dims or ",".join(map(str, existing.dims)),
+            chunk_size=self.chunk_size if self.chunk_size is not None else existing.chunk_size,
+            chunk_overlap=self.chunk_overlap if self.chunk_overlap is not None else existing.chunk_overlap,
+            quantization=self.quantization or existing.quantization,
+            on_disk=existing.on_disk if self.on_disk is None else self.on_disk,
+            lexical=self.lexical or (existing.lexical or "none"),
+            lexical_analyzer=self.lexical_analyzer or existing.lexical_analyzer,
+        )
+
+    def layout(self, existing: CollectionSpec | None) -> Layout:
+        from retriever.store.spec import Layout
+
+        return Layout(quantization=self.quantization or "none", on_disk=bool(self.on_disk),
+                      hnsw_all_dims=existing is not None and existing.hnsw_dims == existing.dims
+                      and len(existing.dims) > 1,
+                      hnsw_dims=existing.hnsw_dims if existing is not None else None,
+                      lexical=None if self.lexical in (None, "none") else self.lexical,
+                      lexical_analyzer=self.lexical_analyzer or "english")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@collection_option
+@model_option
+@dims_option("ascending dim ladder, e.g. 64,128,256,384 [default: 64,128,256 and the model's dim]")
+@chunking_options("tokens per chunk [default: the model's max sequence length minus 2]",
+                  "tokens shared by consecutive chunks [default: 32, at most a quarter of the chunk size]")
+@click.option("--batch-size", envvar="FUNNEL_BATCH_SIZE", show_envvar=True, type=int, default=32,
+              help="encoder batch size")
+@field_options
+@click.option("--metadata-field", "metadata_fields", envvar="FUNNEL_METADATA_FIELDS", show_envvar=True, multiple=True,
+              help="extra field to keep in the payload's metadata (repeatable)")
+@skip_bad_option()
+@format_option
+@click.option("--quantization", envvar="FUNNEL_QUANTIZATION", show_envvar=True,
+              type=click.Choice(["none", "int8", "binary", "binary1.5", "binary2"]), default=None,
+              help="a quantized copy of the graph's vector in RAM: int8 (scalar) or binary with 1, 1.5 or 2 bits per "
+              "component [default: none, or the collection's]")
+@click.option("--on-disk/--in-ram", "on_disk", envvar="FUNNEL_ON_DISK", show_envvar=True, default=None,
+              help="keep the vectors search does not traverse on disk (memory-mapped) [default: in RAM, or the collection's]")
+@click.option("--lexical", envvar="FUNNEL_LEXICAL", show_envvar=True, type=click.Choice(["none", "bm25"]),
+              default=None, help="bm25: also a BM25-scored text index on the chunk text, for --mode lexical / hybrid "
+              "search [default: none, or the collection's]")
+@click.option("--lexical-analyzer", envvar="FUNNEL_LEXICAL_ANALYZER", show_envvar=True,
+              type=click.Choice(["english", "plain"]), default=None,
+              help="how the BM25 index splits text: english (lower-cased words, English stop words dropped, "
+              "Snowball-stemmed) or plain (lower-cased words) [default: english, or the collection's]")
+@device_option
+@encoder_option
+@json_option
+@no_progress_option()
+@engine_options
+@placement_options
+@click.pass_context
+def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: str | None, dims: str | None,
+          chunk_size: int | None, chunk_overlap: int | None, batch_size: int, text_field: str, id_field: str | None,
+          title_field: str, metadata_fields: tuple[str, ...], skip_bad: bool, fmt: str | None,
+          quantization: str | None, on_disk: bool | None, lexical: str | None, lexical_analyzer: str | None,
+          device: str | None, encoder: str | None, as_json: bool, no_progress: bool) -> None:
+    """Chunk and embed PATHS (BEIR dir, JSONL, CSV, TSV, Parquet, .txt/.md dirs; - for stdin) into a collection.
+
+    Re-running with the same corpus updates in place. Indexing into an existing collection uses
+    its model, dims and chunking unless others are given (then they must match). The corpus and
+    the options are checked before the model loads.
+    """
+    from dataclasses import asdict
+
+    from retriever.cli.display import IndexProgressBar, err, print_index_summary, print_json
+    from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
+    from retriever.ingest.chunking import check_chunking
+    from retriever.ingest.corpus import Fields
+    from retriever.ingest.indexer import check_batch_size, index_corpus
+    from retriever.ingest.intake import open_corpus
+    from retriever.store.paths import validate_collection_name
+
+    validate_collection_name(collection)
+    check_batch_size(batch_size)
+    check_chunking(chunk_size, chunk_overlap)
+    store = catalog(ctx)
+    existing = store.read_spec(collection) if store.exists(collection) else None
+    asked = _Settings(model, dims, chunk_size, chunk_overlap, quantization, on_disk, lexical, lexical_analyzer)
+    settings = asked.complete(existing)
+    layout = settings.layout(existing)
+    store.check_writable(collection, len(settings.dims.split(",")) if settings.dims else 4)
+    fields = Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields)
+    with open_corpus(paths, fields, skip_bad, fmt, spool_dir=ctx.obj["data_dir"]) as corpus:
+        embedder = Embedder(settings.model or DEFAULT_MODEL, device=device, encoder=encoder)
+        if existing is not None and existing.encoder != embedder.encoder:
+            err.print(f"note: {collection!r} was encoded with {existing.encoder}; new chunks are encoded with "
+                      f"{embedder.describe} (the same model: searches match across encoders)", highlight=False)
+        bar = IndexProgressBar(enabled=not no_progress)
+        try:
+            result = index_corpus(
+                store, collection, corpus, embedder, dims=settings.dims, chunk_size=settings.chunk_size,
+                chunk_overlap=settings.chunk_overlap, batch_size=batch_size, progress=bar,
+                layout=layout,
+            )
+        finally:
+            bar.stop()
+    print_index_summary(result)
+    if as_json:
+        print_json(asdict(result) | {"skipped": result.skipped})

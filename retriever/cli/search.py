@@ -1,0 +1,131 @@
+"""``funnel search``: one query, or every query of a file, dense, lexical (BM25) or hybrid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from retriever.cli.options import (
+    SKIP_BAD_QUERIES_FILE,
+    collection_option,
+    device_option,
+    encoder_option,
+    engine,
+    engine_options,
+    json_option,
+    k_option,
+    model_option,
+    queries_option,
+    skip_bad_option,
+)
+from retriever.errors import BadInputError
+from retriever.query.fusion import Fusion
+from retriever.query.validation import OptionNames, check_search_options
+
+if TYPE_CHECKING:
+    from retriever.query.spec import QuerySpec
+    from retriever.retriever import Retriever
+
+QUERY_BATCH = 512  # queries encoded and searched together in --queries mode
+# The query options as `funnel search` spells them, for the library's errors.
+FLAGS = OptionNames(plan="--plan", exact="--exact", adaptive="--adaptive", drop_adaptive="--adaptive",
+                    fusion="--fusion", drop_fusion="--fusion", hybrid="--mode hybrid", dense="--mode dense")
+
+
+def _label(spec: QuerySpec, retriever: Retriever) -> str:
+    """How the table names the search that ran: its mode, plan and fusion."""
+    rule = getattr(spec, "rule", None)
+    if spec.mode == "lexical":
+        label = "lexical: BM25 alone"
+    elif spec.plan is None:
+        label = f"exact {retriever.collection.spec.top_dim}-dim search"
+    elif rule is not None:
+        label = f"adaptive: plan {rule.first}, widened to {spec.plan} when unsettled"
+    else:
+        label = f"plan {spec.plan}"
+    if spec.mode == "hybrid":
+        label = f"hybrid {spec.fusion}: BM25 and {label}"
+    return label
+
+
+def _print_results(retriever: Retriever, spec: QuerySpec, ids: list[str | None], texts: list[str],
+                   as_json: bool) -> None:
+    """Search ``texts`` in slices of :data:`QUERY_BATCH` and print each result (a JSON line or a table)."""
+    from retriever.cli.display import print_hits, print_json
+
+    fused = str(spec.fusion) if spec.mode == "hybrid" and spec.fusion is not None else None
+    plan = None if spec.mode == "lexical" else "exact" if spec.plan is None else str(spec.plan)
+    label = _label(spec, retriever)
+    for start in range(0, len(texts), QUERY_BATCH):
+        batch = texts[start : start + QUERY_BATCH]
+        results = retriever.search_each(batch, [spec] * len(batch))
+        for qid, text, hits in zip(ids[start:], batch, results):
+            if as_json:
+                record = {"query": text, "mode": spec.mode, "fusion": fused, "plan": plan,
+                          "adaptive": getattr(spec, "rule", None) is not None, "depth": hits.depth.to_dict(),
+                          "hits": [h.to_dict() for h in hits]}
+                print_json(record if qid is None else {"query_id": qid} | record)
+            else:
+                print_hits(text, hits, label, hits.depth)
+
+
+@click.command()
+@click.argument("query", required=False)
+@collection_option
+@k_option()
+@click.option("--plan", envvar="FUNNEL_PLAN", show_envvar=True, default=None,
+              help="funnel plan DIM:LIMIT,… e.g. 64:400,128:200,256:100 [default: see README]")
+@click.option("--exact", is_flag=True, envvar="FUNNEL_EXACT", show_envvar=True,
+              help="exact search at the top dim (the reference), no funnel")
+@click.option("--adaptive/--fixed", "adaptive", envvar="FUNNEL_ADAPTIVE", show_envvar=True, default=None,
+              help="adaptive: a cheap first pass, the full plan only for queries whose top k is not settled; "
+              "fixed: the plan for every query [default: adaptive if funnel calibrate measured it faster]")
+@click.option("--mode", envvar="FUNNEL_MODE", show_envvar=True, type=click.Choice(["dense", "lexical", "hybrid"]),
+              default=None, help="dense: the funnel; lexical: BM25 alone; hybrid: both, fused as --fusion says "
+              "(lexical and hybrid need a collection indexed with --lexical bm25) [default: dense without a "
+              "lexical index; with one, hybrid unless funnel calibrate --qrels chose dense; hybrid with --fusion; "
+              "dense with --plan, --exact or --adaptive]")
+@click.option("--fusion", envvar="FUNNEL_FUSION", show_envvar=True, type=click.Choice(["union", "rrf", "dbsf"]),
+              default=None, help="how --mode hybrid combines BM25 and the funnel: union (BM25's best join the "
+              "funnel's shortlist, the re-score decides), rrf (reciprocal rank fusion) or dbsf (score fusion) "
+              f"[default: the calibrated one, else {Fusion()}]")
+@queries_option("BEIR queries.jsonl: search every query (one JSON line each with --json)")
+@skip_bad_option(SKIP_BAD_QUERIES_FILE)
+@click.option("--no-text", is_flag=True, envvar="FUNNEL_NO_TEXT", show_envvar=True,
+              help="leave the chunk text out of the results")
+@model_option
+@device_option
+@encoder_option
+@json_option
+@engine_options
+@click.pass_context
+def search(ctx: click.Context, query: str | None, collection: str, k: int, plan: str | None, exact: bool,
+           adaptive: bool | None, mode: str | None, fusion: str | None, queries_file: Path | None, skip_bad: bool,
+           no_text: bool, model: str | None, device: str | None, encoder: str | None, as_json: bool) -> None:
+    """Funnel-search QUERY (or every query of --queries) in a collection: dense, lexical (BM25) or hybrid."""
+    from retriever.cli.display import report_skipped_queries
+    from retriever.ingest.queries import read_queries
+    from retriever.query.plan import validate_k
+    from retriever.query.validation import validate_query
+    from retriever.retriever import Retriever
+
+    if (query is None) == (queries_file is None):
+        raise BadInputError("give either a QUERY or --queries FILE.jsonl")
+    # before the collection opens and the model loads (query_spec checks them again there)
+    check_search_options(plan, exact, adaptive, mode, fusion, FLAGS)
+    validate_k(k)
+    if query is not None:
+        ids: list[str | None] = [None]
+        texts = [validate_query(query)]
+    else:
+        assert queries_file is not None
+        found = read_queries(queries_file, skip_bad=skip_bad)
+        report_skipped_queries(found, queries_file)
+        ids, texts = list(found.ids), found.texts
+    # BM25 alone needs no model: none is loaded
+    with Retriever.open(collection, model=model, device=device, engine=engine(ctx),
+                        lexical_only=mode == "lexical", encoder=encoder) as retriever:
+        spec = retriever.query_spec(k, plan, exact, not no_text, None, adaptive, mode, fusion, names=FLAGS)
+        _print_results(retriever, spec, ids, texts, as_json)
