@@ -1,14 +1,14 @@
 # funnel serve on the embedded engine (Qdrant Edge), CPU build of torch, installed from the wheel.
 # UNTESTED HERE: no Docker engine runs on the development machines; written from the Docker and
 # uvicorn docs. The wheel is built from the same files, the same way, as scripts/smoke-installed
-# builds and tests it (pip wheel --no-deps . from pyproject.toml, README.md, cli.py, retriever/, tuner/).
+# builds and tests it (pip wheel --no-deps . from pyproject.toml, README.md, retriever/, tuner/).
 # Build: docker build -t funnel .   Run: see docker-compose.yml (service "funnel").
 
 # --- build stage: the wheel, nothing else -------------------------------------------------------
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md cli.py ./
+COPY pyproject.toml README.md ./
 COPY retriever ./retriever
 COPY tuner ./tuner
 RUN pip wheel --no-deps --wheel-dir /dist .

@@ -34,41 +34,24 @@ FLAGS = OptionNames(plan="--plan", exact="--exact", adaptive="--adaptive", drop_
                     fusion="--fusion", drop_fusion="--fusion", hybrid="--mode hybrid", dense="--mode dense")
 
 
-def _label(spec: QuerySpec, retriever: Retriever) -> str:
-    """How the table names the search that ran: its mode, plan and fusion."""
-    rule = getattr(spec, "rule", None)
-    if spec.mode == "lexical":
-        label = "lexical: BM25 alone"
-    elif spec.plan is None:
-        label = f"exact {retriever.collection.spec.top_dim}-dim search"
-    elif rule is not None:
-        label = f"adaptive: plan {rule.first}, widened to {spec.plan} when unsettled"
-    else:
-        label = f"plan {spec.plan}"
-    if spec.mode == "hybrid":
-        label = f"hybrid {spec.fusion}: BM25 and {label}"
-    return label
-
-
 def _print_results(retriever: Retriever, spec: QuerySpec, ids: list[str | None], texts: list[str],
                    as_json: bool) -> None:
     """Search ``texts`` in slices of :data:`QUERY_BATCH` and print each result (a JSON line or a table)."""
     from retriever.cli.display import print_hits, print_json
+    from retriever.query.describe import describe_search
 
-    fused = str(spec.fusion) if spec.mode == "hybrid" and spec.fusion is not None else None
-    plan = None if spec.mode == "lexical" else "exact" if spec.plan is None else str(spec.plan)
-    label = _label(spec, retriever)
+    described = describe_search(spec, retriever.collection.spec.top_dim)
     for start in range(0, len(texts), QUERY_BATCH):
         batch = texts[start : start + QUERY_BATCH]
         results = retriever.search_each(batch, [spec] * len(batch))
         for qid, text, hits in zip(ids[start:], batch, results):
             if as_json:
-                record = {"query": text, "mode": spec.mode, "fusion": fused, "plan": plan,
-                          "adaptive": getattr(spec, "rule", None) is not None, "depth": hits.depth.to_dict(),
+                record = {"query": text, "mode": described.mode, "fusion": described.fusion,
+                          "plan": described.plan, "adaptive": described.adaptive, "depth": hits.depth.to_dict(),
                           "hits": [h.to_dict() for h in hits]}
                 print_json(record if qid is None else {"query_id": qid} | record)
             else:
-                print_hits(text, hits, label, hits.depth)
+                print_hits(text, hits, described.label, hits.depth)
 
 
 @click.command()
