@@ -161,3 +161,20 @@ def test_graph_sees_real_imports():
     assert "retriever.store.edge.catalog" in graph["retriever.store.factory"]  # imported inside open_catalog
     assert "retriever.store.server.catalog" not in graph["retriever.store.server.collection"]  # TYPE_CHECKING
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_long_function_without_a_reason():
+    """A product function over 60 lines says why in its docstring ("long because …")."""
+    long = []
+    for pkg in (*PACKAGES, "cli.py"):
+        root = REPO_ROOT / pkg
+        for path in [root] if root.is_file() else sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+                    if lines > MAX_FUNCTION_LINES and "long because" not in (ast.get_docstring(node) or ""):
+                        long.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert long == []
