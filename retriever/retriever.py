@@ -114,7 +114,7 @@ class Retriever:
 
         From the embedded engine in ``data_dir``, or from the Qdrant server at ``qdrant_url``
         (``http(s)://…``, or ``path:DIR`` / ``:memory:`` for qdrant-client's local mode); ``engine``
-        gives the whole :class:`~retriever.catalog.EngineConfig` instead. No environment variable is
+        gives the whole :class:`~retriever.store.config.EngineConfig` instead. No environment variable is
         read here (the CLI reads ``QDRANT_URL``; ``EngineConfig.from_env()`` does the same).
         """
         validate_collection_name(name)

@@ -19,6 +19,7 @@ from retriever.calibration.adaptive import AdaptiveCalibration, calibrate_adapti
 from retriever.calibration.fusion import FusionCalibration, calibrate_fusion
 from retriever.calibration.layouts import LayoutCalibration, LayoutTrial, apply_layout, calibrate_layouts
 from retriever.calibration.plans import DEFAULT_TARGET, Calibration, calibrate, calibrated_plan
+from retriever.calibration.record import CalibrationRecord
 from retriever.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -86,8 +87,10 @@ def run_calibration(opened: AbstractContextManager[Opened], request: Calibration
         collection = target.collection
         name = collection.spec.name
         run = _measure(target, request, catalog, on_layout, on_encoder)
+        record = CalibrationRecord.from_dict(run.record)  # the typed owner: schema version, unknown keys kept
+        run.record = record.to_dict()
         try:
-            collection.save_calibration(run.record)
+            record.save_to(collection)
         except BaseException:
             if run.layouts is not None and run.layouts.built is not None and catalog is not None:
                 catalog.discard_scratch(*run.layouts.built)

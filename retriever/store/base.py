@@ -2,7 +2,7 @@
 
 One interface, two engines: Qdrant Edge in-process (:mod:`retriever.store.edge.collection`) and a Qdrant
 server or cluster through ``qdrant-client`` (:mod:`retriever.server_store`); open one with
-:func:`retriever.catalog.open_catalog`. Callers never know which engine they hold. A collection
+:func:`retriever.store.factory.open_catalog`. Callers never know which engine they hold. A collection
 records the :class:`CollectionSpec` that built it.
 """
 
