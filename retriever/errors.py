@@ -75,6 +75,20 @@ class StoreError(FunnelError):
     http_status = 500
 
 
+class StorageUnavailableError(StoreError):
+    """The disk is full, or read-only, or refuses access: the stored data is not damaged (nothing to
+    delete or rebuild); the storage must be fixed, then the same command run again."""
+
+    http_status = 507
+
+
+class CopyConflictError(FunnelError):
+    """A copy (``funnel collections copy``) into a collection that is neither empty nor a part of the
+    source (an interrupted copy of it): refused before anything is written."""
+
+    http_status = 409
+
+
 class InPlaceUnsupportedError(FunnelError):
     """Replacing a collection in place (``funnel calibrate --apply``) on an engine that cannot swap one atomically."""
 

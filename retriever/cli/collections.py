@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from retriever.cli.options import catalog, engine_options, json_option, placement_options
-from retriever.errors import FunnelError
+from retriever.errors import BadInputError, FunnelError
 
 if TYPE_CHECKING:
     from retriever.query.adaptive import AdaptiveRule
@@ -89,6 +89,9 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
     dst_url, dst_dir = _engine_url(to_url)
     src = catalog(ctx, src_url, src_dir, placement=False)
     dst = catalog(ctx, dst_url, dst_dir)
+    if dst.location == ":memory:":
+        raise BadInputError(f"cannot copy {source!r} into :memory:: the copy would vanish when this command exits; "
+                            "give --to-url a server URL, path:DIR, embedded or embedded:DATA_DIR")
     layout = parse_layout(layout_text, src.read_spec(source)) if layout_text is not None else None
     result = copy_collection(src, source, dst, target, batch_size=batch_size, verify_sample=verify_sample,
                              layout=layout)

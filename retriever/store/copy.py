@@ -3,7 +3,9 @@
 Points go in batches, in the source's id order. A batch writes only the points the destination
 lacks or holds with another payload (a chunk's vectors change only with its text), so a copy killed
 mid-way resumes where it stopped when run again, and a finished one re-runs in a read-only pass.
-The calibration is copied last. Then the copy is verified: the same number of points, and the
+Before anything is written the target is checked: it must be empty, or hold only points the source
+holds (by id): what an interrupted copy of this source leaves; another collection's points are
+refused, so a copy never mixes two collections. The calibration is copied last. Then the copy is verified: the same number of points, and the
 same exact-search top-k (ids and scores) on both sides for a sample of stored points used as queries.
 """
 
@@ -13,10 +15,11 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from retriever.errors import BadInputError, StoreError
+from retriever.errors import BadInputError, CopyConflictError, StoreError
 from retriever.query.spec import Hit
 from retriever.store.base import Catalog, Collection, PointBatch
 from retriever.store.layout import LayoutChoice
@@ -81,6 +84,47 @@ def verify_copy(source: Collection, target: Collection, sample: int = DEFAULT_VE
     return len(batch.ids)
 
 
+def check_target(source: Collection, target: Collection, batch_size: int = DEFAULT_BATCH) -> None:
+    """Raise :class:`CopyConflictError` unless ``target`` is empty or holds only points whose ids the
+    source holds: an interrupted copy of this source (a point the source has since re-indexed, with
+    another payload, is rewritten by the copy). Anything else would end as a mix of two collections.
+
+    Point ids are the same on every run for the same document and chunk (see
+    :func:`retriever.ingest.chunking.chunk_id`), so a target whose ids are all the source's ends, once
+    copied, as exactly the source; no record of the copy's provenance is needed. It reads the target
+    once (a finished copy re-run reads it twice: here and in the copy's read-only pass)."""
+    held = target.count()
+    if held == 0:
+        return
+    points = source.count()
+    where = f"collection {target.spec.name!r} ({target.location})"
+    refuse = (f"; nothing was written: copy into a new name, or drop {target.spec.name!r} first if its points "
+              "may be replaced")
+    if held > points:
+        raise CopyConflictError(f"{where} already holds {held:,} points, more than the {points:,} of "
+                                f"{source.spec.name!r}: it is not a copy of it being resumed{refuse}")
+    for batch in target.points(batch_size=batch_size):
+        known = source.payloads(batch.ids)
+        foreign = [pid for pid in batch.ids if pid not in known]
+        if foreign:
+            raise CopyConflictError(f"{where} already holds points that {source.spec.name!r} does not (point "
+                                    f"{foreign[0]}, {len(foreign):,} of the first {len(batch.ids):,} checked): it is "
+                                    f"not a copy of it being resumed{refuse}")
+
+
+def same_store(a: Catalog, b: Catalog) -> bool:
+    """Whether two catalogs are one store: the same data directory (or ``path:DIR``) once relative
+    parts, ``..`` and symlinks are resolved, else the same location."""
+    def place(catalog: Catalog) -> str:
+        if catalog.local_dir is not None:
+            return f"embedded:{catalog.local_dir.expanduser().resolve()}"
+        if catalog.location.startswith("path:"):
+            return f"path:{Path(catalog.location[len('path:'):]).expanduser().resolve()}"
+        return catalog.location
+
+    return place(a) == place(b)
+
+
 def copy_points(source: Collection, target: Collection, batch_size: int = DEFAULT_BATCH,
                 on_batch: Callable[[int, int], None] | None = None) -> tuple[int, int]:
     """Write the source's points the target lacks or holds with another payload, in batches:
@@ -116,8 +160,9 @@ def copy_collection(
     validate_collection_name(target_name)
     if batch_size < 1:
         raise BadInputError(f"invalid batch size {batch_size}: use 1 or more")
-    if source_catalog.location == target_catalog.location and source_name == target_name:
-        raise BadInputError(f"cannot copy collection {source_name!r} onto itself: give another name or engine")
+    if source_name == target_name and same_store(source_catalog, target_catalog):
+        raise BadInputError(f"cannot copy collection {source_name!r} onto itself ({source_catalog.location} and "
+                            f"{target_catalog.location} are the same store): give another name or engine")
     started = time.perf_counter()
     with source_catalog.open(source_name) as source:
         spec = dataclasses.replace(source.spec, name=target_name)
@@ -125,6 +170,7 @@ def copy_collection(
             spec = layout.apply_to(spec)
         total = source.count()
         with target_catalog.open_or_create(spec) as target:
+            check_target(source, target, batch_size)
             written, unchanged = copy_points(source, target, batch_size, on_batch)
             target.finish_indexing()
             record = source.calibration() if layout is None else None  # another layout needs its own plan

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from qdrant_edge import EdgeShard, UpdateOperation
 
-from retriever.errors import CollectionLockedError, CollectionNotFoundError, FunnelError, StoreError
+from retriever.errors import (
+    CollectionLockedError,
+    CollectionNotFoundError,
+    FunnelError,
+    StorageUnavailableError,
+    StoreError,
+)
 from retriever.query.fusion import TEXT_FIELD
 from retriever.store.base import Catalog, CollectionExistsError
 from retriever.store.edge.collection import (
@@ -30,7 +36,7 @@ from retriever.store.edge.collection import (
     release_freed_memory,
     text_index,
 )
-from retriever.store.edge.disk import check_writable
+from retriever.store.edge.disk import check_writable, storage_error
 from retriever.store.edge.locks import creation_lock
 from retriever.store.limits import ENGINE_FILE_BYTES, NEW_SHARD_FILES
 from retriever.store.paths import validate_collection_name
@@ -69,7 +75,10 @@ class EdgeCatalog(Catalog):
             raise CollectionNotFoundError(f"no collection {name!r} in {self.root.parent} (collections: {known})")
         try:
             return CollectionSpec.from_json((path / SPEC_FILE).read_text())
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+        except OSError as exc:  # a full, read-only or forbidden disk is not a broken spec
+            subject = f"collection {name!r}: unreadable {path / SPEC_FILE}"
+            raise storage_error(exc, subject) or StoreError(f"{subject} ({exc})") from None
+        except (ValueError, TypeError, KeyError) as exc:
             raise StoreError(f"collection {name!r}: unreadable {path / SPEC_FILE} ({exc})") from None
 
     def check_writable(self, name: str | None = None, dims: int = 1) -> None:
@@ -114,15 +123,16 @@ class EdgeCatalog(Catalog):
             shard = EdgeShard.load(str(path / SHARD_DIR))
         except Exception as exc:  # noqa: BLE001
             error = engine_error(exc, name)
-            if isinstance(error, CollectionLockedError):
-                raise error from exc
+            if isinstance(error, (CollectionLockedError, StorageUnavailableError)):
+                raise error from exc  # in use, or the disk's fault: never "delete it"
             raise StoreError(f"{error} (the collection cannot be opened; 'funnel drop {name}' deletes it)") from exc
         release_freed_memory()
         return EdgeCollection(path, spec, shard)
 
     def drop(self, name: str) -> None:
-        """Delete a collection; refuses a missing or locked one, but drops one whose spec or
-        write-ahead log cannot be read (nothing else can recover it)."""
+        """Delete a collection; refuses a missing or locked one, and one that cannot be opened because
+        the disk is full, read-only or forbidden (it is not damaged: it opens again once the disk is
+        fixed), but drops one whose spec or write-ahead log cannot be read (nothing else can recover it)."""
         path = self._path(name)
         if not path.is_dir():
             self.read_spec(name)  # CollectionNotFoundError with the known names
@@ -130,10 +140,17 @@ class EdgeCatalog(Catalog):
             self.open(name).close()
         except CollectionLockedError:
             raise
+        except StorageUnavailableError as exc:
+            reason = str(exc).removeprefix(f"collection {name!r}: ")
+            raise StorageUnavailableError(f"not dropping collection {name!r}: {reason}") from None
         except StoreError:
             pass
         trash = self.root / f".drop~{name}~{uuid.uuid4().hex[:8]}"
-        os.rename(path, trash)
+        try:
+            os.rename(path, trash)
+        except OSError as exc:
+            subject = f"cannot drop collection {name!r}"
+            raise storage_error(exc, subject) or StoreError(f"{subject}: {exc.strerror or exc}") from None
         shutil.rmtree(trash, ignore_errors=True)
 
     # -- scratch collections and in-place replacement (``funnel calibrate --layouts/--apply``) ---------

@@ -10,6 +10,7 @@ Search requests are built by :mod:`retriever.store.edge.requests`; the data dire
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -53,7 +54,7 @@ from retriever.query.fusion import TEXT_FIELD
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import Collection, PointBatch, engine_id
-from retriever.store.edge.disk import dir_bytes, require_free_space, sparse_bytes
+from retriever.store.edge.disk import dir_bytes, require_free_space, sparse_bytes, storage_error
 from retriever.store.edge.requests import EdgeRequests, to_hit
 from retriever.store.limits import POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
 from retriever.store.spec import CollectionSpec
@@ -113,7 +114,12 @@ def text_index(spec: CollectionSpec) -> TextIndexParams:
 
 
 def engine_error(exc: Exception, name: str) -> FunnelError:
+    """The domain error for an engine failure on collection ``name``: in use elsewhere, a full,
+    read-only or forbidden disk (:class:`~retriever.errors.StorageUnavailableError`), else a :class:`StoreError`."""
     text = str(exc)
+    storage = storage_error(exc, f"collection {name!r}")
+    if storage is not None:
+        return storage
     if "WouldBlock" in text:
         return CollectionLockedError(
             f"collection {name!r} is in use by another process (an index, search or serve run); "
@@ -249,7 +255,8 @@ class EdgeCollection(Collection):
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StoreError(f"collection {self.spec.name!r}: unreadable {path} ({exc})") from None
+            subject = f"collection {self.spec.name!r}: unreadable {path}"
+            raise storage_error(exc, subject) or StoreError(f"{subject} ({exc})") from None
         stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if self._calibration is not None and self._calibration[0] == stamp:
             return self._calibration[1]
@@ -263,8 +270,14 @@ class EdgeCollection(Collection):
 
     def save_calibration(self, record: dict[str, Any]) -> None:
         tmp = self.path / f".{CALIBRATION_FILE}.tmp"
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, self.path / CALIBRATION_FILE)  # atomic: readers see the old or the new file
+        try:
+            tmp.write_text(json.dumps(record, indent=2))
+            os.replace(tmp, self.path / CALIBRATION_FILE)  # atomic: readers see the old or the new file
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            subject = f"collection {self.spec.name!r}: cannot save {self.path / CALIBRATION_FILE}"
+            raise storage_error(exc, subject) or StoreError(f"{subject} ({exc.strerror or exc})") from None
 
     def count(self) -> int:
         return int(self.shard.info().points_count)
