@@ -45,15 +45,11 @@ def _log_to_stderr(log_level: str) -> None:
 def guarded_protocol(head_timeout: float | None, max_head_bytes: int = MAX_HEAD_BYTES) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol (httptools or h11), plus a size bound and a timeout on the request head.
 
-    A request line and headers above ``max_head_bytes`` get 431 and the connection is closed, before
-    the app (and so the API key check) ever sees the request: httptools has no bound of its own (one
-    connection sent 800 MB of headers and the process kept the memory), h11's is set by the same
-    number (``h11_max_incomplete_event_size``). A head must also arrive in full within
-    ``head_timeout`` seconds (``None``: no limit) of the connection opening or of the previous
-    response, else the connection is closed. uvicorn 0.54 has no such timeout: a client that connects
-    and sends nothing, or half a request head, held the connection forever (its keep-alive timer only
-    runs between requests and stops at the first byte received). The body has its own limits in
-    :class:`~retriever.service.security.BodySizeLimit`.
+    A head above ``max_head_bytes`` gets 431 and the connection closes before the app (and its API key
+    check) sees it: httptools has no bound (800 MB of headers on one connection were held), h11 gets
+    the same one. A head must arrive within ``head_timeout`` seconds (``None``: no limit) of the
+    connection or the previous response, else the connection closes (uvicorn 0.54 has no such timeout:
+    a client sending nothing or half a head held it forever). Bodies: see ``security.BodySizeLimit``.
     """
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
