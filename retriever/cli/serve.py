@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -53,6 +54,9 @@ def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: st
     validate_collection_name(collection)
     if api_key is not None and not api_key.strip():
         raise BadInputError("--api-key is empty: give a key or leave the option out")
+    if api_key is None and os.environ.get("FUNNEL_API_KEY") is not None:
+        # click reads an empty variable as unset: the server would start without a key, silently
+        raise BadInputError("FUNNEL_API_KEY is set but empty: give a key or unset it (no key: a server anyone can use)")
     config = ServiceConfig(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms, feedback_path=feedback_file,
                            read_timeout=read_timeout)
     run_server(engine(ctx), collection, host=host, port=port, model=model, device=device, config=config, encoder=encoder,

@@ -11,16 +11,21 @@ not answer is a :class:`ServiceUnreachableError`, a late answer a :class:`Servic
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from retriever.errors import (
     BadInputError,
     FunnelError,
+    InvalidFilterError,
+    InvalidPlanError,
     InvalidRequestError,
     NotReadyError,
     ServiceError,
@@ -28,11 +33,15 @@ from retriever.errors import (
     ServiceUnreachableError,
     error_class,
 )
+from retriever.query.filters import Match, MatchAny, PayloadFilter, Range, parse_filter
+from retriever.query.fusion import Fusion
 from retriever.query.plan import FunnelPlan
 from retriever.query.result import Depth, SearchResult
 from retriever.query.spec import Hit
+from retriever.query.validation import show_value
 
 DEFAULT_TIMEOUT_S = 30.0
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a longer answer is refused while it is read, not held in memory
 MAX_QUERIES_PER_REQUEST = 32  # the service's batch bound; longer batches are split into several requests
 API_KEY_HEADER = "X-API-Key"
 # Error types that name no domain class of their own.
@@ -75,8 +84,16 @@ def search_body(
     mode: str | None = None,
     fusion: str | None = None,
 ) -> dict[str, Any]:
-    """The ``POST /search`` body; options left at their defaults are not sent (the service decides)."""
-    body: dict[str, Any] = {"queries": queries, "k": k}
+    """The ``POST /search`` body; options left at their defaults are not sent (the service decides).
+
+    What cannot be sent as JSON is refused here with the error :class:`~retriever.Retriever` raises
+    for it (a query that is not text, a filter value that is not a finite number, …); what can be
+    sent is left to the service to judge, so both surfaces refuse it the same way.
+    """
+    body: dict[str, Any] = {"queries": [_text("a query", q) for q in queries], "k": k}
+    if isinstance(fusion, Fusion):
+        raise InvalidPlanError(f"over HTTP a fusion is given by name ({', '.join(_FUSION_NAMES)}), not as a "
+                               f"Fusion object ({fusion}): the service runs that method with its own parameters")
     if plan is not None:
         body["plan"] = str(plan) if isinstance(plan, FunnelPlan) else plan
     if exact is not False:
@@ -84,7 +101,7 @@ def search_body(
     if with_text is not True:
         body["with_text"] = with_text
     if filter is not None:
-        body["filter"] = dict(filter) if isinstance(filter, Mapping) else filter
+        body["filter"] = _filter_body(filter)
     if adaptive is not None:
         body["adaptive"] = adaptive
     if mode is not None:
@@ -92,6 +109,62 @@ def search_body(
     if fusion is not None:
         body["fusion"] = fusion
     return body
+
+
+_FUSION_NAMES = ("union", "rrf", "dbsf")
+
+
+def _text(what: str, value: Any) -> Any:
+    """A string that can be sent (UTF-8), as :func:`~retriever.query.validation.validate_query` says it."""
+    if isinstance(value, (bytes, bytearray)):
+        raise BadInputError(f"{what} is a string, not {show_value(value)}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            name = what.removeprefix("a ")
+            raise BadInputError(f"{name} is not valid Unicode text (it has lone surrogate code points)") from None
+    return value
+
+
+def _filter_body(filter: Any) -> Any:
+    """The filter as JSON: a hand-built :class:`PayloadFilter` as its mapping; a mapping with something
+    JSON cannot carry (NaN, a set, bytes, …) refused with :func:`parse_filter`'s error for it."""
+    if isinstance(filter, PayloadFilter):
+        checked = parse_filter(filter)
+        return {} if checked is None else {field: _condition_body(cond) for field, cond in checked.conditions}
+    if not isinstance(filter, Mapping) or not _plain_json(filter):
+        parse_filter(filter)  # raises its InvalidFilterError for what it refuses
+        raise InvalidFilterError("the filter holds values that cannot be sent as JSON")
+    return dict(filter)
+
+
+def _condition_body(cond: Any) -> Any:
+    if isinstance(cond, Match):
+        return cond.value
+    if isinstance(cond, MatchAny):
+        return list(cond.values)
+    assert isinstance(cond, Range)
+    return {op: getattr(cond, op) for op in ("gt", "gte", "lt", "lte") if getattr(cond, op) is not None}
+
+
+def _plain_json(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is JSON as it is: str keys; str, int, finite float, bool, None, lists and dicts."""
+    if depth > 8:
+        return False
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain_json(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain_json(v, depth + 1) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    return value is None or isinstance(value, (bool, int))
 
 
 def _batches(queries: Sequence[str]) -> list[list[str]]:
@@ -109,15 +182,28 @@ def parse_results(payload: dict[str, Any]) -> list[SearchResult]:
             SearchResult([Hit(**hit) for hit in result["hits"]], Depth(**result["depth"]))
             for result in payload["results"]
         ]
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         raise ServiceError(f"the answer to /search is not a funnel search response ({exc!r})") from None
 
 
 def _json(response: httpx.Response) -> Any:
     try:
-        return response.json()
-    except ValueError:
+        return json.loads(response.content)
+    except (ValueError, RecursionError):
         return None
+
+
+def answer_json(response: httpx.Response) -> Any:
+    """The JSON of a successful answer; an answer that is not JSON (or is nested too deep for Python's
+    parser) is a :class:`ServiceError`."""
+    where = f"{response.request.method} {response.request.url}"
+    try:
+        return json.loads(response.content)
+    except RecursionError:
+        raise ServiceError(f"the answer to {where} is JSON nested too deep to read (is this a funnel service?)") from None
+    except ValueError as exc:
+        raise ServiceError(f"the answer to {where} is not JSON ({exc}; is this a funnel service?): "
+                           f"{response.content[:100]!r}") from None
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -143,6 +229,49 @@ def raise_for_error(response: httpx.Response) -> None:
     raise exc
 
 
+def _deadline_error(base_url: str, deadline: float) -> ServiceTimeoutError:
+    return ServiceTimeoutError(f"the funnel service at {base_url} did not answer in full within {deadline:g} s "
+                               "(the whole request's deadline); raise the client's deadline or check the server")
+
+
+def _too_large(response: httpx.Response) -> ServiceError:
+    return ServiceError(f"the answer to {response.request.method} {response.request.url} is above "
+                        f"{MAX_ANSWER_BYTES:,} bytes (is this a funnel service?)")
+
+
+def _read_started(response: httpx.Response) -> None:
+    """Refuse an answer that announces more than :data:`MAX_ANSWER_BYTES` before reading it."""
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+        raise _too_large(response)
+
+
+def _finished(response: httpx.Response, chunks: list[bytes]) -> httpx.Response:
+    """The answer, read in full, as a plain (already decoded) response."""
+    headers = [(k, v) for k, v in response.headers.multi_items() if k not in ("content-encoding", "content-length",
+                                                                               "transfer-encoding")]
+    return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks), request=response.request)
+
+
+def _validated_url(base_url: Any) -> str:
+    """An http(s) URL with a host and a valid port, else :class:`BadInputError` (httpx raises its own
+    InvalidURL, or nothing until the first request)."""
+    bad = BadInputError(f"base_url is an http:// or https:// URL with a host, not {base_url!r}")
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise bad
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+        httpx.URL(base_url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise BadInputError(f"base_url {base_url!r} is not a valid URL: {exc}") from None
+    if not parts.hostname or any(c.isspace() for c in base_url) or parts.query or parts.fragment:
+        raise bad
+    if port == 0:
+        raise BadInputError(f"base_url {base_url!r}: port 0 is not a port to connect to")
+    return base_url
+
+
 def transport_error(exc: httpx.TransportError, base_url: str, timeout: httpx.Timeout) -> FunnelError:
     """The domain error for a request that got no answer."""
     if isinstance(exc, httpx.TimeoutException):
@@ -160,19 +289,32 @@ class FunnelClient:
 
     Thread-safe; the sync methods share one connection pool, the ``a``-prefixed coroutines another
     (made per event loop). Close it (or use it as a context manager) to release the connections.
+
+    ``timeout`` bounds each network step (connect, each read, …); ``deadline`` the whole of a request,
+    from connecting to its answer's last byte (default: the longest ``timeout``), so a server that
+    trickles its answer cannot hold a call for longer. An answer above 64 MiB is refused as it is read.
     """
 
     def __init__(self, base_url: str, api_key: str | None = None,
-                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT_S) -> None:
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise BadInputError(f"base_url is an http:// or https:// URL, not {base_url!r}")
+                 timeout: float | httpx.Timeout = DEFAULT_TIMEOUT_S, deadline: float | None = None) -> None:
+        base_url = _validated_url(base_url)
         if api_key is not None and (not isinstance(api_key, str) or not api_key):
             raise BadInputError("api_key is a non-empty string or None")
+        if api_key is not None and not all(" " <= c <= "~" for c in api_key):
+            raise BadInputError("api_key is printable ASCII (an HTTP header cannot carry other characters)")
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float, httpx.Timeout)) or (
-                not isinstance(timeout, httpx.Timeout) and timeout <= 0):
+                not isinstance(timeout, httpx.Timeout) and not timeout > 0):
             raise BadInputError(f"timeout is a positive number of seconds or an httpx.Timeout, not {timeout!r}")
+        if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float))
+                                     or not deadline > 0):
+            raise BadInputError(f"deadline is a positive number of seconds or None, not {deadline!r}")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(float(timeout))
+        if deadline is None:  # default: the longest of the timeouts, for the whole request (not per read)
+            limits = [t for t in (self.timeout.connect, self.timeout.read, self.timeout.write, self.timeout.pool)
+                      if t is not None]
+            deadline = max(limits) if limits else None
+        self.deadline = None if deadline is None else float(deadline)
         self._headers = {API_KEY_HEADER: api_key} if api_key else {}
         self._client = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=self.timeout)
         self._aclient: httpx.AsyncClient | None = None
@@ -184,8 +326,20 @@ class FunnelClient:
     # --- transport -------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        content = _encode(body)
+        started = time.monotonic()
         try:
-            return self._client.request(method, path, json=body)
+            with self._client.stream(method, path, content=content, headers=_JSON if content else None) as response:
+                _read_started(response)
+                chunks, size = [], 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        raise _too_large(response)
+                    chunks.append(chunk)
+                    if self.deadline is not None and time.monotonic() - started > self.deadline:
+                        raise _deadline_error(self.base_url, self.deadline)
+                return _finished(response, chunks)
         except httpx.TransportError as exc:
             raise transport_error(exc, self.base_url, self.timeout) from exc
 
@@ -198,8 +352,24 @@ class FunnelClient:
         return self._aclient
 
     async def _arequest(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        content = _encode(body)
+
+        async def whole() -> httpx.Response:
+            async with self._async_client().stream(method, path, content=content,
+                                                   headers=_JSON if content else None) as response:
+                _read_started(response)
+                chunks, size = [], 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_ANSWER_BYTES:
+                        raise _too_large(response)
+                    chunks.append(chunk)
+                return _finished(response, chunks)
+
         try:
-            return await self._async_client().request(method, path, json=body)
+            return await asyncio.wait_for(whole(), self.deadline)  # the whole request, however the server sends it
+        except asyncio.TimeoutError:
+            raise _deadline_error(self.base_url, self.deadline or 0.0) from None
         except httpx.TransportError as exc:
             raise transport_error(exc, self.base_url, self.timeout) from exc
 
@@ -222,7 +392,7 @@ class FunnelClient:
             body = search_body(batch, k, plan, exact, with_text, filter, adaptive, mode, fusion)
             response = self._request("POST", "/search", body)
             raise_for_error(response)
-            results.extend(parse_results(response.json()))
+            results.extend(parse_results(answer_json(response)))
         return results
 
     async def asearch(self, query: str, k: int = 10, plan: str | FunnelPlan | None = None, exact: bool = False,
@@ -243,7 +413,7 @@ class FunnelClient:
             body = search_body(batch, k, plan, exact, with_text, filter, adaptive, mode, fusion)
             response = await self._arequest("POST", "/search", body)
             raise_for_error(response)
-            return parse_results(response.json())
+            return parse_results(answer_json(response))
 
         parts = await asyncio.gather(*(one(batch) for batch in _batches(queries)))
         return [result for part in parts for result in part]
@@ -254,13 +424,13 @@ class FunnelClient:
         """Record that chunk ``chunk`` of ``doc_id`` should have been found for ``query``."""
         response = self._request("POST", "/feedback", _feedback_body(query, doc_id, chunk, note))
         raise_for_error(response)
-        return FeedbackReceipt(**response.json())
+        return _receipt(response)
 
     async def afeedback(self, query: str, doc_id: str, chunk: int = 0, note: str | None = None) -> FeedbackReceipt:
         """:meth:`feedback`, as a coroutine."""
         response = await self._arequest("POST", "/feedback", _feedback_body(query, doc_id, chunk, note))
         raise_for_error(response)
-        return FeedbackReceipt(**response.json())
+        return _receipt(response)
 
     def health(self) -> Health:
         """The service's state (``ready``, ``loading`` or ``failed``); needs no API key."""
@@ -320,10 +490,23 @@ class FunnelClient:
 
 
 def _feedback_body(query: str, doc_id: str, chunk: int, note: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"query": query, "doc_id": doc_id, "chunk": chunk}
+    body: dict[str, Any] = {"query": _text("a query", query), "doc_id": _text("doc_id", doc_id), "chunk": chunk}
     if note is not None:
-        body["note"] = note
+        body["note"] = _text("note", note)
     return body
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _encode(body: dict[str, Any] | None) -> bytes | None:
+    """The request body as JSON; what JSON cannot carry (a set, bytes, NaN, …) is a :class:`BadInputError`."""
+    if body is None:
+        return None
+    try:
+        return json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"the request cannot be sent as JSON: {exc}") from None
 
 
 def _health(response: httpx.Response) -> Health:
@@ -333,3 +516,12 @@ def _health(response: httpx.Response) -> Health:
                       message=body.get("message"), batching=body.get("batching") or {})
     raise_for_error(response)
     raise ServiceError(f"the answer to GET {response.request.url} is not a funnel health answer")
+
+
+def _receipt(response: httpx.Response) -> FeedbackReceipt:
+    body = answer_json(response)
+    try:
+        return FeedbackReceipt(**body)
+    except TypeError:
+        raise ServiceError(f"the answer to {response.request.method} {response.request.url} is not a funnel "
+                           "feedback answer") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from retriever.errors import FunnelError
 from retriever.retriever import open_embedder
 from retriever.service.app import create_app
 from retriever.service.feedback import default_feedback_path
+from retriever.service.security import MAX_HEAD_BYTES
 from retriever.service.state import ServiceConfig, ServiceState
 from retriever.store.base import Collection
 from retriever.store.config import EngineConfig
@@ -40,27 +42,29 @@ def _log_to_stderr(log_level: str) -> None:
         logger.propagate = False
 
 
-def head_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol (httptools or h11), plus a timeout on the request head.
+def guarded_protocol(head_timeout: float | None, max_head_bytes: int = MAX_HEAD_BYTES) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools or h11), plus a size bound and a timeout on the request head.
 
-    A request line and headers must arrive in full within ``seconds`` of the connection opening or
-    of the previous response, else the connection is closed. uvicorn 0.54 has no such timeout: a
-    client that connects and sends nothing, or half a request head, held the connection forever
-    (its keep-alive timer only runs between requests and stops at the first byte received). The
-    body has its own limit in :class:`~retriever.service.security.BodySizeLimit`.
+    A head above ``max_head_bytes`` gets 431 and the connection closes before the app (and its API key
+    check) sees it: httptools has no bound (800 MB of headers on one connection were held), h11 gets
+    the same one. A head must arrive within ``head_timeout`` seconds (``None``: no limit) of the
+    connection or the previous response, else the connection closes (uvicorn 0.54 has no such timeout:
+    a client sending nothing or half a head held it forever). Bodies: see ``security.BodySizeLimit``.
     """
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    class HeadTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+    class GuardedProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         _head_timer: asyncio.TimerHandle | None = None
+        _armed_cycle: Any = None
+        _head_bytes = 0
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
-            self._arm_head_timer()
+            self._arm()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self._arm_head_timer()
+            self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._head_timer is not None:
@@ -68,27 +72,56 @@ def head_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
                 self._head_timer = None
             super().connection_lost(exc)
 
-        def _arm_head_timer(self) -> None:
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            # Bytes that did not complete a head count towards the bound (the parser keeps the
+            # headers it has seen); a new cycle means the head arrived: what follows is its body.
+            if self._waiting_for_head(self._armed_cycle):
+                self._head_bytes += len(data)
+                if self._head_bytes > max_head_bytes and not self.transport.is_closing():
+                    self.transport.write(_head_too_large(max_head_bytes))
+                    self.transport.close()
+
+        def _arm(self) -> None:
+            self._armed_cycle = self.cycle
+            self._head_bytes = 0
+            if head_timeout is None:
+                return
             if self._head_timer is not None:
                 self._head_timer.cancel()
-            self._head_timer = self.loop.call_later(seconds, self._head_late, self.cycle)
+            self._head_timer = self.loop.call_later(head_timeout, self._head_late, self.cycle)
+
+        def _waiting_for_head(self, cycle_when_armed: Any) -> bool:
+            # A new request head completed (a new cycle), or a request is still being answered: not waiting.
+            cycle = self.cycle
+            return cycle is cycle_when_armed and (cycle is None or cycle.response_complete)
 
         def _head_late(self, cycle_when_armed: Any) -> None:
             self._head_timer = None
-            cycle = self.cycle
-            # A new request head completed (a new cycle), or a request is still being answered: fine.
-            waiting_for_head = cycle is cycle_when_armed and (cycle is None or cycle.response_complete)
-            if waiting_for_head and not self.transport.is_closing():
+            if self._waiting_for_head(cycle_when_armed) and not self.transport.is_closing():
                 self.transport.close()
 
-    return HeadTimeoutProtocol
+    return GuardedProtocol
 
 
-def _uvicorn_config(app, log_level: str, read_timeout: float | None) -> uvicorn.Config:  # noqa: ANN001
+def head_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """:func:`guarded_protocol` with a head timeout of ``seconds`` and the default head size bound."""
+    return guarded_protocol(seconds)
+
+
+def _head_too_large(max_head_bytes: int) -> bytes:
+    body = json.dumps({"error": {"type": "headers_too_large",
+                                 "message": f"request head above {max_head_bytes:,} bytes"}}).encode()
+    return (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def _uvicorn_config(app, log_level: str, config: ServiceConfig) -> uvicorn.Config:  # noqa: ANN001
     # One process owns the embedded collection: never more than one worker.
-    http = "auto" if read_timeout is None else head_timeout_protocol(read_timeout)
     return uvicorn.Config(app, log_level=log_level, access_log=False, workers=1, lifespan="on",
-                          server_header=False, timeout_graceful_shutdown=5, http=http)
+                          server_header=False, timeout_graceful_shutdown=5,
+                          http=guarded_protocol(config.read_timeout, config.max_head_bytes),
+                          h11_max_incomplete_event_size=config.max_head_bytes)
 
 
 def serve(
@@ -122,10 +155,13 @@ def serve(
     if config.feedback_path is None:
         config = ServiceConfig(**{**config.__dict__, "feedback_path": default_feedback_path(engine.data_dir, name)})
     _log_to_stderr(log_level)
+    if config.api_key is None:
+        log.warning("no API key: anyone who can reach %s:%s can search this collection and write feedback "
+                    "(set --api-key or FUNNEL_API_KEY)", host, port)
     try:
         state = ServiceState(collection, lambda: open_embedder(collection, model, device, encoder))
         app = create_app(config, state)
-        uconfig = _uvicorn_config(app, log_level, config.read_timeout)
+        uconfig = _uvicorn_config(app, log_level, config)
         uconfig.host, uconfig.port = host, port
         server = uvicorn.Server(uconfig)
         sock = _bind(host, port)
@@ -166,7 +202,7 @@ class BackgroundServer:
             config = ServiceConfig(**{**config.__dict__, "feedback_path": feedback_dir / f"{collection.spec.name}.jsonl"})
         self.state = ServiceState(collection, load_embedder)
         self.app = create_app(config, self.state)
-        self.server = uvicorn.Server(_uvicorn_config(self.app, "warning", config.read_timeout))
+        self.server = uvicorn.Server(_uvicorn_config(self.app, "warning", config))
         self._sock = _bind("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]},

@@ -17,6 +17,7 @@ log = logging.getLogger("funnel.service")
 
 API_KEY_HEADER = "X-API-Key"
 MAX_BODY_BYTES = 256 * 1024
+MAX_HEAD_BYTES = 64 * 1024  # a request line and headers (see runner.guarded_protocol)
 READ_TIMEOUT_S = 10.0
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Literal
 
 from retriever.encoding.embedder import Embedder
-from retriever.errors import FunnelError, NotReadyError
+from retriever.errors import BadInputError, FunnelError, NotReadyError
 from retriever.query.result import SearchResult
 from retriever.query.spec import QuerySpec
 from retriever.retriever import Retriever
-from retriever.service.security import READ_TIMEOUT_S
+from retriever.service.security import MAX_HEAD_BYTES, READ_TIMEOUT_S
 from retriever.store.base import Collection
 
 log = logging.getLogger("funnel.service")
@@ -28,7 +28,7 @@ log = logging.getLogger("funnel.service")
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Settings of one service: key, batching, feedback file, body size and read time limits."""
+    """Settings of one service: key, batching, feedback file, head and body size and read time limits."""
 
     api_key: str | None = None
     max_batch: int = 32
@@ -37,6 +37,13 @@ class ServiceConfig:
     max_body_bytes: int = 256 * 1024
     # seconds for a request's head, then its whole body, to arrive (None: no limit; see runner, security)
     read_timeout: float | None = READ_TIMEOUT_S
+    max_head_bytes: int = MAX_HEAD_BYTES  # a request line and headers; above: 431, before the key is checked
+
+    def __post_init__(self) -> None:
+        # An empty key is not "no key": it would be a key anyone can send (or, in a shell, one that
+        # was meant to be set and was not). None is no key; the server then says so when it starts.
+        if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.strip()):
+            raise BadInputError("the API key is empty: give a key, or None for a server without one")
 
 
 class ServiceState:
