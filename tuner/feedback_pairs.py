@@ -48,6 +48,10 @@ def _entry(line: str) -> tuple[FeedbackEntry | None, str | None, str]:
         item = json.loads(line)
     except json.JSONDecodeError as exc:
         return None, None, f"not JSON ({exc.msg})"
+    except RecursionError:
+        return None, None, "JSON nested too deeply to read"
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        return None, None, f"unreadable JSON ({exc})"
     if not isinstance(item, dict):
         return None, None, "not a JSON object"
     query, doc, chunk = item.get("query"), item.get("doc_id"), item.get("chunk", 0)

@@ -9,20 +9,37 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from retriever.errors import PairsError
+from retriever.ingest.beir import file_kind
 
 Key = tuple[str, int]
 
 
-def check_output(path: Path) -> Path:
-    """Refuse an output path that is a directory or sits in a missing or non-directory parent."""
-    path = Path(path).expanduser()
-    if path.is_dir():
+def _refuse_non_regular(path: Path) -> None:
+    """Refuse an existing ``path`` (a symlink is followed) that is not a regular file: reading a device
+    to its end never ends, and replacing one would swap the node for a file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # absent (or a dangling symlink): it will be created
+    except OSError as exc:
+        raise PairsError(f"--out {path}: cannot check ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
         raise PairsError(f"--out {path} is a directory: give a file path such as {path / 'pairs.jsonl'}")
+    if not stat.S_ISREG(mode):
+        raise PairsError(f"--out {path} is {file_kind(mode)}, not a regular file: give a file path")
+
+
+def check_output(path: Path) -> Path:
+    """Refuse an output path that is not a regular file (a directory, a device, a FIFO, a socket, or a
+    symlink to one) or sits in a missing or non-directory parent; nothing is read or written first."""
+    path = Path(path).expanduser()
+    _refuse_non_regular(path)
     parent = path.parent
     if parent.exists() and not parent.is_dir():
         raise PairsError(f"--out {path}: {parent} is not a directory")
@@ -39,6 +56,7 @@ def resume_state(path: Path) -> set[Key]:
     """The chunks already in ``path`` (empty if it does not exist); a cut-off last line is removed."""
     if not path.exists():
         return set()
+    _refuse_non_regular(path)
     with path.open("rb+") as handle:
         data = handle.read()
         if data and not data.endswith(b"\n"):
@@ -89,15 +107,20 @@ class PairWriter:
 
 def write_pairs(path: Path, pairs: Iterable[dict[str, Any]]) -> int:
     """Write all ``pairs`` to ``path`` at once: a temporary file renamed over it, so a failed run
-    leaves any earlier file as it was."""
-    path = check_output(path)
+    leaves any earlier file as it was. A symlink to a file stays a symlink: its target is replaced."""
+    path = check_output(path).resolve()
     tmp = path.with_name(f".{path.name}.tmp")
     count = 0
     try:
-        with tmp.open("w", encoding="utf-8") as handle:
+        tmp.unlink(missing_ok=True)  # a leftover of a killed run: created afresh below
+    except OSError as exc:
+        raise PairsError(f"--out {path}: cannot remove the leftover {tmp} ({exc.strerror or exc})") from None
+    try:
+        with tmp.open("x", encoding="utf-8") as handle:
             for item in pairs:
                 handle.write(json.dumps(item, ensure_ascii=False) + "\n")
                 count += 1
+        _refuse_non_regular(path)  # still not a device or directory made meanwhile
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retriever.errors import CorpusError, MissingExtraError, TuneError
-from retriever.ingest.beir import read_qrels
+from retriever.ingest.beir import first_non_utf8_line, read_qrels
 from retriever.ingest.corpus import read_corpus
 from tuner.evaluation import beir_passages
 
@@ -78,6 +78,8 @@ def _load_table(source: str):  # noqa: ANN202 - a datasets.Dataset
         if builder is None:
             raise TuneError(f"{path}: unknown pairs format; use .jsonl, .csv, .tsv or .parquet")
         kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+        if builder in ("json", "csv") and (bad := first_non_utf8_line(path)):
+            raise TuneError(f"{path}:{bad}: not valid UTF-8")  # pyarrow would fail later, with a traceback
         try:
             return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
         except Exception as exc:  # noqa: BLE001 - datasets raises many types for a bad file
@@ -114,7 +116,10 @@ def load_pairs(source: str | Path, columns: PairColumns = PairColumns()):  # noq
         names = {"anchor": columns.anchor, "positive": columns.positive}
         if columns.negative in present:
             names["negative"] = columns.negative
-        rows = table.select_columns(list(names.values())).to_list()
+        try:
+            rows = table.select_columns(list(names.values())).to_list()
+        except UnicodeDecodeError:  # e.g. a Parquet string column holding bytes that are not UTF-8
+            raise TuneError(f"{source}: not valid UTF-8 text in the pair columns") from None
     seen: set[tuple[str, ...]] = set()
     kept: list[dict[str, str]] = []
     empty = duplicates = 0

@@ -7,6 +7,7 @@ an id missing from the queries or the corpus are dropped and counted, not fatal.
 from __future__ import annotations
 
 import csv
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,17 +45,35 @@ def check_layout(path: str | Path, split: str) -> Path:
 
 
 def read_qrels(file: Path) -> dict[str, set[str]]:
-    """Positive judgements (score > 0) of a BEIR qrels TSV with a header."""
+    """Positive judgements (score > 0) of a BEIR qrels TSV with a header.
+
+    Only a regular file is read (a device such as /dev/zero would be read without end); a field longer
+    than the csv module's limit (131,072 characters) is a malformed line, named with its number.
+    """
     relevant: dict[str, set[str]] = {}
     try:
+        mode = file.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise CorpusError(f"{file}: not a regular file ({file_kind(mode)}); give a qrels TSV file")
         with file.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-            if reader.fieldnames is None or not set(QREL_COLUMNS) <= set(reader.fieldnames):
+            rows = iter(reader)
+            try:
+                fieldnames = reader.fieldnames
+            except csv.Error as exc:
+                raise CorpusError(f"{file}:1: malformed qrels header ({exc})") from None
+            if fieldnames is None or not set(QREL_COLUMNS) <= set(fieldnames):
                 raise CorpusError(f"{file}: a qrels file needs a header with {', '.join(QREL_COLUMNS)} (tab-separated)")
-            for row in reader:
+            while True:
+                try:
+                    row = next(rows, None)
+                except csv.Error as exc:  # the line being read: TSV without quoting is one line a record
+                    raise CorpusError(f"{file}:{reader.line_num + 1}: malformed qrels line ({exc})") from None
+                if row is None:
+                    break
                 line = reader.line_num
                 if None in row or any(row.get(c) is None for c in QREL_COLUMNS):
-                    raise CorpusError(f"{file}:{line}: expected {len(reader.fieldnames)} tab-separated values")
+                    raise CorpusError(f"{file}:{line}: expected {len(fieldnames)} tab-separated values")
                 try:
                     score = float(row["score"] or 0)
                 except (TypeError, ValueError):
@@ -62,13 +81,23 @@ def read_qrels(file: Path) -> dict[str, set[str]]:
                 if score > 0:
                     relevant.setdefault(row["query-id"], set()).add(row["corpus-id"])
     except UnicodeDecodeError:
-        raise CorpusError(f"{file}:{_first_non_utf8_line(file)}: not valid UTF-8") from None
+        raise CorpusError(f"{file}:{first_non_utf8_line(file)}: not valid UTF-8") from None
     except OSError as exc:
         raise CorpusError(f"{file}: cannot read ({exc.strerror or exc})") from None
     return relevant
 
 
-def _first_non_utf8_line(file: Path) -> int:
+def file_kind(mode: int) -> str:
+    """What a ``st_mode`` is, in words (for a path that should be a regular file)."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
+def first_non_utf8_line(file: Path) -> int:
     """The 1-based number of the first line of ``file`` that is not valid UTF-8 (0 if none)."""
     with file.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
