@@ -149,3 +149,45 @@ def test_pairs_generate_llm_server_trickling_one_byte_a_second_fails_within_time
 def test_pairs_generate_llm_url_that_cannot_name_a_server_is_one_line(tmp_path, url, why):
     assert_cli_error(generate(tmp_path, url), why)
     assert not (tmp_path / "p.jsonl").exists()  # refused before the output file and the first request
+
+
+class TricklingQdrant(BaseHTTPRequestHandler):
+    """Any GET: headers at once, then one byte a second of a 1,000-byte body."""
+
+    requests = 0
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        type(self).requests += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.timeout(90)
+def test_collections_on_a_qdrant_url_trickling_one_byte_a_second_fails_within_the_timeout(monkeypatch):
+    """The 10 s Qdrant timeout bounds each try by the wall clock, not each read: one line, in bounded time."""
+    TricklingQdrant.requests = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TricklingQdrant)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("QDRANT_URL", url)
+    try:
+        started = time.monotonic()
+        assert_cli_error(CliRunner().invoke(main, ["collections"]), url)
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert TricklingQdrant.requests >= 1 and elapsed < 60, elapsed  # 10 s a try, tries within the 15 s budget
