@@ -21,7 +21,7 @@ from typing import Any
 
 from retriever.errors import PairsError
 from retriever.ingest.chunking import Chunk
-from tuner.llm_client import ChatClient, LLMSettings
+from tuner.llm_client import ChatClient, LLMSettings, check_url
 from tuner.pair_file import Key, PairWriter, check_output, record, resume_state
 from tuner.prompt import PromptTemplate
 from tuner.pseudo_queries import ict_pairs
@@ -52,6 +52,8 @@ class GenerateConfig:
             raise PairsError(f"unknown --method {self.method!r}: use {' or '.join(METHODS)}")
         if self.method == "llm" and (self.llm is None or not self.llm.url or not self.llm.model):
             raise PairsError("--method llm needs --llm-url and --llm-model")
+        if self.method == "llm" and self.llm is not None:
+            check_url(self.llm.url)  # before the first request, the output file and the tokenizer
         if self.offline not in OFFLINE_METHODS:
             raise PairsError(f"unknown --offline {self.offline!r}: use {' or '.join(OFFLINE_METHODS)}")
         if not 1 <= self.questions_per_chunk <= 20:
