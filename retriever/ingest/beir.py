@@ -15,6 +15,7 @@ from retriever.errors import CorpusError
 from retriever.ingest.corpus import read_corpus
 
 QREL_COLUMNS = ("query-id", "corpus-id", "score")
+MAX_QREL_FIELD_CHARS = 131_072  # an id or score longer than this is not a judgement (the csv module's default limit)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ def read_qrels(file: Path) -> dict[str, set[str]]:
     """Positive judgements (score > 0) of a BEIR qrels TSV with a header.
 
     Only a regular file is read (a device such as /dev/zero would be read without end); a field longer
-    than the csv module's limit (131,072 characters) is a malformed line, named with its number.
+    than :data:`MAX_QREL_FIELD_CHARS` is a malformed line, named with its number (checked here, not left
+    to the csv module's limit, which is process-wide and raised by the corpus reader).
     """
     relevant: dict[str, set[str]] = {}
     try:
@@ -74,6 +76,10 @@ def read_qrels(file: Path) -> dict[str, set[str]]:
                 line = reader.line_num
                 if None in row or any(row.get(c) is None for c in QREL_COLUMNS):
                     raise CorpusError(f"{file}:{line}: expected {len(fieldnames)} tab-separated values")
+                longest = max(len(value) for value in row.values())
+                if longest > MAX_QREL_FIELD_CHARS:
+                    raise CorpusError(f"{file}:{line}: malformed qrels line (a field of {longest:,} characters; "
+                                      f"at most {MAX_QREL_FIELD_CHARS:,})")
                 try:
                     score = float(row["score"] or 0)
                 except (TypeError, ValueError):
