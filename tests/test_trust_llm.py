@@ -52,21 +52,22 @@ class Hostile(BaseHTTPRequestHandler):
         self._head(len(payload))
         self.wfile.write(payload)
 
+    def _blocks(self, total: int) -> None:
+        """Spaces in 64 KiB blocks, counted in ``sent``, until ``total`` bytes went out (or the client left)."""
+        block = b" " * 65536
+        while type(self).sent < total:
+            self.wfile.write(block)
+            type(self).sent += len(block)
+
     def _endless(self) -> None:
         """An answer with no length that goes on (up to 300 MB) for as long as the client reads."""
         self._head(None)
-        block = b" " * 65536
-        while type(self).sent < 300_000_000:
-            self.wfile.write(block)
-            type(self).sent += len(block)
+        self._blocks(300_000_000)
 
     def _huge_declared(self) -> None:
         """A 150 MB answer announced by its Content-Length."""
         self._head(150_000_000)
-        block = b" " * 65536
-        while type(self).sent < 150_000_000:
-            self.wfile.write(block)
-            type(self).sent += len(block)
+        self._blocks(150_000_000)
 
     def _trickle(self) -> None:
         """Headers at once, then one byte a second (each read succeeds well within a per-read timeout)."""

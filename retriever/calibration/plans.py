@@ -27,8 +27,6 @@ from itertools import product
 
 import numpy as np
 
-# The readers of a saved plan live with the record; cli.py's calibrate still imports them from here.
-from retriever.calibration.record import calibrated_ef, calibrated_plan  # noqa: F401
 from retriever.calibration.timing import time_each
 from retriever.errors import BadInputError
 from retriever.query.plan import MAX_SHORTLIST, FunnelPlan, Stage, validate_k

@@ -18,8 +18,8 @@ import numpy as np
 from retriever.calibration.adaptive import AdaptiveCalibration, calibrate_adaptive
 from retriever.calibration.fusion import FusionCalibration, calibrate_fusion
 from retriever.calibration.layouts import LayoutCalibration, LayoutTrial, apply_layout, calibrate_layouts
-from retriever.calibration.plans import DEFAULT_TARGET, Calibration, calibrate, calibrated_plan
-from retriever.calibration.record import CalibrationRecord
+from retriever.calibration.plans import DEFAULT_TARGET, Calibration, calibrate
+from retriever.calibration.record import CalibrationRecord, calibrated_plan
 from retriever.errors import BadInputError
 
 if TYPE_CHECKING:
