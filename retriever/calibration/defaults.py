@@ -34,17 +34,23 @@ def default_ef_for(collection: Collection, plan: FunnelPlan) -> int | None:
 
 def query_encoder_for(collection: Collection, encoder: str | None, device: str | None) -> str | None:
     """The encoder for this collection's queries: ``encoder`` when given, else the one ``funnel
-    calibrate`` chose (on a CPU, when it is installed here), else ``None`` (the default: see
-    :func:`retriever.encoding.embedder.resolve_encoder`)."""
+    calibrate`` chose (on a CPU, when it is installed here), else ``openvino-bf16`` for a collection
+    whose documents it encoded (``funnel index`` chose it on the corpus, measured on both sides),
+    else ``None`` (the default: see :func:`retriever.encoding.embedder.resolve_encoder`)."""
     if encoder is not None and encoder != "auto":
         return encoder
     if device is not None and not device.startswith("cpu"):
         return encoder
-    from retriever.encoding.names import available
+    from retriever.encoding.embedder import gpu_present
+    from retriever.encoding.names import BF16, available
 
     record = read_record(collection)
     chosen = None if record is None else record.query_encoder()
-    return chosen if chosen is not None and available(chosen) else encoder
+    if chosen is not None and available(chosen):
+        return chosen
+    if collection.spec.encoder == BF16 and device is None and not gpu_present() and available(BF16):
+        return BF16
+    return encoder
 
 
 def adaptive_rule_for(collection: Collection, k: int) -> AdaptiveRule | None:

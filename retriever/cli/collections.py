@@ -120,6 +120,7 @@ class _Info:
     location: str
     calibrated_encoder: str | None
     query_encoder: str
+    measured_at_index: bool
 
     @property
     def section(self) -> Any:
@@ -146,12 +147,16 @@ class _Info:
 
         with catalog(ctx).open(name) as coll:
             details = coll.info()
-            calibrated_encoder = query_encoder_for(coll, None, None)
-            return cls(details=details, record=coll.calibration(), plan=str(default_plan_for(coll, 10)),
+            chosen, record = query_encoder_for(coll, None, None), coll.calibration()
+            # without a calibrated choice, the one funnel index measured its documents with
+            calibrated_encoder = chosen if (record or {}).get("encoder") else None
+            index_encoder = chosen if calibrated_encoder is None else None
+            return cls(details=details, record=record, plan=str(default_plan_for(coll, 10)),
                        rule=adaptive_rule_for(coll, 10), adaptive_default=adaptive_by_default(coll),
                        mode=default_mode_for(coll), fusion=fusion_for(coll, None) if details.spec.lexical else None,
                        location=coll.location, calibrated_encoder=calibrated_encoder,
-                       query_encoder=calibrated_encoder or resolve_encoder(None, None))
+                       query_encoder=calibrated_encoder or index_encoder or resolve_encoder(None, None),
+                       measured_at_index=index_encoder is not None)
 
     def to_dict(self) -> dict[str, Any]:
         from retriever.cli.display import spec_dict
@@ -165,6 +170,7 @@ class _Info:
             "fusion_calibrated": fusion is not None and self.fusion_calibrated,
             "hybrid": (record or {}).get("hybrid") if details.spec.lexical else None,
             "query_encoder": self.query_encoder, "query_encoder_calibrated": self.calibrated_encoder is not None,
+            "query_encoder_measured_at_index": self.measured_at_index,
             "location": self.location, "path": self.location}
 
     def print(self) -> None:
@@ -184,6 +190,7 @@ class _Info:
                         f"({section.get('widened_share', 0):.0%} widened, mean "
                         f"{section.get('mean_ms_adaptive', 0):.2f} ms vs fixed {section.get('mean_ms_fixed', 0):.2f} ms)")
         encoder_how = ("calibrated" if self.calibrated_encoder
+                       else "measured on the corpus by funnel index" if self.measured_at_index
                        else "the default here; funnel calibrate measures the others")
         plan = self.plan + (" (calibrated)" if self.record is not None else " (rule; run funnel calibrate)")
         print_info(self.details, plan, self.location, adaptive, hybrid, f"{self.query_encoder} ({encoder_how})")

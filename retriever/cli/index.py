@@ -27,6 +27,9 @@ from retriever.cli.options import (
 from retriever.errors import BadInputError
 
 if TYPE_CHECKING:
+    from retriever.calibration.index_encoder import IndexEncoderChoice
+    from retriever.encoding.embedder import Embedder
+    from retriever.ingest.intake import ValidCorpus
     from retriever.store.spec import CollectionSpec, Layout
 
 
@@ -118,7 +121,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
     from dataclasses import asdict
 
     from retriever.cli.display import IndexProgressBar, err, print_index_summary, print_json
-    from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
+    from retriever.encoding.embedder import DEFAULT_MODEL
     from retriever.ingest.chunking import check_chunking
     from retriever.ingest.corpus import Fields
     from retriever.ingest.indexer import check_batch_size, index_corpus
@@ -136,7 +139,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
     store.check_writable(collection, len(settings.dims.split(",")) if settings.dims else 4)
     fields = Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields)
     with open_corpus(paths, fields, skip_bad, fmt, spool_dir=ctx.obj["data_dir"]) as corpus:
-        embedder = Embedder(settings.model or DEFAULT_MODEL, device=device, encoder=encoder)
+        embedder, choice = _embedder(settings.model or DEFAULT_MODEL, device, encoder, existing, corpus, settings.dims)
         if existing is not None and existing.encoder != embedder.encoder:
             err.print(f"note: {collection!r} was encoded with {existing.encoder}; new chunks are encoded with "
                       f"{embedder.describe} (the same model: searches match across encoders)", highlight=False)
@@ -151,4 +154,33 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
             bar.stop()
     print_index_summary(result)
     if as_json:
-        print_json(asdict(result) | {"skipped": result.skipped})
+        print_json(asdict(result) | {"skipped": result.skipped, "encoder": embedder.encoder,
+                                     "encoder_choice": choice.record() if choice else None})
+
+
+def _embedder(model: str, device: str | None, encoder: str | None, existing: CollectionSpec | None,
+              corpus: ValidCorpus, dims: str | None) -> tuple[Embedder, IndexEncoderChoice | None]:
+    """The embedder to index with. Without ``--encoder`` on a CPU: the encoder an existing collection was
+    built with (where it runs here), else for a large corpus the fastest that keeps fp32's top 10 on a
+    sample of it (:mod:`retriever.calibration.index_encoder`), else fp32."""
+    from retriever.calibration.index_encoder import MIN_DOCUMENTS, choose_index_encoder, corpus_sample
+    from retriever.cli.display import err
+    from retriever.encoding.embedder import Embedder
+    from retriever.encoding.names import AUTO, TORCH, available
+    from retriever.query.ladder import parse_ladder
+
+    embedder = Embedder(model, device=device, encoder=encoder)
+    if encoder not in (None, AUTO) or embedder.encoder == TORCH:
+        return embedder, None
+    if existing is not None:
+        if existing.encoder not in (embedder.encoder, TORCH) and available(existing.encoder):
+            return Embedder(model, device=device, encoder=existing.encoder), None
+        return embedder, None
+    if corpus.report.documents < MIN_DOCUMENTS:
+        return embedder, None
+    choice, chosen = choose_index_encoder(embedder, corpus_sample(corpus), parse_ladder(dims, embedder.dim))
+    if choice.candidate is not None:
+        keep = f" (--encoder {choice.reference} keeps fp32)" if chosen is not embedder else ""
+        err.print(f"encoder: {chosen.describe}, measured on {choice.sample} of the corpus's documents in "
+                  f"{choice.seconds:.1f} s: {choice.reason}{keep}", highlight=False)
+    return chosen, choice

@@ -23,10 +23,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[F], F]
 
 MODEL_HELP = "sentence-transformers model name or local path [default: all-MiniLM-L6-v2, or the collection's]"
-ENCODER_HELP = ("what runs the model: torch, onnx, onnx-int8, openvino, openvino-int8 (the last four on the CPU, "
-                "exported once and cached) [default: auto: torch on a GPU; on a CPU the encoder funnel calibrate chose, "
-                "else openvino]")
-ENCODERS = ["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+ENCODER_HELP = ("what runs the model: torch, onnx, onnx-int8, openvino, openvino-bf16, openvino-int8 (all but torch "
+                "on the CPU, exported once and cached) [default: auto: torch on a GPU; on a CPU the encoder funnel "
+                "calibrate chose, else openvino (fp32)]")
+ENCODERS = ["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8"]
 FORMATS = ["jsonl", "csv", "tsv", "parquet", "text"]
 
 # --skip-bad: what is skipped depends on what the command reads

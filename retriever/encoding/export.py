@@ -35,7 +35,7 @@ PROBE_TEXTS = (
     "Matryoshka embeddings keep most of their meaning in the first dimensions. " * 80,
 )
 # Least cosine to the torch model on the probe texts for an export to be kept.
-MIN_COSINE = {"onnx": 0.9999, "openvino": 0.999, "onnx-int8": 0.9, "openvino-int8": 0.9}
+MIN_COSINE = {"onnx": 0.9999, "openvino": 0.9999, "openvino-bf16": 0.999, "onnx-int8": 0.9, "openvino-int8": 0.9}
 
 
 def model_inputs(model: Any) -> tuple[str, ...]:
@@ -46,13 +46,18 @@ def model_inputs(model: Any) -> tuple[str, ...]:
 
 
 def variant_key(encoder: str) -> str:
-    """The cache key of ``encoder``'s export: int8 exports depend on this CPU's int8 kernel family."""
+    """The cache key of ``encoder``'s export: int8 exports depend on this CPU's int8 kernel family;
+    ``openvino-bf16`` runs the ``openvino`` export (the precision is chosen when it is compiled)."""
+    if encoder == "openvino-bf16":
+        return "openvino"
     return f"{encoder}/{int8_kernel()}" if encoder.endswith("int8") else encoder
 
 
 def export(encoder: str, model: Any, facts: ModelFacts, target: Path,
            calibration_texts: Sequence[str] | None = None) -> Path:
     """Export the torch sentence-transformers ``model`` as ``encoder`` into folder ``target`` (atomically)."""
+    if variant_key(encoder) == "openvino":
+        encoder = "openvino"  # one export for both precisions, checked at fp32
     building = building_folder(target)
     try:
         _save_tokenizer(model, building)
@@ -60,7 +65,7 @@ def export(encoder: str, model: Any, facts: ModelFacts, target: Path,
             _torch_to_onnx(model, facts, building / ("model.onnx" if encoder == "onnx" else "fp32.onnx"))
             if encoder == "onnx-int8":
                 _quantize_onnx(building / "fp32.onnx", building / "model.onnx")
-        elif encoder in ("openvino", "openvino-int8"):
+        elif encoder in ("openvino", "openvino-bf16", "openvino-int8"):
             _torch_to_onnx(model, facts, building / "fp32.onnx")
             _onnx_to_openvino(building / "fp32.onnx", building / "model.xml", facts,
                               calibration_texts if encoder == "openvino-int8" else None, building)

@@ -8,10 +8,12 @@ from retriever.errors import BadInputError, EncoderError
 
 AUTO = "auto"
 TORCH = "torch"
-FAST_ENCODERS = ("openvino", "onnx", "openvino-int8", "onnx-int8")
+FAST_ENCODERS = ("openvino", "onnx", "openvino-bf16", "openvino-int8", "onnx-int8")
+BF16 = "openvino-bf16"
 ENCODERS = (TORCH, *FAST_ENCODERS)
-# The CPU default when nothing was calibrated: full-precision weights, no measured loss (see the
-# encoders benchmark); int8 is chosen only by `funnel calibrate`, which measures its loss first.
+# The CPU default when nothing was calibrated: fp32 all through, no loss (see the encoders benchmark);
+# bf16 and int8 are chosen only where their loss was measured first (`funnel calibrate`, and `funnel
+# index` on a sample of the corpus it indexes).
 CPU_DEFAULTS = ("openvino", "onnx", TORCH)
 
 # module needed -> the package that installs it
@@ -19,6 +21,7 @@ _NEEDS = {
     "onnx": {"onnxruntime": "onnxruntime", "onnx": "onnx"},
     "onnx-int8": {"onnxruntime": "onnxruntime", "onnx": "onnx"},
     "openvino": {"openvino": "openvino", "onnx": "onnx"},
+    "openvino-bf16": {"openvino": "openvino", "onnx": "onnx"},
     "openvino-int8": {"openvino": "openvino", "onnx": "onnx", "nncf": "nncf"},
 }
 
@@ -48,11 +51,24 @@ def missing(encoder: str) -> list[str]:
 
 
 def available(encoder: str) -> bool:
-    return not missing(encoder)
+    """Whether ``encoder`` can run here (its packages installed; bf16: a CPU that computes it)."""
+    return not missing(encoder) and (encoder != BF16 or cpu_has_bf16())
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), as OpenVINO reports it."""
+    if importlib.util.find_spec("openvino") is None:
+        return False
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def require(encoder: str) -> None:
     """Raise :class:`EncoderError` naming what to install when ``encoder`` cannot run here."""
+    if encoder == BF16 and not missing(encoder) and not cpu_has_bf16():
+        raise EncoderError(f"encoder {BF16!r} needs a CPU with bf16 instructions (AVX-512 BF16 or AMX), "
+                           "which this one lacks: use --encoder openvino")
     lacking = missing(encoder)
     if lacking:
         raise EncoderError(f"encoder {encoder!r} needs {', '.join(lacking)}, which is not installed: "
