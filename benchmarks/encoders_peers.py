@@ -10,7 +10,7 @@ in file order.
 
 1. **Encoders**, each in a fresh spawned process, on the passages and the queries, batch size 32:
    plain ``SentenceTransformer(path).encode`` (the reference, fp32), funnel's ``Embedder`` with
-   ``encoder=`` torch, onnx, onnx-int8, openvino, openvino-int8 (a backend that does not load is
+   ``encoder=`` torch, onnx, onnx-int8, openvino, openvino-bf16, openvino-int8 (a backend that does not load is
    reported, not fatal; openvino-int8 is calibrated on up to 300 passages spread over the corpus,
    as funnel calibrates it on a collection's chunks), and fastembed's ``TextEmbedding`` on the
    same ONNX graph as funnel's onnx export (token ids in, sentence embedding out; a local folder,
@@ -89,7 +89,7 @@ PASSAGE_WARMUP = 64
 QUERY_WARMUP = 20
 CALIBRATION_TEXTS = 300
 REFERENCE = "sentence-transformers"
-FUNNEL_ENCODERS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+FUNNEL_ENCODERS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-int8")
 ENCODERS = (REFERENCE, *(f"funnel {e}" for e in FUNNEL_ENCODERS), "fastembed")
 FASTEMBED_NAME = "funnel-bench/all-MiniLM-L6-v2-sentence-embedding"
 EDGE_VECTOR = "v"
