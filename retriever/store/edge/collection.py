@@ -222,7 +222,7 @@ class EdgeCollection(Collection):
             found = self.shard.facet(FacetRequest("doc_id", limit=max(1, limit), exact=True, filter=where))
         except Exception as exc:  # noqa: BLE001
             raise engine_error(exc, self.spec.name) from exc
-        return {str(hit.value): int(hit.count) for hit in found.hits}
+        return {str(hit.value): int(hit.count) for hit in found.hits if hit.count > 0}  # deleted values stay, at 0
 
     def delete_documents(self, doc_ids: Sequence[str], keep: Sequence[str] = ()) -> None:
         if not doc_ids:

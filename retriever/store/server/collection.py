@@ -179,7 +179,7 @@ class ServerCollection(Collection):
         limit = len(set(doc_ids)) if doc_ids is not None else self.count()
         found = self._call("count documents", self.catalog.conn.client.facet, key="doc_id", facet_filter=where,
                            limit=max(1, limit), exact=True)
-        return {str(hit.value): int(hit.count) for hit in found.hits}
+        return {str(hit.value): int(hit.count) for hit in found.hits if hit.count > 0}  # deleted values stay, at 0
 
     def delete_documents(self, doc_ids: Sequence[str], keep: Sequence[str] = ()) -> None:
         from qdrant_client import models
