@@ -201,7 +201,8 @@ def server(tmp_path_factory, embedder):
     catalog = EdgeCatalog(root / "data")
     index_corpus(catalog, "topics", [write_jsonl(root / "c.jsonl", topic_records())], embedder)
     collection = catalog.open("topics")
-    with BackgroundServer(collection, lambda: embedder, ServiceConfig(api_key=KEY, max_body_bytes=64 * 1024)) as s:
+    config = ServiceConfig(api_key=KEY, max_body_bytes=64 * 1024, feedback_path=root / "feedback.jsonl")
+    with BackgroundServer(collection, lambda: embedder, config) as s:
         yield s
     collection.close()
 
@@ -244,6 +245,7 @@ def test_funnel_client_documents(server):
         assert made.status == "created" and made.chunks == 1
         assert client.search("Schabowski press conference", k=1)[0].doc_id == "notes/a b?.md"
         assert client.upsert("notes/a b?.md", "The wall fell in 1989.").status == "replaced"
+        assert client.feedback("when did the wall fall", "notes/a b?.md").recorded  # the replaced chunk is found
         page = client.documents(limit=2, offset=5)
         assert page.total == 13 and [d.doc_id for d in page.documents] == ["mars", "notes/a b?.md"]
         with pytest.raises(DocumentNotFoundError):
