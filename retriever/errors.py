@@ -63,6 +63,12 @@ class ChunkNotFoundError(FunnelError):
     http_status = 404
 
 
+class DocumentNotFoundError(FunnelError):
+    """No document with that id in the collection (a delete of it changes nothing)."""
+
+    http_status = 404
+
+
 class CollectionLockedError(FunnelError):
     """The embedded collection is open in another process (single-writer lock)."""
 

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,15 @@ from retriever.calibration.defaults import (
 )
 from retriever.encoding.embedder import Embedder
 from retriever.errors import BadInputError, InvalidPlanError, ModelMismatchError
+from retriever.ingest.documents import (
+    DocumentPage,
+    UpsertResult,
+    chunker_for,
+    delete_documents,
+    list_documents,
+    make_document,
+    upsert_documents,
+)
 from retriever.query.adaptive import AdaptiveSpec
 from retriever.query.filters import PayloadFilter, parse_filter
 from retriever.query.fusion import Fusion, check_mode
@@ -88,6 +97,7 @@ class Retriever:
             )
         self.collection = collection
         self.embedder = embedder
+        self._chunker: Any = None
 
     @classmethod
     def open(
@@ -301,6 +311,52 @@ class Retriever:
         else:
             vectors = self.embedder.encode(texts, self.collection.spec.dims, batch_size=batch_size)
         return adaptive_search_each(self.collection, vectors, specs)
+
+    # --- documents -------------------------------------------------------------------------------
+
+    def upsert(self, doc_id: str, text: str, metadata: Mapping[str, Any] | None = None,
+               title: str | None = None) -> UpsertResult:
+        """Add document ``doc_id``, or replace it: chunked and embedded as ``funnel index`` does (the
+        collection's chunk size, overlap and ladder, this model; the BM25 index follows the text).
+
+        A replacement is crash-safe: killed at any moment, the collection holds the old version or the
+        new one, never a mix (see :meth:`~retriever.store.base.Collection.replace_document`). The same
+        text, title and metadata again writes nothing (``status="unchanged"``).
+        """
+        return self.upsert_many([{"doc_id": doc_id, "text": text, "metadata": metadata, "title": title}])[0]
+
+    def upsert_many(self, documents: Iterable[Mapping[str, Any]], batch_size: int = 32) -> list[UpsertResult]:
+        """:meth:`upsert` for several documents (mappings with ``doc_id``, ``text`` and optional
+        ``metadata`` and ``title``), encoded together; every one is checked before any is written."""
+        if isinstance(self.embedder, NoModel):
+            raise BadInputError("this Retriever was opened with lexical_only=True: it has no model to embed "
+                                "documents with; open it with its model to upsert")
+        if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, Iterable):
+            raise BadInputError(f"documents are a list of mappings, not {show_value(documents)}")
+        docs = []
+        for item in documents:
+            if not isinstance(item, Mapping):
+                raise BadInputError(f"a document is a mapping with doc_id and text, not {show_value(item)}")
+            unknown = set(item) - {"doc_id", "text", "metadata", "title"}
+            if unknown:
+                raise BadInputError(f"unknown document field {sorted(map(str, unknown))[0]!r} (doc_id, text, "
+                                    "metadata, title)")
+            docs.append(make_document(item.get("doc_id"), item.get("text"), item.get("title"), item.get("metadata")))
+        if self._chunker is None:
+            self._chunker = chunker_for(self.collection, self.embedder)
+        return upsert_documents(self.collection, self.embedder, docs, int_option("batch_size", batch_size),
+                                self._chunker)
+
+    def delete(self, doc_ids: str | Sequence[str]) -> dict[str, int]:
+        """Delete documents by id (one id, or a list), every chunk of each; returns the chunks each had.
+        All or nothing: an id that is not stored raises :class:`~retriever.errors.DocumentNotFoundError`
+        and nothing is deleted."""
+        return delete_documents(self.collection, [doc_ids] if isinstance(doc_ids, str) else doc_ids)
+
+    def documents(self, limit: int = 100, offset: int = 0) -> DocumentPage:
+        """The collection's documents ``offset`` to ``offset + limit`` in id order, with their chunk
+        counts and titles, and how many there are in all (``.total``)."""
+        return list_documents(self.collection, limit, offset)
 
     def close(self) -> None:
         self.collection.close()

@@ -20,6 +20,7 @@ from topics_service import KEY, assert_same_hits, closed_port_url, topic_service
 
 from retriever.errors import (
     BadInputError,
+    DocumentNotFoundError,
     FunnelError,
     InvalidPlanError,
     MissingExtraError,
@@ -125,6 +126,28 @@ def test_langchain_concurrent_async_calls(served, searcher):
         return await asyncio.gather(*(retriever.ainvoke(q) for q in queries))
 
     assert [docs[0].metadata["doc_id"] for docs in asyncio.run(run())] == [d for _, _, d in TOPIC_QUERIES] * 2
+
+
+def test_langchain_vector_store_adds_and_deletes(served, searcher):
+    """add_documents / similarity_search / delete over the same calls as Retriever.upsert / search / delete."""
+    store = lc.FunnelVectorStore(searcher)
+    matcha = Document("Matcha is a powdered green tea, whisked with hot water in a bowl.", metadata={"topic": "tea"},
+                      id="lc-matcha")
+    ids = store.add_documents([matcha, Document("Sencha is a steamed green tea from Shizuoka.")])
+    try:
+        assert ids[0] == "lc-matcha" and len(ids[1]) == 32  # a document without an id gets one
+        top = store.similarity_search("powdered green tea whisked in a bowl", k=1)
+        assert top[0].metadata["doc_id"] == "lc-matcha" and top[0].metadata["topic"] == "tea"
+        assert top[0].page_content == matcha.page_content
+        doc, score = store.similarity_search_with_score("steamed green tea", k=1)[0]
+        assert doc.metadata["doc_id"] == ids[1] and score == doc.metadata["score"]
+    finally:
+        store.delete(ids)
+    assert not {"lc-matcha", ids[1]} & {h.doc_id for h in served.retriever.search("green tea", k=5)}
+    with pytest.raises(DocumentNotFoundError):
+        store.delete(["lc-matcha"])
+    with pytest.raises(BadInputError):
+        store.delete([])
 
 
 # --- LlamaIndex --------------------------------------------------------------------------------------

@@ -103,10 +103,12 @@ def feedback_pairs(collection: Any, entries: list[FeedbackEntry], report: Feedba
     pairs: list[dict[str, Any]] = []
     for start in range(0, len(entries), LOOKUP_BATCH):
         batch = entries[start : start + LOOKUP_BATCH]
-        ids = [chunk_id(e.doc_id, e.chunk) for e in batch]
-        found = collection.payloads(ids)
-        for entry, point in zip(batch, ids):
-            payload = found.get(point)
+        scheme = getattr(getattr(collection, "spec", None), "point_ids", "int")
+        # generation 1: a chunk of a document last written by an upsert (retriever.ingest.documents)
+        ids = [(chunk_id(e.doc_id, e.chunk, scheme), chunk_id(e.doc_id, e.chunk, scheme, 1)) for e in batch]
+        found = collection.payloads([i for pair in ids for i in pair])
+        for entry, (point, upserted) in zip(batch, ids):
+            payload = found.get(point) or found.get(upserted)
             text = payload.get("text") if payload else None
             if not isinstance(text, str) or not text.strip():
                 report.missing_chunks += 1

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from retriever.cli import bench, calibrate, collections, index, pairs, search, serve, tune
+from retriever.cli import bench, calibrate, collections, documents, index, pairs, search, serve, tune
 from retriever.cli.options import engine_options
 from retriever.errors import FunnelError
 
@@ -87,5 +87,5 @@ def main(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
 
 # In the order of `funnel --help` before the split (click lists commands by name anyway).
 for command in (index.index, search.search, tune.tune, pairs.pairs, bench.bench, calibrate.calibrate, serve.serve,
-                collections.collections, collections.info, collections.drop):
+                collections.collections, collections.info, collections.drop, documents.docs, documents.delete):
     main.add_command(command)

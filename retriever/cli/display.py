@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from retriever.bench.runner import BenchProgress
+from retriever.ingest.documents import DocumentPage
 from retriever.ingest.indexer import IndexResult
 from retriever.query.result import Depth
 from retriever.query.spec import Hit
@@ -153,6 +154,28 @@ def print_index_summary(result: IndexResult) -> None:
         f"(skipped {result.skipped:,}: {result.skipped_empty:,} empty, {result.skipped_bad:,} bad); "
         f"the collection holds {result.points:,} points"
     )
+    if result.removed:
+        err.print(f"removed {plural(result.removed, 'document')} no longer in the corpus (--sync)", highlight=False)
+    elif result.stale:
+        err.print(f"warning: the collection holds {plural(result.stale, 'document')} not in this corpus (deleted or renamed "
+                  "sources); they are still searchable: re-run with --sync to remove them (funnel docs lists the "
+                  "documents)", highlight=False)
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 document``, ``2 documents``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def print_documents(collection: str, page: DocumentPage) -> None:
+    """``funnel docs``: one row per document (id, chunks, title)."""
+    table = Table(title=Text(f"{collection}: {plural(page.total, 'document')}"), title_justify="left", expand=False)
+    table.add_column("doc id", overflow="fold")
+    table.add_column("chunks", justify="right")
+    table.add_column("title", overflow="fold")
+    for doc in page.documents:
+        table.add_row(Text(doc.doc_id), f"{doc.chunks:,}", Text(doc.title))
+    out.print(table)
 
 
 def report_skipped_queries(found: QueryFile, path: Path) -> None:

@@ -100,6 +100,9 @@ class _Settings:
               type=click.Choice(["english", "plain"]), default=None,
               help="how the BM25 index splits text: english (lower-cased words, English stop words dropped, "
               "Snowball-stemmed) or plain (lower-cased words) [default: english, or the collection's]")
+@click.option("--sync", is_flag=True, envvar="FUNNEL_SYNC", show_envvar=True,
+              help="also remove the collection's documents that are not in PATHS (deleted or renamed sources) "
+              "[default: keep them, and say how many there are]")
 @device_option
 @encoder_option
 @json_option
@@ -111,10 +114,11 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
           chunk_size: int | None, chunk_overlap: int | None, batch_size: int, text_field: str, id_field: str | None,
           title_field: str, metadata_fields: tuple[str, ...], skip_bad: bool, fmt: str | None,
           quantization: str | None, on_disk: bool | None, lexical: str | None, lexical_analyzer: str | None,
-          device: str | None, encoder: str | None, as_json: bool, no_progress: bool) -> None:
+          sync: bool, device: str | None, encoder: str | None, as_json: bool, no_progress: bool) -> None:
     """Chunk and embed PATHS (BEIR dir, JSONL, CSV, TSV, Parquet, .txt/.md dirs; - for stdin) into a collection.
 
-    Re-running with the same corpus updates in place. Indexing into an existing collection uses
+    Re-running with the same corpus updates in place: changed documents are re-embedded, and
+    documents no longer in the corpus are counted (--sync removes them). Indexing into an existing collection uses
     its model, dims and chunking unless others are given (then they must match). The corpus and
     the options are checked before the model loads.
     """
@@ -148,7 +152,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
             result = index_corpus(
                 store, collection, corpus, embedder, dims=settings.dims, chunk_size=settings.chunk_size,
                 chunk_overlap=settings.chunk_overlap, batch_size=batch_size, progress=bar,
-                layout=layout,
+                layout=layout, sync=sync,
             )
         finally:
             bar.stop()

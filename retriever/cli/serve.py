@@ -35,6 +35,8 @@ from retriever.errors import BadInputError
 @click.option("--read-timeout", envvar="FUNNEL_READ_TIMEOUT", show_envvar=True, type=click.FloatRange(0.1, 3600),
               default=10.0, help="seconds for a request's head, then its body, to arrive in full; else the connection is closed "
               "(a late body gets 408 first)")
+@click.option("--max-body-kib", envvar="FUNNEL_MAX_BODY_KIB", show_envvar=True, type=click.IntRange(1, 64 * 1024),
+              default=256, help="largest request body, in KiB (a PUT document's text is in its body); above: 413")
 @click.option("--log-level", envvar="FUNNEL_LOG_LEVEL", show_envvar=True, default="info",
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @model_option
@@ -43,9 +45,11 @@ from retriever.errors import BadInputError
 @engine_options
 @click.pass_context
 def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: str | None, max_batch: int,
-          max_wait_ms: float, feedback_file: Path | None, read_timeout: float, log_level: str, model: str | None,
+          max_wait_ms: float, feedback_file: Path | None, read_timeout: float, max_body_kib: int, log_level: str,
+          model: str | None,
           device: str | None, encoder: str | None) -> None:
-    """Serve funnel search over HTTP (FastAPI on uvicorn): /search, /collections/NAME, /healthz, /feedback."""
+    """Serve funnel search over HTTP (FastAPI on uvicorn): /search, /collections/NAME (and its /documents),
+    /healthz, /feedback."""
     from retriever.cli.display import err
     from retriever.service import ServiceConfig
     from retriever.service import serve as run_server
@@ -58,7 +62,7 @@ def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: st
         # click reads an empty variable as unset: the server would start without a key, silently
         raise BadInputError("FUNNEL_API_KEY is set but empty: give a key or unset it (no key: a server anyone can use)")
     config = ServiceConfig(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms, feedback_path=feedback_file,
-                           read_timeout=read_timeout)
+                           read_timeout=read_timeout, max_body_bytes=max_body_kib * 1024)
     run_server(engine(ctx), collection, host=host, port=port, model=model, device=device, config=config, encoder=encoder,
                log_level=log_level,
                on_listening=lambda url: err.print(f"serving {collection!r} on {url} (docs: {url}/docs); "

@@ -22,14 +22,19 @@ _CUT = re.compile(r"[ \t\n\r]")  # whitespace every tokenizer splits words on
 POINT_ID_SCHEMES = ("int", "uuid")
 
 
-def chunk_id(doc_id: str, index: int, scheme: str = "int") -> str:
+def chunk_id(doc_id: str, index: int, scheme: str = "int", generation: int = 0) -> str:
     """The point id of chunk ``index`` of ``doc_id``: the same chunk gets the same id on every run.
 
     ``scheme="int"`` (collections made since integer ids): a 63-bit hash (BLAKE2b) of both, written
     in decimal; the engines store it as an unsigned integer, which they look up faster than a UUID.
     ``"uuid"`` (older collections): their UUIDv5.
+
+    ``generation`` 0 is what ``funnel index`` writes; a document replaced through the API
+    (:mod:`retriever.ingest.documents`) alternates between 0 and 1, so its new chunks never overwrite
+    the old ones before those are deleted (the key of generation 1 ends in a non-digit, so it is
+    never the key of another document's generation 0).
     """
-    key = f"{doc_id}\x1f{index}"
+    key = f"{doc_id}\x1f{index}" + ("" if generation == 0 else f"\x1fg{generation}")
     if scheme == "int":
         return str(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 1)
     return str(uuid.uuid5(CHUNK_NAMESPACE, key))

@@ -51,6 +51,8 @@ class IndexResult:
     skipped_bad: int
     seconds: float
     points: int
+    stale: int = 0  # stored documents not in the corpus (their source is gone), before any removal
+    removed: int = 0  # of those, removed (sync=True)
 
     @property
     def skipped(self) -> int:
@@ -116,7 +118,8 @@ def write_group(
     """Upsert the chunks whose stored payload differs (or is missing); drop chunks a document lost.
 
     A document's chunks are numbered 0..n-1, so it has stale chunks exactly when a point for its
-    chunk n exists: one look-up per document finds them, and only those documents are cleaned.
+    chunk n exists: one look-up per document finds them, and only those documents are cleaned; a
+    document last written by an upsert (its chunk 0 under generation 1) loses all its other points.
     ``finished`` maps the documents whose last chunk is in this group to their chunk count (only
     those are probed: a huge document spans several groups); default: every document in the group.
     Changed chunks are encoded and upserted :data:`ENCODE_SLICE` at a time, each slice reported
@@ -126,10 +129,12 @@ def write_group(
         finished = {}
         for c in chunks:
             finished[c.doc_id] = max(finished.get(c.doc_id, 0), c.index + 1)
-    chunks_per_doc = finished
-    probes = {chunk_id(doc, n, collection.spec.point_ids): doc for doc, n in chunks_per_doc.items()}
+    chunks_per_doc, scheme = finished, collection.spec.point_ids
+    probes = {chunk_id(doc, n, scheme): doc for doc, n in chunks_per_doc.items()}
+    # chunk 0 of a version an upsert wrote (generation 1, see retriever.ingest.documents): replaced below
+    upserted = {chunk_id(doc, 0, scheme, 1): doc for doc in chunks_per_doc}
     payloads = {c.id: c.payload() for c in chunks}
-    stored = collection.payloads(list(payloads) + list(probes))
+    stored = collection.payloads(list(payloads) + list(probes) + list(upserted))
     changed = [c for c in chunks if stored.get(c.id) != payloads[c.id]]
     changed.sort(key=lambda c: len(c.text), reverse=True)  # a slice of like lengths pads little
     for start in range(0, len(changed), ENCODE_SLICE):
@@ -140,6 +145,9 @@ def write_group(
             on_written(len(part))
     shrunk = {doc: chunks_per_doc[doc] for probe, doc in probes.items() if probe in stored}
     collection.delete_chunks_from(shrunk)
+    for probe, doc in upserted.items():
+        if probe in stored:
+            collection.delete_documents([doc], keep=[chunk_id(doc, i, scheme) for i in range(chunks_per_doc[doc])])
     return ChunkCounts(chunks=len(chunks), unchanged=len(chunks) - len(changed))
 
 
@@ -207,19 +215,24 @@ def index_corpus(
     layout: Layout = Layout(),
     fmt: str | None = None,
     spool_dir: str | os.PathLike[str] | None = None,
+    sync: bool = False,
 ) -> IndexResult:
     """Validate everything, then index ``paths`` into collection ``name`` (created if missing).
 
     ``paths`` may be a :class:`~retriever.ingest.intake.ValidCorpus` already validated (the CLI validates
     before it loads the model); otherwise it is spooled (``-``, FIFOs) and validated here.
+
+    The result counts the collection's *stale* documents: stored, but not in this corpus (their
+    source was deleted or renamed, or the record was skipped as empty or bad). ``sync=True`` removes
+    them, so the collection holds exactly the corpus; by default they stay (and stay searchable).
     """
     started = time.perf_counter()
     check_batch_size(batch_size)
     spec = build_spec(name, embedder, dims, chunk_size, chunk_overlap, layout)
     if isinstance(paths, ValidCorpus):
-        return _index_valid(catalog, spec, paths, embedder, batch_size, progress, started)
+        return _index_valid(catalog, spec, paths, embedder, batch_size, progress, started, sync)
     with open_corpus(paths, fields, skip_bad, fmt, spool_dir) as corpus:
-        return _index_valid(catalog, spec, corpus, embedder, batch_size, progress, started)
+        return _index_valid(catalog, spec, corpus, embedder, batch_size, progress, started, sync)
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -227,8 +240,14 @@ def check_batch_size(batch_size: int) -> None:
         raise BadInputError(f"invalid batch size {batch_size}: use 1 or more")
 
 
+def stale_documents(collection: Collection, current: Iterable[str]) -> list[str]:
+    """The stored documents whose id is not in ``current`` (a corpus's ids), sorted."""
+    keep = set(current)
+    return sorted(d for d in collection.document_counts() if d not in keep)
+
+
 def _index_valid(catalog: Catalog, spec: CollectionSpec, corpus: ValidCorpus, embedder: Embedder, batch_size: int,
-                 progress: IndexProgress | None, started: float) -> IndexResult:
+                 progress: IndexProgress | None, started: float, sync: bool = False) -> IndexResult:
     report = corpus.report
     with catalog.open_or_create(spec) as collection:
         # the stored collection's id scheme: one made before integer ids keeps its UUIDs
@@ -237,6 +256,11 @@ def _index_valid(catalog: Catalog, spec: CollectionSpec, corpus: ValidCorpus, em
         if progress:
             progress.start(report.documents)
         counts = index_chunks(collection, embedder, chunker, corpus.documents(), batch_size, progress=progress)
+        stale = stale_documents(collection, report.seen_ids)
+        if sync and stale:
+            for start in range(0, len(stale), DEFAULT_GROUP_SIZE):
+                collection.delete_documents(stale[start:start + DEFAULT_GROUP_SIZE])
+            collection.flush()
         points = collection.count()
     return IndexResult(
         collection=spec.name,
@@ -247,4 +271,6 @@ def _index_valid(catalog: Catalog, spec: CollectionSpec, corpus: ValidCorpus, em
         skipped_bad=report.skipped_bad,
         seconds=time.perf_counter() - started,
         points=points,
+        stale=len(stale),
+        removed=len(stale) if sync else 0,
     )

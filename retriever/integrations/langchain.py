@@ -1,4 +1,5 @@
-"""LangChain: :class:`FunnelRetriever`, a ``langchain_core`` retriever over funnel search.
+"""LangChain: :class:`FunnelRetriever`, a ``langchain_core`` retriever over funnel search, and
+:class:`FunnelVectorStore`, a ``VectorStore`` that adds and deletes documents too.
 
     from retriever.integrations.langchain import FunnelRetriever
 
@@ -9,11 +10,18 @@
 Each hit is a ``Document`` whose ``page_content`` is the chunk's text and whose ``metadata`` is the
 document's metadata plus ``id``, ``doc_id``, ``chunk``, ``title`` and ``score`` (these win a name
 clash). Needs ``pip install 'funnel-retriever[langchain]'``.
+
+    store = FunnelVectorStore(Retriever.open("notes"))                   # or FunnelVectorStore(FunnelClient(...))
+    store.add_documents([Document("Green tea …", metadata={"topic": "drinks"}, id="tea")])
+    store.similarity_search("green tea temperature", k=3)
+    store.delete(["tea"])
 """
 
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from retriever.errors import MissingExtraError
@@ -21,13 +29,18 @@ from retriever.errors import MissingExtraError
 try:
     from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
     from langchain_core.documents import Document
+    from langchain_core.embeddings import Embeddings
     from langchain_core.retrievers import BaseRetriever
+    from langchain_core.vectorstores import VectorStore
 except ImportError as exc:
     raise MissingExtraError("funnel's LangChain retriever", "langchain-core", "langchain") from exc
 
 from pydantic import ConfigDict, Field, field_validator
 
+from retriever.errors import BadInputError
 from retriever.integrations.source import SearchOptions, asearch, check_searcher, hit_metadata, search
+from retriever.integrations.source import delete as delete_documents
+from retriever.integrations.source import upsert as upsert_documents
 from retriever.query.spec import Hit
 from retriever.service.client import DEFAULT_TIMEOUT_S, FunnelClient
 
@@ -88,6 +101,73 @@ class FunnelRetriever(BaseRetriever):
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
                                        **kwargs: Any) -> list[Document]:
         return [to_document(hit) for hit in await asearch(self.searcher, query, self._options(kwargs))]
+
+    def close(self) -> None:
+        """Close the searcher (the in-process collection, or the client's connections)."""
+        self.searcher.close()
+
+
+class FunnelVectorStore(VectorStore):
+    """A LangChain ``VectorStore`` over a funnel collection: ``add_texts`` / ``add_documents`` upsert
+    whole documents (chunked and embedded by funnel, with the collection's model: no LangChain
+    ``Embeddings``), ``delete`` removes them, ``similarity_search`` is funnel search (its hits are
+    chunks). In-process on a :class:`~retriever.Retriever` or over HTTP on a
+    :class:`~retriever.service.client.FunnelClient`; search options as :class:`FunnelRetriever`'s.
+    A document without an id gets a random one (returned)."""
+
+    def __init__(self, searcher: Any, **options: Any) -> None:
+        self.searcher = check_searcher(searcher)
+        self.options = SearchOptions().merged(options)
+
+    @property
+    def embeddings(self) -> Embeddings | None:
+        return None  # funnel embeds with the collection's own model
+
+    def add_texts(self, texts: Iterable[str], metadatas: list[dict[str, Any]] | None = None, *,
+                  ids: list[str] | None = None, **kwargs: Any) -> list[str]:
+        """Add or replace one document per text (id: ``ids[i]``, else a random one); returns the ids."""
+        texts = list(texts)
+        if metadatas is not None and len(metadatas) != len(texts):
+            raise BadInputError(f"{len(texts)} texts need as many metadatas, not {len(metadatas)}")
+        if ids is not None and len(ids) != len(texts):
+            raise BadInputError(f"{len(texts)} texts need as many ids, not {len(ids)}")
+        chosen = [(ids[i] if ids and ids[i] else uuid.uuid4().hex) for i in range(len(texts))]
+        docs = [{"doc_id": doc_id, "text": text, "metadata": (metadatas[i] if metadatas else None)}
+                for i, (doc_id, text) in enumerate(zip(chosen, texts))]
+        return upsert_documents(self.searcher, docs)
+
+    def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Add or replace LangChain documents (their ``id``, ``page_content`` and ``metadata``)."""
+        ids = kwargs.pop("ids", None) or [doc.id or "" for doc in documents]
+        return self.add_texts([d.page_content for d in documents], [dict(d.metadata) for d in documents], ids=ids)
+
+    def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
+        """Delete documents by id (in-process: all or none; an unknown id raises
+        :class:`~retriever.errors.DocumentNotFoundError`)."""
+        if not ids:
+            raise BadInputError("give the ids of the documents to delete (deleting everything is funnel drop)")
+        delete_documents(self.searcher, ids)
+        return True
+
+    def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:
+        return [to_document(hit) for hit in search(self.searcher, query, self.options.merged({"k": k, **kwargs}))]
+
+    def similarity_search_with_score(self, query: str, k: int = 4, **kwargs: Any) -> list[tuple[Document, float]]:
+        hits = search(self.searcher, query, self.options.merged({"k": k, **kwargs}))
+        return [(to_document(hit), hit.score) for hit in hits]
+
+    @classmethod
+    def from_texts(cls, texts: list[str], embedding: Embeddings | None = None,
+                   metadatas: list[dict[str, Any]] | None = None, *, ids: list[str] | None = None,
+                   **kwargs: Any) -> FunnelVectorStore:
+        """A store over ``searcher=`` (a Retriever or FunnelClient; ``embedding`` is not used: funnel
+        embeds with the collection's model) with ``texts`` added."""
+        searcher = kwargs.pop("searcher", None)
+        if searcher is None:
+            raise BadInputError("FunnelVectorStore.from_texts needs searcher= (a retriever.Retriever or a FunnelClient)")
+        store = cls(searcher, **kwargs)
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
 
     def close(self) -> None:
         """Close the searcher (the in-process collection, or the client's connections)."""

@@ -12,7 +12,7 @@ import asyncio
 import sys
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Union
 
@@ -91,3 +91,26 @@ def hit_metadata(hit: Hit) -> dict[str, Any]:
     return {**hit.metadata, "id": hit.id, "doc_id": hit.doc_id, "chunk": hit.chunk, "title": hit.title,
             "score": hit.score}
 
+
+
+def upsert(searcher: Searcher, documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Add or replace documents (``doc_id``, ``text``, optional ``metadata``): in-process in one call
+    (all checked before any is written), over HTTP one request each. Returns their ids."""
+    if isinstance(searcher, FunnelClient):
+        for doc in documents:
+            searcher.upsert(doc["doc_id"], doc["text"], doc.get("metadata"))
+    else:
+        with _lock(searcher):
+            searcher.upsert_many(documents)
+    return [str(doc["doc_id"]) for doc in documents]
+
+
+def delete(searcher: Searcher, doc_ids: Sequence[str]) -> None:
+    """Delete documents by id: in-process all or none, over HTTP one request each (in order; an id
+    that is not stored stops there with :class:`~retriever.errors.DocumentNotFoundError`)."""
+    if isinstance(searcher, FunnelClient):
+        for doc_id in doc_ids:
+            searcher.delete(doc_id)
+        return
+    with _lock(searcher):
+        searcher.delete(list(doc_ids))

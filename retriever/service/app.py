@@ -18,6 +18,7 @@ from retriever.errors import FunnelError, error_type
 from retriever.query.result import SearchResult
 from retriever.query.spec import QuerySpec
 from retriever.service.batcher import MicroBatcher
+from retriever.service.document_routes import router as document_router
 from retriever.service.errors import error_response, install_error_handlers
 from retriever.service.feedback import FeedbackLog
 from retriever.service.routes import router
@@ -89,4 +90,5 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes, read_timeout=config.read_timeout)
     app.add_middleware(InternalErrors)  # outermost: a 500 in the JSON shape that keeps the connection open
     app.include_router(router)
+    app.include_router(document_router)
     return app

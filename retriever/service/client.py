@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -33,6 +33,7 @@ from retriever.errors import (
     ServiceUnreachableError,
     error_class,
 )
+from retriever.ingest.documents import DocumentPage, DocumentSummary, UpsertResult
 from retriever.query.filters import Match, MatchAny, PayloadFilter, Range, parse_filter
 from retriever.query.fusion import Fusion
 from retriever.query.plan import FunnelPlan
@@ -319,6 +320,7 @@ class FunnelClient:
         self._client = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=self.timeout)
         self._aclient: httpx.AsyncClient | None = None
         self._aloop: asyncio.AbstractEventLoop | None = None
+        self._collection: str | None = None  # the served collection's name, read from /healthz when first needed
 
     def __repr__(self) -> str:
         return f"FunnelClient({self.base_url!r}, api_key={'***' if self._headers else None})"
@@ -417,6 +419,72 @@ class FunnelClient:
 
         parts = await asyncio.gather(*(one(batch) for batch in _batches(queries)))
         return [result for part in parts for result in part]
+
+    # --- documents -------------------------------------------------------------------------------
+
+    def upsert(self, doc_id: str, text: str, metadata: Mapping[str, Any] | None = None,
+               title: str | None = None, collection: str | None = None) -> UpsertResult:
+        """Add or replace document ``doc_id`` (``PUT /collections/{name}/documents/{doc_id}``), as
+        :meth:`Retriever.upsert` does; ``collection`` defaults to the one the server serves."""
+        path = self._document_path(collection or self._served(), doc_id)
+        response = self._request("PUT", path, _document_body(text, metadata, title))
+        raise_for_error(response)
+        return _upsert_result(response)
+
+    def delete(self, doc_id: str, collection: str | None = None) -> int:
+        """Delete document ``doc_id`` (every chunk); returns how many chunks it had. An id that is not
+        stored raises :class:`~retriever.errors.DocumentNotFoundError`."""
+        response = self._request("DELETE", self._document_path(collection or self._served(), doc_id))
+        raise_for_error(response)
+        return _deleted_chunks(response)
+
+    def documents(self, limit: int = 100, offset: int = 0, collection: str | None = None) -> DocumentPage:
+        """One page of the collection's documents in id order (``GET /collections/{name}/documents``)."""
+        path = f"/collections/{quote(collection or self._served(), safe='')}/documents{_page_query(limit, offset)}"
+        response = self._request("GET", path)
+        raise_for_error(response)
+        return _document_page(response)
+
+    async def aupsert(self, doc_id: str, text: str, metadata: Mapping[str, Any] | None = None,
+                      title: str | None = None, collection: str | None = None) -> UpsertResult:
+        """:meth:`upsert`, as a coroutine."""
+        path = self._document_path(collection or await self._aserved(), doc_id)
+        response = await self._arequest("PUT", path, _document_body(text, metadata, title))
+        raise_for_error(response)
+        return _upsert_result(response)
+
+    async def adelete(self, doc_id: str, collection: str | None = None) -> int:
+        """:meth:`delete`, as a coroutine."""
+        response = await self._arequest("DELETE", self._document_path(collection or await self._aserved(), doc_id))
+        raise_for_error(response)
+        return _deleted_chunks(response)
+
+    async def adocuments(self, limit: int = 100, offset: int = 0, collection: str | None = None) -> DocumentPage:
+        """:meth:`documents`, as a coroutine."""
+        name = collection or await self._aserved()
+        response = await self._arequest("GET", f"/collections/{quote(name, safe='')}/documents"
+                                               f"{_page_query(limit, offset)}")
+        raise_for_error(response)
+        return _document_page(response)
+
+    @staticmethod
+    def _document_path(collection: str, doc_id: Any) -> str:
+        from retriever.ingest.documents import doc_id_arg
+
+        doc_id = doc_id_arg(_text("doc_id", doc_id))
+        # every reserved character escaped, and dots too, so that "." and ".." stay ids, not path steps
+        escaped = quote(doc_id, safe="").replace(".", "%2E")
+        return f"/collections/{quote(collection, safe='')}/documents/{escaped}"
+
+    def _served(self) -> str:
+        if self._collection is None:
+            self._collection = self.health().collection
+        return self._collection
+
+    async def _aserved(self) -> str:
+        if self._collection is None:
+            self._collection = (await self.ahealth()).collection
+        return self._collection
 
     # --- feedback and health ---------------------------------------------------------------------
 
@@ -525,3 +593,51 @@ def _receipt(response: httpx.Response) -> FeedbackReceipt:
     except TypeError:
         raise ServiceError(f"the answer to {response.request.method} {response.request.url} is not a funnel "
                            "feedback answer") from None
+
+
+def _document_body(text: Any, metadata: Any, title: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"text": _text("the text", text)}
+    if metadata is not None:
+        if not isinstance(metadata, Mapping) or not _plain_json(metadata):
+            raise BadInputError("the metadata is a mapping of JSON values (str keys; str, int, finite float, bool, "
+                                f"None, lists and dicts), not {show_value(metadata)}")
+        body["metadata"] = dict(metadata)
+    if title is not None:
+        body["title"] = _text("the title", title)
+    return body
+
+
+def _page_query(limit: Any, offset: Any) -> str:
+    from retriever.ingest.documents import page_args
+
+    limit, offset = page_args(limit, offset)
+    return f"?limit={limit}&offset={offset}"
+
+
+def _answer_error(response: httpx.Response, what: str) -> ServiceError:
+    return ServiceError(f"the answer to {response.request.method} {response.request.url} is not a funnel {what} answer")
+
+
+def _upsert_result(response: httpx.Response) -> UpsertResult:
+    body = answer_json(response)
+    try:
+        return UpsertResult(str(body["doc_id"]), int(body["chunks"]), body["status"])
+    except (KeyError, TypeError, ValueError):
+        raise _answer_error(response, "document") from None
+
+
+def _deleted_chunks(response: httpx.Response) -> int:
+    body = answer_json(response)
+    try:
+        return int(body["chunks"])
+    except (KeyError, TypeError, ValueError):
+        raise _answer_error(response, "document") from None
+
+
+def _document_page(response: httpx.Response) -> DocumentPage:
+    body = answer_json(response)
+    try:
+        docs = [DocumentSummary(str(d["doc_id"]), int(d["chunks"]), str(d["title"])) for d in body["documents"]]
+        return DocumentPage(docs, int(body["total"]), int(body["offset"]), int(body["limit"]))
+    except (KeyError, TypeError, ValueError):
+        raise _answer_error(response, "document listing") from None

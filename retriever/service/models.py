@@ -15,10 +15,13 @@ from retriever.query.filters import (
     RANGE_OPS,
 )
 from retriever.query.validation import MAX_QUERY_CHARS
+from retriever.store.limits import MAX_ID_CHARS, MAX_TITLE_CHARS
 
 MAX_HTTP_K = 100
 MAX_HTTP_QUERIES = 32
 MAX_PLAN_CHARS = 200
+MAX_DOCUMENT_CHARS = 4 * 1024 * 1024  # a document's text (the body limit, 256 KiB by default, usually binds first)
+MAX_HTTP_PAGE = 1000  # documents one GET …/documents returns at most
 
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
 
@@ -236,3 +239,52 @@ class ErrorResponse(BaseModel):
     """Every error: ``{"error": {"type": ..., "message": ...}}``."""
 
     error: ErrorDetail
+
+
+class DocumentRequest(BaseModel):
+    """A document's text, and optionally its title and metadata: stored under the id in the path."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"text": "Green tea is brewed at 80 °C for two minutes.", "title": "Tea",
+                                         "metadata": {"topic": "drinks", "year": 2024}}]},
+    )
+
+    text: Text = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS,
+                       description="the whole document: chunked and embedded as `funnel index` does")
+    title: Text | None = Field(default=None, max_length=MAX_TITLE_CHARS, description="stored with every chunk")
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="stored with every chunk, filterable as metadata.<key> (JSON, at most 64 KiB, "
+        "32 levels deep, integers in the signed 64-bit range; else 400)")
+
+
+class DocumentWriteResponse(BaseModel):
+    """What ``PUT`` did: ``created``, ``replaced`` (the old chunks are gone) or ``unchanged`` (nothing written)."""
+
+    collection: str
+    doc_id: str
+    chunks: int = Field(description="the document's chunks now")
+    status: Literal["created", "replaced", "unchanged"]
+    took_ms: float
+
+
+class DocumentDeleteResponse(BaseModel):
+    collection: str
+    doc_id: str
+    chunks: int = Field(description="the chunks deleted")
+
+
+class DocumentSummaryModel(BaseModel):
+    doc_id: str = Field(max_length=MAX_ID_CHARS)
+    chunks: int
+    title: str
+
+
+class DocumentListResponse(BaseModel):
+    """One page of the collection's documents, in id order."""
+
+    collection: str
+    total: int = Field(description="documents in the collection")
+    offset: int
+    limit: int
+    documents: list[DocumentSummaryModel]

@@ -160,9 +160,11 @@ async def post_feedback(body: FeedbackRequest, service: Service, batcher: Batche
     validate_query(body.query)
     if feedback is None:
         raise FunnelError("feedback is not enabled on this server")
-    point = chunk_id(body.doc_id, body.chunk, service.collection.spec.point_ids)
+    scheme = service.collection.spec.point_ids
+    points = [chunk_id(body.doc_id, body.chunk, scheme, g) for g in (0, 1)]  # 1: last written by an upsert
     loop = asyncio.get_running_loop()
-    found = await loop.run_in_executor(batcher.executor, service.collection.payloads, [point])
+    found = await loop.run_in_executor(batcher.executor, service.collection.payloads, points)
+    point = next((p for p in points if p in found), points[0])
     if point not in found:
         raise ChunkNotFoundError(
             f"no chunk {body.chunk} of document {body.doc_id[:80]!r} in collection {service.name!r}"

@@ -8,6 +8,8 @@ records the :class:`CollectionSpec` that built it.
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -24,6 +26,22 @@ from retriever.query.spec import Hit, QuerySpec
 from retriever.store.spec import (
     CollectionSpec,
 )
+
+PENDING_FIELD = "pending"  # payload key of a replacement's points until it is committed: the replacement's size
+PAUSE_ENV = "FUNNEL_TEST_PAUSE_UPSERT"  # test hook "STAGE:MARKER": at STAGE, touch MARKER and sleep (to be killed)
+PAUSE_STAGES = ("partial", "written", "deleted")
+
+
+def _pause_at(stage: str) -> None:
+    """The crash tests' hook (see :data:`PAUSE_ENV`): a no-op unless the variable names ``stage``."""
+    hook = os.environ.get(PAUSE_ENV, "")
+    if hook.partition(":")[0] != stage:
+        return
+    marker = hook.partition(":")[2]
+    if marker:
+        with open(marker, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+    time.sleep(60)
 
 
 class CollectionExistsError(StoreError):
@@ -43,6 +61,15 @@ class PointBatch:
     ids: Sequence[str]
     vectors: dict[int, np.ndarray]
     payloads: Sequence[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PendingPoint:
+    """A point of a replacement that was not committed (see :meth:`Collection.replace_document`)."""
+
+    id: str
+    doc_id: str
+    chunks: int  # how many points the whole replacement has
 
 
 @dataclass(frozen=True)
@@ -70,6 +97,75 @@ class Collection(ABC):
     @abstractmethod
     def delete_chunks_from(self, first_stale: dict[str, int]) -> None:
         """Delete, per document id, its chunks whose index is >= the given one (left from a longer version)."""
+
+    # --- documents: the points that share a payload ``doc_id`` ----------------------------------
+
+    @abstractmethod
+    def document_counts(self, doc_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """Points per document id, of ``doc_ids`` (those stored; the others are absent) or of every document."""
+
+    @abstractmethod
+    def delete_documents(self, doc_ids: Sequence[str], keep: Sequence[str] = ()) -> None:
+        """Delete every point of these documents but the points ``keep`` (ids), in one engine operation."""
+
+    @abstractmethod
+    def delete_points(self, ids: Sequence[str]) -> None:
+        """Delete these points (ids that do not exist are ignored)."""
+
+    @abstractmethod
+    def pending_points(self, doc_ids: Sequence[str] | None = None) -> list[PendingPoint]:
+        """The points still marked :data:`PENDING_FIELD` (of ``doc_ids``, or all)."""
+
+    @abstractmethod
+    def clear_pending(self, ids: Sequence[str]) -> None:
+        """Remove the :data:`PENDING_FIELD` mark from these points, in one engine operation."""
+
+    def _mark_replacing(self, active: bool) -> None:  # noqa: B027 - optional hook
+        """Record that a replacement is under way (``active``) or done, where the engine can keep such a
+        note cheaply (Edge: a file beside the shard), so that the next open recovers a crashed one."""
+
+    def replace_document(self, doc_id: str, batch: PointBatch) -> None:
+        """Replace every point of ``doc_id`` by ``batch``, whose ids no stored point of it has; a crash
+        (kill -9) at any moment leaves, once recovered, the old version or the new one, never a mix.
+
+        1. the new points are written with :data:`PENDING_FIELD` = their number;
+        2. every other point of the document is deleted (one operation);
+        3. the mark is cleared (one operation).
+
+        :meth:`recover_pending` finishes a replacement whose new points are all stored (2 and 3 again)
+        and deletes one whose new points are not; it runs when the embedded engine opens a collection
+        after a crash, and before any replacement of the same document. Call it for ``doc_id`` before
+        choosing the new ids (they must not be those of a pending replacement).
+        """
+        n = len(batch.ids)
+        marked = PointBatch(batch.ids, batch.vectors, [dict(p, **{PENDING_FIELD: n}) for p in batch.payloads])
+        self._mark_replacing(True)
+        if n > 1 and os.environ.get(PAUSE_ENV, "").startswith("partial:"):
+            self.upsert(PointBatch(marked.ids[:1], {d: v[:1] for d, v in marked.vectors.items()}, marked.payloads[:1]))
+            _pause_at("partial")
+        self.upsert(marked)
+        _pause_at("written")
+        self.delete_documents([doc_id], keep=batch.ids)
+        _pause_at("deleted")
+        self.clear_pending(batch.ids)
+        self._mark_replacing(False)
+
+    def recover_pending(self, doc_ids: Sequence[str] | None = None) -> int:
+        """Resolve the replacements a crash interrupted (of ``doc_ids``, or all): a complete one is
+        committed, an incomplete one deleted. Returns how many documents it resolved."""
+        by_doc: dict[str, list[PendingPoint]] = {}
+        for point in self.pending_points(doc_ids):
+            by_doc.setdefault(point.doc_id, []).append(point)
+        for doc, points in by_doc.items():
+            ids = [p.id for p in points]
+            if all(p.chunks == len(points) for p in points):
+                self.delete_documents([doc], keep=ids)
+                self.clear_pending(ids)
+            else:
+                self.delete_points(ids)
+        if doc_ids is None:
+            self._mark_replacing(False)
+        return len(by_doc)
 
     def search(
         self,

@@ -127,7 +127,14 @@ class EdgeCatalog(Catalog):
                 raise error from exc  # in use, or the disk's fault: never "delete it"
             raise StoreError(f"{error} (the collection cannot be opened; 'funnel drop {name}' deletes it)") from exc
         release_freed_memory()
-        return EdgeCollection(path, spec, shard)
+        collection = EdgeCollection(path, spec, shard)
+        if collection.replacing:  # a document replacement was killed: finish or undo it before any use
+            try:
+                collection.recover_pending()
+            except Exception:
+                collection.close()
+                raise
+        return collection
 
     def drop(self, name: str) -> None:
         """Delete a collection; refuses a missing or locked one, and one that cannot be opened because

@@ -27,9 +27,13 @@ from qdrant_edge import (
     EdgeOptimizersConfig,
     EdgeShard,
     EdgeVectorParams,
+    FacetRequest,
     FieldCondition,
     Filter,
+    HasIdCondition,
     HnswIndexConfig,
+    IsEmptyCondition,
+    MatchAny,
     MatchValue,
     Memory,
     PayloadSchemaType,
@@ -53,7 +57,7 @@ from retriever.errors import CollectionLockedError, FunnelError, StoreError
 from retriever.query.fusion import TEXT_FIELD
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
-from retriever.store.base import Collection, PointBatch, engine_id
+from retriever.store.base import PENDING_FIELD, Collection, PendingPoint, PointBatch, engine_id
 from retriever.store.edge.disk import dir_bytes, require_free_space, sparse_bytes, storage_error
 from retriever.store.edge.requests import EdgeRequests, to_hit
 from retriever.store.limits import POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
@@ -62,6 +66,7 @@ from retriever.store.spec import CollectionSpec
 SPEC_FILE = "collection.json"
 CALIBRATION_FILE = "calibration.json"
 SHARD_DIR = "shard"
+REPLACING_FILE = "replacing"  # present while a document replacement is under way (see Collection.replace_document)
 SCRATCH_PREFIX = ".scratch~"  # hidden scratch catalogs: collections/.scratch~NAME~XXXXXXXX/
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
@@ -126,6 +131,10 @@ def engine_error(exc: Exception, name: str) -> FunnelError:
             "wait for it to finish or stop it"
         )
     return StoreError(f"collection {name!r}: engine error: {text.splitlines()[0] if text else type(exc).__name__}")
+
+
+def _any_doc(doc_ids: Sequence[str]) -> FieldCondition:
+    return FieldCondition("doc_id", match=MatchAny(list(dict.fromkeys(doc_ids))))
 
 
 def release_freed_memory() -> None:
@@ -197,6 +206,73 @@ class EdgeCollection(Collection):
             self.shard.update(UpdateOperation.delete_points_by_filter(stale))
         except Exception as exc:  # noqa: BLE001
             raise engine_error(exc, self.spec.name) from exc
+
+    def _update(self, operation: UpdateOperation) -> None:
+        try:
+            self.shard.update(operation)
+        except Exception as exc:  # noqa: BLE001
+            raise engine_error(exc, self.spec.name) from exc
+
+    def document_counts(self, doc_ids: Sequence[str] | None = None) -> dict[str, int]:
+        if doc_ids is not None and not doc_ids:
+            return {}
+        where = None if doc_ids is None else Filter(must=[_any_doc(doc_ids)])
+        limit = len(set(doc_ids)) if doc_ids is not None else self.count()
+        try:
+            found = self.shard.facet(FacetRequest("doc_id", limit=max(1, limit), exact=True, filter=where))
+        except Exception as exc:  # noqa: BLE001
+            raise engine_error(exc, self.spec.name) from exc
+        return {str(hit.value): int(hit.count) for hit in found.hits if hit.count > 0}  # deleted values stay, at 0
+
+    def delete_documents(self, doc_ids: Sequence[str], keep: Sequence[str] = ()) -> None:
+        if not doc_ids:
+            return
+        spared: list[Any] | None = [HasIdCondition({engine_id(i) for i in keep})] if keep else None
+        self._update(UpdateOperation.delete_points_by_filter(Filter(must=[_any_doc(doc_ids)], must_not=spared)))
+
+    def delete_points(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._update(UpdateOperation.delete_points([engine_id(i) for i in ids]))
+
+    def pending_points(self, doc_ids: Sequence[str] | None = None) -> list[PendingPoint]:
+        if doc_ids is not None and not doc_ids:
+            return []
+        where = Filter(must=[_any_doc(doc_ids)] if doc_ids is not None else None,
+                       must_not=[IsEmptyCondition(PENDING_FIELD)])
+        found: list[PendingPoint] = []
+        offset = None
+        while True:
+            try:
+                records, offset = self.shard.scroll(ScrollRequest(offset=offset, limit=1024, filter=where,
+                                                                  with_payload=["doc_id", PENDING_FIELD]))
+            except Exception as exc:  # noqa: BLE001
+                raise engine_error(exc, self.spec.name) from exc
+            found += [PendingPoint(str(r.id), str((r.payload or {}).get("doc_id")), int((r.payload or {})[PENDING_FIELD]))
+                      for r in records]
+            if offset is None:
+                return found
+
+    def clear_pending(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._update(UpdateOperation.delete_payload([engine_id(i) for i in ids], [PENDING_FIELD]))
+
+    def _mark_replacing(self, active: bool) -> None:
+        """A file beside the shard while a replacement runs: the next open recovers (a crash) only then."""
+        marker = self.path / REPLACING_FILE
+        try:
+            if active:
+                marker.touch()
+            else:
+                self.shard.flush()  # the committed replacement is on disk before its note goes
+                marker.unlink(missing_ok=True)
+        except OSError as exc:
+            subject = f"collection {self.spec.name!r}: cannot write {marker}"
+            raise storage_error(exc, subject) or StoreError(f"{subject} ({exc.strerror or exc})") from None
+
+    @property
+    def replacing(self) -> bool:
+        """Whether a replacement was under way when the collection was last closed (a crash)."""
+        return (self.path / REPLACING_FILE).exists()
 
     def _run(self, requests: list[QueryRequest], with_text: Sequence[bool]) -> list[list[Hit]]:
         try:

@@ -31,7 +31,7 @@ import numpy as np
 from retriever.errors import CollectionNotFoundError, StoreError
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
-from retriever.store.base import Collection, PointBatch, engine_id
+from retriever.store.base import PENDING_FIELD, Collection, PendingPoint, PointBatch, engine_id
 from retriever.store.server.connection import NotFound
 from retriever.store.server.requests import TEXT_FIELDS, ServerRequests, to_hit
 from retriever.store.spec import CollectionSpec
@@ -95,6 +95,12 @@ def text_index(spec: CollectionSpec) -> Any:
         stemmer=models.SnowballParams(type=models.Snowball.SNOWBALL, language=models.SnowballLanguage.ENGLISH)
         if english else None,
     )
+
+
+def _any_doc(doc_ids: Sequence[str]) -> Any:
+    from qdrant_client import models
+
+    return models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(dict.fromkeys(doc_ids))))
 
 
 class ServerCollection(Collection):
@@ -161,6 +167,59 @@ class ServerCollection(Collection):
             for doc, n in first_stale.items()])
         self._call("delete stale chunks", self.catalog.conn.client.delete,
                    points_selector=models.FilterSelector(filter=stale), wait=True)
+
+    # --- documents -------------------------------------------------------------------------------
+
+    def document_counts(self, doc_ids: Sequence[str] | None = None) -> dict[str, int]:
+        from qdrant_client import models
+
+        if doc_ids is not None and not doc_ids:
+            return {}
+        where = None if doc_ids is None else models.Filter(must=[_any_doc(doc_ids)])
+        limit = len(set(doc_ids)) if doc_ids is not None else self.count()
+        found = self._call("count documents", self.catalog.conn.client.facet, key="doc_id", facet_filter=where,
+                           limit=max(1, limit), exact=True)
+        return {str(hit.value): int(hit.count) for hit in found.hits if hit.count > 0}  # deleted values stay, at 0
+
+    def delete_documents(self, doc_ids: Sequence[str], keep: Sequence[str] = ()) -> None:
+        from qdrant_client import models
+
+        if not doc_ids:
+            return
+        spared: list[Any] | None = [models.HasIdCondition(has_id=[engine_id(i) for i in keep])] if keep else None
+        where = models.Filter(must=[_any_doc(doc_ids)], must_not=spared)
+        self._call("delete documents", self.catalog.conn.client.delete,
+                   points_selector=models.FilterSelector(filter=where), wait=True)
+
+    def delete_points(self, ids: Sequence[str]) -> None:
+        from qdrant_client import models
+
+        if ids:
+            self._call("delete points", self.catalog.conn.client.delete,
+                       points_selector=models.PointIdsList(points=[engine_id(i) for i in ids]), wait=True)
+
+    def pending_points(self, doc_ids: Sequence[str] | None = None) -> list[PendingPoint]:
+        from qdrant_client import models
+
+        if doc_ids is not None and not doc_ids:
+            return []
+        where = models.Filter(must=[_any_doc(doc_ids)] if doc_ids is not None else None,
+                              must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=PENDING_FIELD))])
+        found: list[PendingPoint] = []
+        offset = None
+        while True:
+            records, offset = self._call("read pending points", self.catalog.conn.client.scroll, scroll_filter=where,
+                                         limit=1024, offset=offset, with_payload=["doc_id", PENDING_FIELD],
+                                         with_vectors=False)
+            found += [PendingPoint(str(r.id), str((r.payload or {}).get("doc_id")), int((r.payload or {})[PENDING_FIELD]))
+                      for r in records]
+            if offset is None:
+                return found
+
+    def clear_pending(self, ids: Sequence[str]) -> None:
+        if ids:
+            self._call("commit a replacement", self.catalog.conn.client.delete_payload, keys=[PENDING_FIELD],
+                       points=[engine_id(i) for i in ids], wait=True)
 
     # --- searching -------------------------------------------------------------------------------
 

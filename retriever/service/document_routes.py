@@ -1,0 +1,75 @@
+"""The document routes: ``PUT`` / ``DELETE /collections/{name}/documents/{doc_id}`` and ``GET …/documents``.
+
+Authenticated like ``/search`` (the API key guard covers every path but the open ones), bodies bounded
+by the models and the body-size limit. Each operation runs on the search thread
+(:attr:`MicroBatcher.executor`), between search batches, so a search never sees a document half
+replaced; the replacement itself is crash-safe (see :meth:`~retriever.store.base.Collection.replace_document`).
+A document id may hold ``/`` (e.g. ``misc/tea.md``); other reserved characters are percent-encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from retriever.ingest.documents import doc_id_arg
+from retriever.service.models import (
+    MAX_HTTP_PAGE,
+    DocumentDeleteResponse,
+    DocumentListResponse,
+    DocumentRequest,
+    DocumentWriteResponse,
+)
+from retriever.service.routes import PROTECTED, Batcher, Service, _check_collection, _errors
+from retriever.store.limits import MAX_ID_CHARS
+
+router = APIRouter()
+DocId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS, description="the document's id")]
+
+
+@router.put("/collections/{name}/documents/{doc_id:path}", response_model=DocumentWriteResponse,
+            dependencies=PROTECTED, responses=_errors(400, 401, 404, 408, 413, 422, 500, 503, 507))
+async def put_document(name: str, doc_id: DocId, body: DocumentRequest, service: Service,
+                       batcher: Batcher) -> dict[str, Any]:
+    """Add or replace a document, chunked and embedded as `funnel index` does; crash-safe (old or new, never a mix)."""
+    start = time.perf_counter()
+    _check_collection(service, name)
+    doc_id_arg(doc_id, "the document id")
+    retriever = service.ready()
+    result = await asyncio.get_running_loop().run_in_executor(
+        batcher.executor, lambda: retriever.upsert(doc_id, body.text, body.metadata, body.title))
+    return {"collection": service.name, "doc_id": result.doc_id, "chunks": result.chunks, "status": result.status,
+            "took_ms": round((time.perf_counter() - start) * 1000, 3)}
+
+
+@router.delete("/collections/{name}/documents/{doc_id:path}", response_model=DocumentDeleteResponse,
+               dependencies=PROTECTED, responses=_errors(400, 401, 404, 422, 500, 507))
+async def delete_document(name: str, doc_id: DocId, service: Service, batcher: Batcher) -> dict[str, Any]:
+    """Delete a document (every chunk); 404 `document_not_found` when it is not stored."""
+    from retriever.ingest.documents import delete_documents
+
+    _check_collection(service, name)
+    doc_id_arg(doc_id, "the document id")
+    removed = await asyncio.get_running_loop().run_in_executor(
+        batcher.executor, delete_documents, service.collection, [doc_id])
+    return {"collection": service.name, "doc_id": doc_id, "chunks": removed[doc_id]}
+
+
+@router.get("/collections/{name}/documents", response_model=DocumentListResponse, dependencies=PROTECTED,
+            responses=_errors(400, 401, 404, 422, 500))
+async def list_documents(
+    name: str, service: Service, batcher: Batcher,
+    limit: Annotated[int, Query(ge=1, le=MAX_HTTP_PAGE, description="documents to return")] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31, description="documents to skip first (in id order)")] = 0,
+) -> dict[str, Any]:
+    """The collection's documents in id order, with their chunk counts and titles, one page at a time."""
+    from retriever.ingest.documents import list_documents as listing
+
+    _check_collection(service, name)
+    page = await asyncio.get_running_loop().run_in_executor(batcher.executor, listing, service.collection, limit,
+                                                            offset)
+    return {"collection": service.name, "total": page.total, "offset": page.offset, "limit": page.limit,
+            "documents": [{"doc_id": d.doc_id, "chunks": d.chunks, "title": d.title} for d in page.documents]}
