@@ -52,6 +52,7 @@ from qdrant_edge import Language as StopwordLanguage
 from retriever.errors import CollectionLockedError, FunnelError, StoreError
 from retriever.query.fusion import TEXT_FIELD
 from retriever.query.ladder import vector_name
+from retriever.query.dbsf import Expanded
 from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import Collection, PointBatch, engine_id
 from retriever.store.edge.disk import dir_bytes, require_free_space, sparse_bytes, storage_error
@@ -210,10 +211,11 @@ class EdgeCollection(Collection):
 
     def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
         try:  # the binding checks values (e.g. filter integers) when a request is built
-            requests = [self.requests.request(queries, row, spec) for row, spec in enumerate(specs)]
+            expanded = Expanded(specs)  # a DBSF search: two engine queries, fused here
+            requests = [self.requests.request(queries, row, spec) for row, spec in expanded.parts]
         except (TypeError, ValueError, OverflowError) as exc:
             raise engine_error(exc, self.spec.name) from exc
-        return self._run(requests, [spec.with_text for spec in specs])
+        return expanded.combine(self._run(requests, [spec.with_text for _, spec in expanded.parts]))
 
     def search_at(
         self, queries: np.ndarray, dim: int, k: int, exact: bool, hnsw_ef: int | None = None, with_text: bool = False
