@@ -39,6 +39,7 @@ from retriever.query.result import Depth, SearchResult
 from retriever.query.spec import Hit, QuerySpec
 from retriever.search import search_each as adaptive_search_each
 from retriever.store.base import Catalog, Collection
+from retriever.store.paths import BENCH_PREFIX
 from retriever.store.spec import QUANTIZATIONS, CollectionSpec, Layout
 
 SCHEMA_VERSION = 1
@@ -118,7 +119,7 @@ def bench_collection_name(spec: CollectionSpec, quantization: str, data: Path) -
     dims = "_".join(str(d) for d in spec.dims)
     lexical = f"-{spec.lexical}" if spec.lexical else ""
     where = hashlib.sha256(str(data.expanduser().resolve()).encode()).hexdigest()[:8]
-    return f"bench-{where}-{spec.model_fingerprint[:12]}-{dims}-{quantization}{lexical}"
+    return f"{BENCH_PREFIX}{where}-{spec.model_fingerprint[:12]}-{dims}-{quantization}{lexical}"
 
 
 def _row(judge: Judge, hits: list[list[Hit]], latency: Latency, exact: list[list[Hit]], k: int) -> dict[str, Any]:
