@@ -50,9 +50,9 @@ from qdrant_edge import (
 from qdrant_edge import Language as StopwordLanguage
 
 from retriever.errors import CollectionLockedError, FunnelError, StoreError
+from retriever.query.dbsf import Expanded
 from retriever.query.fusion import TEXT_FIELD
 from retriever.query.ladder import vector_name
-from retriever.query.dbsf import Expanded
 from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import Collection, PointBatch, engine_id
 from retriever.store.edge.disk import dir_bytes, require_free_space, sparse_bytes, storage_error

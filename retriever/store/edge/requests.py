@@ -137,7 +137,7 @@ class EdgeRequests:
                          filter=None if inside else where)
         if fusion.method != "rrf":  # DBSF runs as two queries, fused by retriever.query.dbsf
             raise RuntimeError(f"no single engine request fuses {fusion.method!r}")
-        fuse = Fusion.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight])
+        fuse: Any = Fusion.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight])
         return QueryRequest(limit=spec.k, query=fuse, prefetches=[dense, lexical], with_payload=payload)
 
 

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retriever.errors import CollectionNotFoundError, StoreError
-from retriever.query.ladder import vector_name
 from retriever.query.dbsf import Expanded
+from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import Collection, PointBatch, engine_id
 from retriever.store.server.connection import NotFound

@@ -121,5 +121,5 @@ class ServerRequests:
         dense = models.Prefetch(**self.dense(vectors, row, deep), limit=deep.k)
         if fusion.method != "rrf":  # DBSF runs as two queries, fused by retriever.query.dbsf
             raise RuntimeError(f"no single engine request fuses {fusion.method!r}")
-        fuse = models.RrfQuery(rrf=models.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight]))
+        fuse: Any = models.RrfQuery(rrf=models.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight]))
         return models.QueryRequest(query=fuse, prefetch=[dense, lexical], limit=spec.k, with_payload=payload)
