@@ -4,12 +4,14 @@ API, on a 10-document collection (long notes: more chunks than the fused lists h
 one (passages of the shared msmarco sample).
 
 With Qdrant's own DBSF the one-hit BM25 list has σ = 0 and its hit a flat 0.5, under the dense
-list's best (0.8-1.2): with the engine-side fusion funnel used before, these tests fail (the
-planted notes are not first). funnel pads the short BM25 list with the zeros of
-its non-matching candidates (retriever/query/dbsf.py), so the match ranks first.
+list's best (0.8-1.2). Measured with the engine-side fusion funnel used before (main at the time):
+these tests fail — "Odoacer"'s only match ranks 2nd among the notes and outside the top 6 among the
+passages (the notes' look-alike names pull the dense list away from it). funnel pads the short BM25
+list with the zeros of its non-matching candidates (retriever/query/dbsf.py): the match ranks first.
 
-The larger collection is 1,500 passages, not 5,000: the real model indexes 100-200 passages/s on
-the 2-core machine, and 1,500 already holds several times the default plan's shortlist.
+The larger collection is 1,500 passages plus the ten notes, not 5,000: the real model indexes
+100-200 passages/s on the 2-core machine (this fixture: ~50 s under load), and 1,500 already holds
+several times the default plan's shortlist.
 """
 
 from __future__ import annotations
@@ -112,14 +114,14 @@ def test_the_python_api_default_is_the_same_hybrid(notes):
 
 @pytest.fixture(scope="module")
 def passages(tmp_path_factory):
-    """1,500 msmarco passages and the three planted notes, indexed with ``--lexical bm25``."""
+    """1,500 msmarco passages and the ten long notes (three planted), indexed with ``--lexical bm25``."""
     if not (SHARED_MSMARCO / "corpus.jsonl").is_file():
         pytest.skip(f"shared data set not present at {SHARED_MSMARCO}")
     root = tmp_path_factory.mktemp("rare-passages")
     with (SHARED_MSMARCO / "corpus.jsonl").open(encoding="utf-8") as f:
         sample = [json.loads(line) for line in islice(f, LARGE)]
     assert not any("schabowski" in p["text"].lower() or "odoacer" in p["text"].lower() for p in sample)
-    corpus = write_jsonl(root / "passages.jsonl", sample + PLANTED)
+    corpus = write_jsonl(root / "passages.jsonl", sample + long_notes())
     data = root / "data"
     invoke(data, "index", corpus, "-c", "passages", "--lexical", "bm25", "--no-progress")
     return data
