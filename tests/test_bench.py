@@ -235,6 +235,14 @@ def test_bench_writes_results_plots_and_json(bench_run):
     assert int8["dims"][0]["exact"]["bytes_per_vector"] == 256  # exact search scores the float originals
     assert (none["dims"][0]["stored_bytes_per_vector"], int8["dims"][0]["stored_bytes_per_vector"]) == (256, 320)
     assert none["plans"][0]["bytes_per_vector"] == 4 * (64 + 128 + 256 + 384)
+    # bytes stored and bytes scored per vector, apart: an int8 graph dim stores its float32 vector and the
+    # int8 copy (320), a search through it scores the copy (64), an exact one the originals (256)
+    assert (int8["dims"][0]["hnsw"]["bytes_stored_per_vector"], int8["dims"][0]["hnsw"]["bytes_scored_per_vector"],
+            int8["dims"][0]["exact"]["bytes_scored_per_vector"]) == (320, 64, 256)
+    given = none["plans"][2]  # 64:60,384:10
+    assert (given["bytes_stored_per_vector"], given["bytes_scored_per_vector"]) == (4 * 448, 4 * 448)
+    table = (out / "results.md").read_text()
+    assert "| bytes stored/vector | bytes scored/vector |" in table and "| 320 | 64 |" in table
 
 
 def test_bench_per_dim_ndcg_matches_the_tuners_evaluator(bench_run, embedder):
@@ -306,7 +314,8 @@ def test_bench_table_fits_80_columns():
     from retriever.bench.report import rich_tables
 
     row = {"ndcg@10": 0.7475, "recall@10": 0.9, "mrr@10": 0.7, "recall_vs_exact@10": 0.972, "qps": 480,
-           "latency_ms": {"p50": 2.01, "p95": 3.1, "p99": 3.93}, "bytes_per_vector": 3328}
+           "latency_ms": {"p50": 2.01, "p95": 3.1, "p99": 3.93}, "bytes_per_vector": 3328,
+           "bytes_stored_per_vector": 4160, "bytes_scored_per_vector": 3328}
     results = {"k": 10, "queries": 700, "split": "test", "models": [{"model": "m", "variants": [{
         "quantization": "none", "dims": [{"dim": 64, "exact": row, "hnsw": row}],
         "plans": [row | {"plan": "64:400,128:200,256:100,384:10", "label": "default"}]}]}]}
@@ -315,7 +324,8 @@ def test_bench_table_fits_80_columns():
         console.print(table)
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
-    for cell in ("0.7475", "0.972", "2.01", "3.93", "3,328", "64:400,128:200,"):
+    assert "stored" in text and "scored" in text and "stored, scored: bytes per vector" in text
+    for cell in ("0.7475", "0.972", "2.01", "3.93", "4,160", "3,328", "64:400,128:200,"):
         assert cell in text  # the numbers are shown, not cut to '…'
     wide = Console(width=200, record=True)
     for table in rich_tables(results, width=200):

@@ -293,14 +293,16 @@ def textbook_rrf(dense_hits: list[Hit], lexical_hits: list[Hit], fusion: Fusion)
     return scores
 
 
-def dbsf_expected(dense_hits: list[Hit], lexical_hits: list[Hit]) -> list[tuple[str, float]]:
+def dbsf_expected(dense_hits: list[Hit], lexical_hits: list[Hit], lexical_depth: int) -> list[tuple[str, float]]:
     """Distribution-based score fusion: each list's scores mapped by (s - (μ - 3σ)) / 6σ, then summed.
     σ is the *sample* standard deviation (n - 1; measured: the population one misses by ~1e-2 on
-    both engines), and the mapped scores are not clamped to [0, 1]."""
+    both engines' own DBSF), and the mapped scores are not clamped to [0, 1]. A BM25 list shorter
+    than its depth counts, for μ and σ, the zeros of the candidates it does not hold."""
     scores: dict[str, float] = {}
-    for hits in (dense_hits, lexical_hits):
+    for hits, depth in ((dense_hits, 0), (lexical_hits, lexical_depth)):
         values = np.array([h.score for h in hits], dtype=np.float64)
-        mean, std = values.mean(), values.std(ddof=1)
+        padded = np.concatenate([values, np.zeros(max(0, depth - len(values)))])
+        mean, std = padded.mean(), padded.std(ddof=1)
         for h, s in zip(hits, values):
             norm = (s - (mean - 3 * std)) / (6 * std)
             scores[h.id] = scores.get(h.id, 0.0) + float(norm)
@@ -317,7 +319,27 @@ def test_dbsf_normalises_each_list_by_mean_and_three_sigma(loaded, corpus, kind)
     dense_hits = dense(coll, vectors, None, fusion.dense_limit)
     lexical_hits = lexical(coll, texts, fusion.lexical_limit)
     for got, d, lx in zip(hybrid(coll, vectors, texts, None, fusion), dense_hits, lexical_hits):
-        assert_same_up_to_ties(got, dbsf_expected(d, lx), K, atol=1e-5)
+        assert_same_up_to_ties(got, dbsf_expected(d, lx, fusion.lexical_limit), K, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ENGINES)
+def test_dbsf_pads_a_short_bm25_list(loaded, corpus, kind):
+    """Queries of one of the rarest terms (in 17-19 documents) with 50-deep BM25 lists: each list is
+    shorter than its depth, so its zeros count in μ and σ (dbsf_expected), which Qdrant's DBSF
+    does not do. (The one-hit case, a rare term's only match ranked first, is test_hybrid_rare.py.)"""
+    texts, vocab, _batch, full = corpus
+    counts = {w: sum(w in t.lower().replace(".", "").split() for t in texts) for w in vocab}
+    rare = sorted(vocab, key=lambda w: counts[w])[:8]
+    vectors = dense_queries(full, len(rare), seed=21)
+    coll = loaded[kind]
+    fusion = Fusion("dbsf", lexical_limit=50, dense_limit=20)
+    dense_hits = dense(coll, vectors, None, fusion.dense_limit)
+    lexical_hits = lexical(coll, rare, fusion.lexical_limit)
+    for term, got, d, lx in zip(rare, hybrid(coll, vectors, rare, None, fusion), dense_hits, lexical_hits):
+        assert len(lx) == counts[term] < fusion.lexical_limit
+        assert_same_up_to_ties(got, dbsf_expected(d, lx, fusion.lexical_limit), K, atol=1e-5)
+        unpadded = [score for _, score in dbsf_expected(d, lx, 0)[:K]]  # Qdrant's own DBSF
+        assert not np.allclose([h.score for h in got], unpadded, atol=1e-3), term
 
 
 @pytest.mark.parametrize("kind", ENGINES)

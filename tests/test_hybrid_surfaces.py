@@ -86,7 +86,8 @@ def test_cli_index_and_info_record_the_lexical_index(built):
     ok(invoke(data, "index", corpus, "-c", "parts", "--no-progress"))
     assert EdgeCatalog(data).read_spec("parts").lexical == "bm25"
     assert_cli_error(invoke(data, "index", corpus, "-c", "parts", "--lexical-analyzer", "plain", "--no-progress"),
-                     "storage layout", "lexical_analyzer=english", "lexical_analyzer=plain")
+                     "has a bm25 index (english analyzer)", "cannot change that in place",
+                     "funnel collections copy parts parts-bm25 --lexical bm25 --lexical-analyzer plain")
 
 
 def test_cli_search_modes_and_fusions(built):

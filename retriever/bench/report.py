@@ -66,18 +66,21 @@ def rich_tables(results: dict[str, Any], width: int = FULL_COLUMNS_WIDTH) -> lis
         "p95 ms": lambda r: f"{r['latency_ms']['p95']:.2f}",
         "p99 ms": lambda r: f"{r['latency_ms']['p99']:.2f}",
         "QPS": lambda r: f"{r['qps']:,.0f}",
-        "B/vector": lambda r: f"{r['bytes_per_vector']:,}" if r["bytes_per_vector"] else "-",
+        "stored": lambda r: _bytes(r, "stored"),  # bytes per vector: held by the collection / read per candidate
+        "scored": lambda r: _bytes(r, "scored"),
     }
     if not wide:
         for secondary in (f"Recall@{k}", f"MRR@{k}", "p95 ms"):
             del columns[secondary]
+        short = {f"vs exact@{k}": "vs exact", "p50 ms": "p50", "p99 ms": "p99"}  # the caption says ms
+        columns = {short.get(c, c): f for c, f in columns.items()}
     tables: dict[tuple[str, str], Table] = {}
     for r in rows(results):
         key = (r["model"], r["quantization"])
         if key not in tables:
             table = tables[key] = Table(
                 title=f"{r['model']} · quantization {r['quantization']} — {results['queries']} {results['split']} "
-                f"queries, k={k}", title_justify="left", caption=None if wide else "more columns in results.md",
+                f"queries, k={k}", title_justify="left", caption="stored, scored: bytes per vector" + ("" if wide else "; p50, p99 in ms; more columns in results.md"),
                 caption_justify="left")
             for col in columns:
                 if col == "search":
@@ -86,6 +89,13 @@ def rich_tables(results: dict[str, Any], width: int = FULL_COLUMNS_WIDTH) -> lis
                     table.add_column(col, justify="right", no_wrap=True)
         tables[key].add_row(*(cell(r) for cell in columns.values()))
     return list(tables.values())
+
+
+def _bytes(r: dict[str, Any], which: str) -> str:
+    """A row's bytes stored or scored per vector ("-": none, or a results file from before the split,
+    whose one ``bytes_per_vector`` was the bytes scored)."""
+    n = r.get(f"bytes_{which}_per_vector", r.get("bytes_per_vector") if which == "scored" else None)
+    return f"{n:,}" if n else "-"
 
 
 def _ratio(x: float) -> str:
@@ -105,12 +115,14 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"Machine: {m.get('cpu')} ({m.get('cpu_count')} cores), {m.get('platform')}, "
                   f"torch {m.get('torch')}, GPU: {m.get('gpu') or 'none'}. Run {m.get('date')}: `{m.get('command')}`", ""]
     lines += [f"| model | quant | search | NDCG@{k} | Recall@{k} | MRR@{k} | recall vs exact@{k} | p50 ms | p95 ms "
-              "| p99 ms | QPS | bytes/vector |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| p99 ms | QPS | bytes stored/vector | bytes scored/vector |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows(results):
         lat = r["latency_ms"]
         lines.append(f"| {r['model']} | {r['quantization']} | {r['search']} | {r[f'ndcg@{k}']:.4f} | "
                      f"{r[f'recall@{k}']:.4f} | {r[f'mrr@{k}']:.4f} | {_ratio(r[f'recall_vs_exact@{k}'])} | "
-                     f"{lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | {r['qps']:,.0f} | {r['bytes_per_vector']:,} |")
+                     f"{lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | {r['qps']:,.0f} | "
+                     f"{_bytes(r, 'stored')} | {_bytes(r, 'scored')} |")
     adaptive = [r for r in rows(results) if "depth" in r]
     if adaptive:
         lines += ["", "Adaptive search depth (share of queries widened to the full plan, candidates scored per "

@@ -39,6 +39,7 @@ from retriever.query.result import Depth, SearchResult
 from retriever.query.spec import Hit, QuerySpec
 from retriever.search import search_each as adaptive_search_each
 from retriever.store.base import Catalog, Collection
+from retriever.store.paths import BENCH_PREFIX
 from retriever.store.spec import QUANTIZATIONS, CollectionSpec, Layout
 
 SCHEMA_VERSION = 1
@@ -118,7 +119,7 @@ def bench_collection_name(spec: CollectionSpec, quantization: str, data: Path) -
     dims = "_".join(str(d) for d in spec.dims)
     lexical = f"-{spec.lexical}" if spec.lexical else ""
     where = hashlib.sha256(str(data.expanduser().resolve()).encode()).hexdigest()[:8]
-    return f"bench-{where}-{spec.model_fingerprint[:12]}-{dims}-{quantization}{lexical}"
+    return f"{BENCH_PREFIX}{where}-{spec.model_fingerprint[:12]}-{dims}-{quantization}{lexical}"
 
 
 def _row(judge: Judge, hits: list[list[Hit]], latency: Latency, exact: list[list[Hit]], k: int) -> dict[str, Any]:
@@ -140,6 +141,11 @@ def bytes_per_vector(spec: CollectionSpec, dims: Sequence[int], exact: bool = Fa
 def stored_bytes_per_vector(spec: CollectionSpec, dim: int) -> int:
     """Bytes stored per point for one dim: the float32 vector, plus its int8 copy if any."""
     return 4 * dim + (dim if dim in spec.quantized_dims else 0)
+
+
+def stored_bytes(spec: CollectionSpec, dims: Sequence[int]) -> int:
+    """Bytes per point a collection holding just the vectors of ``dims`` stores (each dim once)."""
+    return sum(stored_bytes_per_vector(spec, d) for d in dict.fromkeys(dims))
 
 
 def _measure(
@@ -228,7 +234,9 @@ def _bench_dims(collection: Collection, judge: Judge, rows: list[dict[int, np.nd
                     return collection.search_at(q[dim], dim, k, exact=mode == "exact")
 
                 hits, latency = _measure(rows, search_dim, config, progress, f"{spec.name}: {mode} {dim}")
-            entry[mode] = {"bytes_per_vector": bytes_per_vector(spec, [dim], exact=mode == "exact")} | _row(
+            scored = bytes_per_vector(spec, [dim], exact=mode == "exact")
+            entry[mode] = {"bytes_per_vector": scored, "bytes_scored_per_vector": scored,
+                           "bytes_stored_per_vector": stored_bytes(spec, [dim])} | _row(
                 judge, hits, latency, exact[0], k)
         per_dim.append(entry)
     return per_dim
@@ -264,8 +272,10 @@ def _bench_plans(collection: Collection, judge: Judge, queries: dict[int, np.nda
         hits, latency = _measure(rows, search_plan, config, progress, f"{spec.name}: {label} {plan}")
         if label == ADAPTIVE:
             extra["depth"] = depth_distribution([h.depth for h in hits])  # type: ignore[attr-defined]
-        per_plan.append({"plan": str(plan), "label": label,
-                         "bytes_per_vector": bytes_per_vector(spec, [s.dim for s in plan.stages])}
+        dims = [s.dim for s in plan.stages]
+        per_plan.append({"plan": str(plan), "label": label, "bytes_per_vector": bytes_per_vector(spec, dims),
+                         "bytes_scored_per_vector": bytes_per_vector(spec, dims),
+                         "bytes_stored_per_vector": stored_bytes(spec, dims)}
                         | _row(judge, hits, latency, exact, k) | extra)
     return per_plan, calibrated
 
@@ -306,8 +316,9 @@ def bench_modes(
     """Rows for the lexical mode and each hybrid fusion (``--modes``), on a collection with a lexical index.
 
     The dense side of a hybrid row is the variant's calibrated plan (``auto``) when one was
-    calibrated, else the default plan, for the depth the fusion needs. Bytes per vector: the dense
-    plan's vectors plus the lexical index's bytes per point (where the engine reports them).
+    calibrated, else the default plan, for the depth the fusion needs. Bytes scored per vector: the
+    dense plan's; bytes stored: its vectors' plus the lexical index's bytes per point (where the engine
+    reports them); ``bytes_per_vector`` (kept for older readers): scored plus the lexical index's.
     """
     spec, k = collection.spec, config.k
     points = max(1, collection.count())
@@ -336,9 +347,12 @@ def bench_modes(
 
         done = progress.step(f"{spec.name}: {label}", n)
         hits, latency = time_each(search_mode, rows, warmup=config.warmup, on_done=done)
-        dense_bytes = 0 if plan is None else bytes_per_vector(spec, [s.dim for s in plan.stages])
+        dims = [] if plan is None else [s.dim for s in plan.stages]
+        dense_bytes = bytes_per_vector(spec, dims)
         out.append({"label": label, "mode": mode, "fusion": None if fusion is None else str(fusion),
                     "plan": None if plan is None else str(plan), "bytes_per_vector": dense_bytes + lexical_per_point,
+                    "bytes_scored_per_vector": dense_bytes,
+                    "bytes_stored_per_vector": stored_bytes(spec, dims) + lexical_per_point,
                     "lexical_index_bytes": lexical_bytes}
                    | _row(judge, hits, latency, exact, k) | extra)  # type: ignore[arg-type]
     return out

@@ -18,28 +18,54 @@ if TYPE_CHECKING:
 
 
 @click.group(invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="also list funnel bench's scratch collections (bench-…)")
 @json_option
 @engine_options
 @click.pass_context
-def collections(ctx: click.Context, as_json: bool) -> None:
-    """List the collections (of the data directory, or of the Qdrant server); 'copy' copies one."""
+def collections(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """List the collections (of the data directory, or of the Qdrant server) with their point counts;
+    'copy' copies one. funnel bench's scratch collections (bench-…) are listed with --all."""
     from retriever.cli.display import err, print_collections, print_json, spec_dict
+    from retriever.store.paths import is_bench_collection
 
     if ctx.invoked_subcommand is not None:
         return
     store = catalog(ctx)
-    specs, unreadable = [], {}
-    for name in store.names():
+    names = store.names()
+    hidden = 0 if show_all else sum(map(is_bench_collection, names))
+    specs, points, unreadable = [], {}, {}
+    for name in names if show_all else [n for n in names if not is_bench_collection(n)]:
         try:
             specs.append(store.read_spec(name))
         except FunnelError as exc:  # one broken collection must not hide the others
             unreadable[name] = str(exc)
             err.print(f"warning: {exc}", highlight=False, markup=False, soft_wrap=True)
+            continue
+        points[name] = _points(store, name)
     if as_json:
-        listed = [spec_dict(s) for s in specs] + [{"name": n, "error": e} for n, e in unreadable.items()]
+        listed = [spec_dict(s) | {"points": n if isinstance(n := points[s.name], int) else None} for s in specs]
+        listed += [{"name": n, "error": e} for n, e in unreadable.items()]
         print_json(sorted(listed, key=lambda item: item["name"]))
-    else:
-        print_collections(specs, sorted(unreadable))
+    elif specs or unreadable or not hidden:
+        print_collections(specs, sorted(unreadable), points)
+    if hidden:
+        err.print(f"({hidden} bench scratch collection{'s' if hidden > 1 else ''} hidden: funnel collections --all "
+                  "lists them, funnel drop NAME deletes one)", highlight=False, markup=False)
+
+
+def _points(store: Any, name: str) -> int | str:
+    """A collection's point count, or why it cannot be counted now ("in use" by another process)."""
+    from retriever.cli.display import err
+    from retriever.errors import CollectionLockedError
+
+    try:
+        with store.open(name) as coll:
+            return int(coll.count())
+    except CollectionLockedError:
+        return "in use"
+    except FunnelError as exc:  # one collection that cannot be opened must not hide the others
+        err.print(f"warning: {exc}", highlight=False, markup=False, soft_wrap=True)
+        return "unreadable"
 
 
 def _engine_url(value: str | None) -> tuple[str | None, Path | None]:
@@ -68,12 +94,19 @@ def _engine_url(value: str | None) -> tuple[str | None, Path | None]:
               help="give TARGET another storage layout, DIM:QUANTIZATION[:disk|:ram] (graph dim; none, int8, binary, "
               "binary1.5 or binary2), e.g. the one funnel calibrate --layouts chose; the calibration is then not "
               "copied (calibrate TARGET) [default: the source's]")
+@click.option("--lexical", envvar="FUNNEL_COPY_LEXICAL", show_envvar=True, type=click.Choice(["none", "bm25"]),
+              default=None, help="give TARGET this lexical index (bm25: built from the chunk text the points carry, "
+              "nothing re-embedded; none: without one) [default: the source's]")
+@click.option("--lexical-analyzer", envvar="FUNNEL_COPY_LEXICAL_ANALYZER", show_envvar=True,
+              type=click.Choice(["english", "plain"]), default=None,
+              help="the analyzer of TARGET's BM25 index (see funnel index) [default: the source's, else english]")
 @json_option
 @engine_options
 @placement_options
 @click.pass_context
 def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_url: str | None, batch_size: int,
-         verify_sample: int, layout_text: str | None, as_json: bool) -> None:
+         verify_sample: int, layout_text: str | None, lexical: str | None, lexical_analyzer: str | None,
+         as_json: bool) -> None:
     """Copy collection SOURCE to TARGET, between any two engines: points, spec and calibration.
 
     Resumable: re-run the same command after an interruption. Checked at the end: point counts and
@@ -92,9 +125,11 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
     if dst.location == ":memory:":
         raise BadInputError(f"cannot copy {source!r} into :memory:: the copy would vanish when this command exits; "
                             "give --to-url a server URL, path:DIR, embedded or embedded:DATA_DIR")
-    layout = parse_layout(layout_text, src.read_spec(source)) if layout_text is not None else None
+    spec = src.read_spec(source)
+    layout = parse_layout(layout_text, spec) if layout_text is not None else None
+    lexical_choice = _lexical_choice(spec, lexical, lexical_analyzer)
     result = copy_collection(src, source, dst, target, batch_size=batch_size, verify_sample=verify_sample,
-                             layout=layout)
+                             layout=layout, lexical=lexical_choice)
     if as_json:
         print_json(asdict(result) | {"from": src.location, "to": dst.location})
         return
@@ -104,6 +139,16 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
               f"{result.written:,} written, {result.unchanged:,} already there; calibration "
               f"{calibration}; checked {result.verified_queries} exact searches "
               f"in {result.seconds:.1f} s", highlight=False, markup=False)
+
+
+def _lexical_choice(spec: Any, lexical: str | None, analyzer: str | None) -> tuple[str | None, str] | None:
+    """copy's --lexical / --lexical-analyzer as copy_collection's ``lexical`` (``None``: the source's)."""
+    if lexical is None and analyzer is None:
+        return None
+    kind = (spec.lexical if lexical is None else None if lexical == "none" else lexical)
+    if kind is None and analyzer is not None:
+        raise BadInputError("--lexical-analyzer applies to a lexical index: add --lexical bm25")
+    return kind, analyzer or (spec.lexical_analyzer if spec.lexical else "english")
 
 
 @dataclass(frozen=True)

@@ -233,16 +233,25 @@ def lexical_line(spec: CollectionSpec) -> str:
     return f"{spec.lexical} ({spec.lexical_analyzer} analyzer)" if spec.lexical else "none"
 
 
-def print_collections(specs: list[CollectionSpec], unreadable: Sequence[str] = ()) -> None:
-    """The collections as a table; ``unreadable`` ones (broken ``collection.json``) are listed as such."""
+def print_collections(specs: list[CollectionSpec], unreadable: Sequence[str] = (),
+                      points: dict[str, int | str] | None = None) -> None:
+    """The collections as a table with their point counts (or why not: "in use" by another process);
+    ``unreadable`` ones (broken ``collection.json``) are listed as such."""
     if not specs and not unreadable:
         err.print("no collections yet: create one with [bold]funnel index PATH -c NAME[/]")
         return
+    points = points or {}
     table = Table(title="collections", title_justify="left")
-    for col in ("name", "model", "dims", "chunking"):
-        table.add_column(col)
-    rows = [(s.name, Text(s.model), ",".join(map(str, s.dims)), f"{s.chunk_size}/{s.chunk_overlap}") for s in specs]
-    rows += [(name, Text("(unreadable collection.json)"), "", "") for name in unreadable]
+    for col in ("name", "points", "model", "dims", "chunking"):
+        table.add_column(col, justify="right" if col == "points" else "left")
+
+    def count(name: str) -> str:
+        n = points.get(name, "")
+        return f"{n:,}" if isinstance(n, int) else n
+
+    rows = [(s.name, count(s.name), Text(s.model), ",".join(map(str, s.dims)), f"{s.chunk_size}/{s.chunk_overlap}")
+            for s in specs]
+    rows += [(name, "", Text("(unreadable collection.json)"), "", "") for name in unreadable]
     for row in sorted(rows, key=lambda r: r[0]):
         table.add_row(*row)
     out.print(table)

@@ -62,6 +62,23 @@ class _Settings:
             lexical_analyzer=self.lexical_analyzer or existing.lexical_analyzer,
         )
 
+    def check_lexical(self, name: str, existing: CollectionSpec | None) -> None:
+        """Refuse, before the model loads, another lexical index than ``existing`` has: an engine
+        cannot add or change one in place, so the line names the copy that does (no re-embedding)."""
+        if existing is None:
+            return
+        had = existing.lexical or "none"
+        analyzer = existing.lexical_analyzer if existing.lexical else None
+        wanted = None if self.lexical == "none" else self.lexical_analyzer
+        if self.lexical == had and (self.lexical == "none" or wanted == analyzer):
+            return
+        now = "no lexical index" if had == "none" else f"a {had} index ({analyzer} analyzer)"
+        flags = "--lexical none" if self.lexical == "none" else f"--lexical {self.lexical} --lexical-analyzer {wanted}"
+        raise BadInputError(
+            f"collection {name!r} has {now}; the engine cannot change that in place. Copy it into a new "
+            f"collection that has it (the vectors are copied, nothing is re-embedded; {name!r} stays as it is): "
+            f"funnel collections copy {name} {name}-{'dense' if self.lexical == 'none' else self.lexical} {flags}")
+
     def layout(self, existing: CollectionSpec | None) -> Layout:
         from retriever.store.spec import Layout
 
@@ -139,6 +156,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
     existing = store.read_spec(collection) if store.exists(collection) else None
     asked = _Settings(model, dims, chunk_size, chunk_overlap, quantization, on_disk, lexical, lexical_analyzer)
     settings = asked.complete(existing)
+    settings.check_lexical(collection, existing)
     layout = settings.layout(existing)
     store.check_writable(collection, len(settings.dims.split(",")) if settings.dims else 4)
     fields = Fields(id=id_field, text=text_field, title=title_field, metadata=metadata_fields)

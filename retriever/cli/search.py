@@ -25,6 +25,7 @@ from retriever.query.fusion import Fusion
 from retriever.query.validation import OptionNames, check_search_options
 
 if TYPE_CHECKING:
+    from retriever.query.filters import PayloadFilter
     from retriever.query.spec import QuerySpec
     from retriever.retriever import Retriever
 
@@ -54,6 +55,23 @@ def _print_results(retriever: Retriever, spec: QuerySpec, ids: list[str | None],
                 print_hits(text, hits, described.label, hits.depth)
 
 
+def _filter(text: str | None) -> PayloadFilter | None:
+    """``--filter``'s JSON object as a checked filter (a one-line error otherwise), before any model loads."""
+    import json
+
+    from retriever.errors import InvalidFilterError
+    from retriever.query.filters import parse_filter
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidFilterError(f"--filter is not JSON ({exc.msg} at character {exc.pos}): write a JSON object, "
+                                 'e.g. \'{"metadata.topic": "music"}\'') from None
+    return parse_filter(value)
+
+
 @click.command()
 @click.argument("query", required=False)
 @collection_option
@@ -74,7 +92,10 @@ def _print_results(retriever: Retriever, spec: QuerySpec, ids: list[str | None],
               default=None, help="how --mode hybrid combines BM25 and the funnel: union (BM25's best join the "
               "funnel's shortlist, the re-score decides), rrf (reciprocal rank fusion) or dbsf (score fusion) "
               f"[default: the calibrated one, else {Fusion()}]")
-@queries_option("BEIR queries.jsonl: search every query (one JSON line each with --json)")
+@click.option("--filter", "filter_json", envvar="FUNNEL_FILTER", show_envvar=True, default=None, metavar="JSON",
+              help='only chunks whose payload matches, as the HTTP API\'s filter: a JSON object, e.g. '
+              '\'{"metadata.year": {"gte": 2020}, "metadata.ticker": ["NVDA", "AMD"]}\' (every condition must hold)')
+@queries_option("BEIR queries.jsonl (- for standard input): search every query (one JSON line each with --json)")
 @skip_bad_option(SKIP_BAD_QUERIES_FILE)
 @click.option("--no-text", is_flag=True, envvar="FUNNEL_NO_TEXT", show_envvar=True,
               help="leave the chunk text out of the results")
@@ -85,7 +106,8 @@ def _print_results(retriever: Retriever, spec: QuerySpec, ids: list[str | None],
 @engine_options
 @click.pass_context
 def search(ctx: click.Context, query: str | None, collection: str, k: int, plan: str | None, exact: bool,
-           adaptive: bool | None, mode: str | None, fusion: str | None, queries_file: Path | None, skip_bad: bool,
+           adaptive: bool | None, mode: str | None, fusion: str | None, filter_json: str | None,
+           queries_file: Path | None, skip_bad: bool,
            no_text: bool, model: str | None, device: str | None, encoder: str | None, as_json: bool) -> None:
     """Funnel-search QUERY (or every query of --queries) in a collection: dense, lexical (BM25) or hybrid."""
     from retriever.cli.display import report_skipped_queries
@@ -95,10 +117,11 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
     from retriever.retriever import Retriever
 
     if (query is None) == (queries_file is None):
-        raise BadInputError("give either a QUERY or --queries FILE.jsonl")
+        raise BadInputError("give either a QUERY or --queries FILE.jsonl (- for standard input)")
     # before the collection opens and the model loads (query_spec checks them again there)
     check_search_options(plan, exact, adaptive, mode, fusion, FLAGS)
     validate_k(k)
+    where = _filter(filter_json)
     if query is not None:
         ids: list[str | None] = [None]
         texts = [validate_query(query)]
@@ -110,5 +133,5 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
     # BM25 alone needs no model: none is loaded
     with Retriever.open(collection, model=model, device=device, engine=engine(ctx),
                         lexical_only=mode == "lexical", encoder=encoder) as retriever:
-        spec = retriever.query_spec(k, plan, exact, not no_text, None, adaptive, mode, fusion, names=FLAGS)
+        spec = retriever.query_spec(k, plan, exact, not no_text, where, adaptive, mode, fusion, names=FLAGS)
         _print_results(retriever, spec, ids, texts, as_json)

@@ -39,6 +39,12 @@ from retriever.errors import BadInputError
               default=256, help="largest request body, in KiB (a PUT document's text is in its body); above: 413")
 @click.option("--log-level", envvar="FUNNEL_LOG_LEVEL", show_envvar=True, default="info",
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--access-log", is_flag=True, envvar="FUNNEL_ACCESS_LOG", show_envvar=True,
+              help="log one line per request on standard output (client, request line, status) [default: off]")
+@click.option("--docs-assets", envvar="FUNNEL_DOCS_ASSETS", show_envvar=True, default=None,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="directory with swagger-ui-bundle.js, swagger-ui.css and redoc.standalone.js for /docs and /redoc "
+              "[default: the fastapi-offline package's, when installed: pip install 'funnel-retriever[docs]']")
 @model_option
 @device_option
 @encoder_option
@@ -46,8 +52,8 @@ from retriever.errors import BadInputError
 @click.pass_context
 def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: str | None, max_batch: int,
           max_wait_ms: float, feedback_file: Path | None, read_timeout: float, max_body_kib: int, log_level: str,
-          model: str | None,
-          device: str | None, encoder: str | None) -> None:
+          access_log: bool, docs_assets: Path | None, model: str | None, device: str | None,
+          encoder: str | None) -> None:
     """Serve funnel search over HTTP (FastAPI on uvicorn): /search, /collections/NAME (and its /documents),
     /healthz, /feedback."""
     from retriever.cli.display import err
@@ -62,7 +68,8 @@ def serve(ctx: click.Context, collection: str, host: str, port: int, api_key: st
         # click reads an empty variable as unset: the server would start without a key, silently
         raise BadInputError("FUNNEL_API_KEY is set but empty: give a key or unset it (no key: a server anyone can use)")
     config = ServiceConfig(api_key=api_key, max_batch=max_batch, max_wait_ms=max_wait_ms, feedback_path=feedback_file,
-                           read_timeout=read_timeout, max_body_bytes=max_body_kib * 1024)
+                           read_timeout=read_timeout, max_body_bytes=max_body_kib * 1024, access_log=access_log,
+                           docs_assets=docs_assets)
     run_server(engine(ctx), collection, host=host, port=port, model=model, device=device, config=config, encoder=encoder,
                log_level=log_level,
                on_listening=lambda url: err.print(f"serving {collection!r} on {url} (docs: {url}/docs); "

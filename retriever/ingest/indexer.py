@@ -29,6 +29,7 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_CHUNK_OVERLAP = 32
 DEFAULT_GROUP_SIZE = 2048  # chunks looked up together (stored payloads, stale chunks)
 ENCODE_SLICE = 512  # chunks per encode call + upsert; large slices sort well by length
+PROGRESS_STEPS = 20  # a group is encoded in about this many slices (of at least a batch), so progress moves
 
 
 class IndexProgress(Protocol):
@@ -113,7 +114,7 @@ class ChunkCounts:
 
 def write_group(
     collection: Collection, embedder: Embedder, chunks: list[Chunk], batch_size: int,
-    finished: dict[str, int] | None = None, on_written: Callable[[int], None] | None = None,
+    finished: dict[str, int] | None = None, on_written: Callable[[int, int], None] | None = None,
 ) -> ChunkCounts:
     """Upsert the chunks whose stored payload differs (or is missing); drop chunks a document lost.
 
@@ -122,8 +123,10 @@ def write_group(
     document last written by an upsert (its chunk 0 under generation 1) loses all its other points.
     ``finished`` maps the documents whose last chunk is in this group to their chunk count (only
     those are probed: a huge document spans several groups); default: every document in the group.
-    Changed chunks are encoded and upserted :data:`ENCODE_SLICE` at a time, each slice reported
-    to ``on_written`` (so progress moves while a group is encoded).
+    Changed chunks are encoded and upserted in slices (sorted by length, at most
+    :data:`ENCODE_SLICE`, at least ``batch_size`` chunks, about :data:`PROGRESS_STEPS` per group),
+    each reported to ``on_written(chunks, documents)``, ``documents`` being the finished documents
+    whose every changed chunk is now written: progress moves while a group is encoded.
     """
     if finished is None:
         finished = {}
@@ -137,12 +140,23 @@ def write_group(
     stored = collection.payloads(list(payloads) + list(probes) + list(upserted))
     changed = [c for c in chunks if stored.get(c.id) != payloads[c.id]]
     changed.sort(key=lambda c: len(c.text), reverse=True)  # a slice of like lengths pads little
-    for start in range(0, len(changed), ENCODE_SLICE):
-        part = changed[start : start + ENCODE_SLICE]
+    left = dict.fromkeys(chunks_per_doc, 0)  # changed chunks still to write, per finished document
+    for c in changed:
+        if c.doc_id in left:
+            left[c.doc_id] += 1
+    reported = 0
+    step = min(ENCODE_SLICE, max(batch_size, -(-len(changed) // PROGRESS_STEPS)))
+    for start in range(0, len(changed), step):
+        part = changed[start : start + step]
         vectors = embedder.encode([c.text for c in part], collection.spec.dims, batch_size=batch_size)
         collection.upsert(PointBatch(ids=[c.id for c in part], vectors=vectors, payloads=[payloads[c.id] for c in part]))
+        for c in part:
+            if c.doc_id in left:
+                left[c.doc_id] -= 1
+        complete = sum(n == 0 for n in left.values())  # unchanged documents count from the first slice
         if on_written:
-            on_written(len(part))
+            on_written(len(part), complete - reported)
+        reported = complete
     shrunk = {doc: chunks_per_doc[doc] for probe, doc in probes.items() if probe in stored}
     collection.delete_chunks_from(shrunk)
     for probe, doc in upserted.items():
@@ -173,15 +187,19 @@ def index_chunks(
         nonlocal counts, pending, finished
         reported = 0
 
-        def written(n: int) -> None:
-            nonlocal reported
+        documents = 0
+
+        def written(n: int, docs: int) -> None:
+            nonlocal reported, documents
             reported += n
+            documents += docs
             if progress:
-                progress.advance(0, n)
+                progress.advance(docs, n)
 
         counts += write_group(collection, embedder, pending, batch_size, finished, written)
-        if progress:
-            progress.advance(len(finished), len(pending) - reported)
+        rest = (len(finished) - documents, len(pending) - reported)  # unchanged chunks; documents without any
+        if progress and rest != (0, 0):
+            progress.advance(*rest)
         pending, finished = [], {}
 
     for doc in documents:

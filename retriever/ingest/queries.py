@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from retriever.errors import BadInputError, CorpusError
 from retriever.ingest.corpus import ReadReport, read_corpus
+from retriever.ingest.intake import STDIN, STDIN_LABEL, CorpusPath, needs_spool, spooled
 from retriever.query.validation import validate_query
 
 
@@ -28,12 +30,20 @@ class QueryFile:
 
 
 def read_queries(path: str | os.PathLike[str], skip_bad: bool = False, limit: int | None = None) -> QueryFile:
-    """Read up to ``limit`` usable queries from ``path`` (raises :class:`BadInputError` if none)."""
+    """Read up to ``limit`` usable queries from ``path`` (``-``: standard input; a pipe or FIFO works
+    too), raising :class:`BadInputError` if none is usable."""
+    # ``-`` and pipes (``<(…)``) are read once, from a spool copy; JSONL unless the name says otherwise
+    fmt = "jsonl" if needs_spool(path) and not Path(path).suffix else None
+    with spooled([path], None, fmt) as items:
+        return _read(items[0], STDIN_LABEL if str(path) == STDIN else str(path), skip_bad, limit)
+
+
+def _read(item: CorpusPath, path: str, skip_bad: bool, limit: int | None) -> QueryFile:
     report = ReadReport()
     ids: list[str] = []
     texts: list[str] = []
     bad, first_bad = 0, None
-    for doc in read_corpus([path], skip_bad=skip_bad, report=report):
+    for doc in read_corpus([item], skip_bad=skip_bad, report=report):
         try:
             validate_query(doc.text)
         except BadInputError as exc:

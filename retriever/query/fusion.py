@@ -16,7 +16,11 @@ length). A query then runs in one of three **modes**:
     the best point of a list with weight 1 gets 1 / rrf_k; a weight divides the rank, it does not
     multiply the score (weight 0 drops that list).
   - ``dbsf``: distribution-based score fusion of the same two lists (each list's scores mapped
-    by (s - (μ - 3σ)) / 6σ, σ the sample standard deviation, not clamped; then summed).
+    by (s - (μ - 3σ)) / 6σ, σ the sample standard deviation, not clamped; then summed). funnel
+    fuses the two lists itself (:mod:`retriever.query.dbsf`): a BM25 list shorter than its depth is
+    padded with the zeros its non-matching candidates score before μ and σ are taken, so a one-hit
+    or tied list (σ = 0 in Qdrant's DBSF, which gives its hits a flat 0.5) ranks a rare term's
+    only match first.
 
 A collection indexed with ``--lexical bm25`` searches ``hybrid`` by default, with the fusion
 below; ``funnel calibrate --qrels`` chooses the fusion (and whether ``hybrid`` or ``dense`` is the

@@ -18,6 +18,7 @@ from retriever.errors import FunnelError, error_type
 from retriever.query.result import SearchResult
 from retriever.query.spec import QuerySpec
 from retriever.service.batcher import MicroBatcher
+from retriever.service.docs import ASSETS_URL, install_docs
 from retriever.service.document_routes import router as document_router
 from retriever.service.errors import error_response, install_error_handlers
 from retriever.service.feedback import FeedbackLog
@@ -26,6 +27,7 @@ from retriever.service.security import API_KEY_HEADER, BodySizeLimit, InternalEr
 from retriever.service.state import ServiceConfig, ServiceState
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+OPEN_PREFIXES = (ASSETS_URL + "/",)  # the docs pages' own JavaScript and CSS
 DESCRIPTION = ("Errors are JSON `{\"error\": {\"type\": ..., \"message\": ...}}`: 4xx for the caller's mistakes, "
                "503 while the model loads. Send the API key in `X-API-Key` when the server has one.")
 
@@ -38,7 +40,9 @@ class ApiKeyGuard:
         self.api_key = api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.api_key is not None and scope["type"] == "http" and scope.get("path") not in OPEN_PATHS:
+        path = scope.get("path") or ""
+        if (self.api_key is not None and scope["type"] == "http" and path not in OPEN_PATHS
+                and not path.startswith(OPEN_PREFIXES)):
             header = API_KEY_HEADER.lower().encode()
             given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == header), None)
             try:
@@ -79,7 +83,8 @@ def create_app(config: ServiceConfig, state: ServiceState | None = None) -> Fast
     """The service for ``state``'s collection (``state=None`` only to render the OpenAPI spec)."""
     app = FastAPI(title="funnel", version=_package_version(),
                   summary="Matryoshka funnel search over one collection, for RAG applications.",
-                  description=DESCRIPTION, lifespan=lifespan)
+                  description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_docs(app, config.docs_assets)  # served from local files, never a CDN
     app.state.service = state
     app.state.config = config
     app.state.batcher = MicroBatcher(state.search_each if state is not None else _no_collection,

@@ -118,10 +118,13 @@ def _head_too_large(max_head_bytes: int) -> bytes:
 
 def _uvicorn_config(app, log_level: str, config: ServiceConfig) -> uvicorn.Config:  # noqa: ANN001
     # One process owns the embedded collection: never more than one worker.
-    return uvicorn.Config(app, log_level=log_level, access_log=False, workers=1, lifespan="on",
+    made = uvicorn.Config(app, log_level=log_level, access_log=config.access_log, workers=1, lifespan="on",
                           server_header=False, timeout_graceful_shutdown=5,
                           http=guarded_protocol(config.read_timeout, config.max_head_bytes),
                           h11_max_incomplete_event_size=config.max_head_bytes)
+    if config.access_log:  # asked for: logged whatever --log-level says of the other lines
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    return made
 
 
 def serve(

@@ -38,6 +38,10 @@ class ServiceConfig:
     # seconds for a request's head, then its whole body, to arrive (None: no limit; see runner, security)
     read_timeout: float | None = READ_TIMEOUT_S
     max_head_bytes: int = MAX_HEAD_BYTES  # a request line and headers; above: 431, before the key is checked
+    access_log: bool = False  # one line per request (uvicorn's access log, on standard output)
+    # where /docs and /redoc load their JavaScript and CSS from (None: the fastapi-offline package's files
+    # when it is installed, else those two pages say how to get them; never a CDN)
+    docs_assets: Path | None = None
 
     def __post_init__(self) -> None:
         # An empty key is not "no key": it would be a key anyone can send (or, in a shell, one that

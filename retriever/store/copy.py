@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from retriever.errors import BadInputError, CopyConflictError, StoreError
+from retriever.query.fusion import check_lexical
 from retriever.query.spec import Hit
 from retriever.store.base import Catalog, Collection, PointBatch
 from retriever.store.layout import LayoutChoice
@@ -151,12 +152,16 @@ def copy_collection(
     verify_sample: int = DEFAULT_VERIFY_SAMPLE,
     on_batch: Callable[[int, int], None] | None = None,
     layout: LayoutChoice | None = None,
+    lexical: tuple[str | None, str] | None = None,
 ) -> CopyResult:
     """Copy ``source_name`` into ``target_name`` (created with the source's spec, or an existing one
     built the same way: another model, ladder, chunking or layout is refused), then verify it.
 
     ``layout``: give the target this storage layout (graph dim, quantization, on-disk) instead of the
-    source's; the vectors are copied as they are (exact search is the same on both)."""
+    source's; the vectors are copied as they are (exact search is the same on both). ``lexical``:
+    give the target this lexical index, (``"bm25"``, analyzer) or (``None``, analyzer) for none,
+    instead of the source's: the engine builds it from the chunk text every point carries, so
+    adding BM25 to a collection re-embeds nothing (the source is left as it is)."""
     validate_collection_name(target_name)
     if batch_size < 1:
         raise BadInputError(f"invalid batch size {batch_size}: use 1 or more")
@@ -168,6 +173,9 @@ def copy_collection(
         spec = dataclasses.replace(source.spec, name=target_name)
         if layout is not None:
             spec = layout.apply_to(spec)
+        if lexical is not None:
+            check_lexical(*lexical)
+            spec = dataclasses.replace(spec, lexical=lexical[0], lexical_analyzer=lexical[1])
         total = source.count()
         with target_catalog.open_or_create(spec) as target:
             check_target(source, target, batch_size)

@@ -9,6 +9,13 @@ from pathlib import Path
 from retriever.errors import BadInputError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# funnel bench's scratch collections (kept so a later run reuses the index): funnel collections hides them.
+BENCH_PREFIX = "bench-"
+
+
+def is_bench_collection(name: str) -> bool:
+    """Whether ``name`` is one of funnel bench's scratch collections."""
+    return name.startswith(BENCH_PREFIX)
 
 
 def default_data_dir() -> Path:

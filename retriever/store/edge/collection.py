@@ -54,6 +54,7 @@ from qdrant_edge import (
 from qdrant_edge import Language as StopwordLanguage
 
 from retriever.errors import CollectionLockedError, FunnelError, StoreError
+from retriever.query.dbsf import Expanded
 from retriever.query.fusion import TEXT_FIELD
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
@@ -286,10 +287,11 @@ class EdgeCollection(Collection):
 
     def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
         try:  # the binding checks values (e.g. filter integers) when a request is built
-            requests = [self.requests.request(queries, row, spec) for row, spec in enumerate(specs)]
+            expanded = Expanded(specs)  # a DBSF search: two engine queries, fused here
+            requests = [self.requests.request(queries, row, spec) for row, spec in expanded.parts]
         except (TypeError, ValueError, OverflowError) as exc:
             raise engine_error(exc, self.spec.name) from exc
-        return self._run(requests, [spec.with_text for spec in specs])
+        return expanded.combine(self._run(requests, [spec.with_text for _, spec in expanded.parts]))
 
     def search_at(
         self, queries: np.ndarray, dim: int, k: int, exact: bool, hnsw_ef: int | None = None, with_text: bool = False

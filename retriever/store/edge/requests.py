@@ -4,7 +4,8 @@ A funnel is one nested-prefetch query: the first stage searches the whole collec
 coarsest dim of the plan (HNSW, or a scan), each later stage re-scores the previous one's
 shortlist at a larger dim. A lexical search is the engine's BM25 text query; a hybrid one either
 adds the BM25 candidates to the first stage's shortlist (``union``) or fuses the dense funnel's
-list with BM25's (``rrf``, ``dbsf``).
+list with BM25's (``rrf``; ``dbsf`` runs its two lists as two queries, fused by
+:mod:`retriever.query.dbsf`).
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ class EdgeRequests:
         query, params, prefetch, inside = self.dense(vectors, row, deep)
         dense = Prefetch(limit=deep.k, query=query, prefetches=prefetch, params=params,
                          filter=None if inside else where)
-        fuse: Any = (Fusion.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight])
-                if fusion.method == "rrf" else Fusion.Dbsf())
+        if fusion.method != "rrf":  # DBSF runs as two queries, fused by retriever.query.dbsf
+            raise RuntimeError(f"no single engine request fuses {fusion.method!r}")
+        fuse: Any = Fusion.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight])
         return QueryRequest(limit=spec.k, query=fuse, prefetches=[dense, lexical], with_payload=payload)
 
 

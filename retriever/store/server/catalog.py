@@ -116,8 +116,9 @@ class ServerCatalog(Catalog):
             # local mode scores text queries only on an index with the default tokenization (lower-cased
             # words): it would accept this index and then fail every lexical search
             raise StoreError(f"qdrant-client's local mode ({self.location}) has no {spec.lexical_analyzer!r} "
-                             "lexical analyzer (no stop words or stemming): use --lexical-analyzer plain, the "
-                             "embedded engine or a Qdrant server")
+                             "lexical analyzer (no stop words or stemming): give the collection the plain "
+                             "analyzer (funnel index or funnel collections copy: --lexical-analyzer plain), or "
+                             "use the embedded engine or a Qdrant server")
         if self.exists(name):
             raise CollectionExistsError(f"collection {name!r} already exists in {self.location}")
         placement = self.config.placement

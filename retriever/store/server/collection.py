@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retriever.errors import CollectionNotFoundError, StoreError
+from retriever.query.dbsf import Expanded
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import PENDING_FIELD, Collection, PendingPoint, PointBatch, engine_id
@@ -237,10 +238,11 @@ class ServerCollection(Collection):
 
     def search_each(self, queries: dict[int, np.ndarray], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
         try:
-            requests = [self.requests.request(queries, row, spec) for row, spec in enumerate(specs)]
+            expanded = Expanded(specs)  # a DBSF search: two engine queries, fused here
+            requests = [self.requests.request(queries, row, spec) for row, spec in expanded.parts]
         except (TypeError, ValueError) as exc:  # the request models validate values
             raise StoreError(f"collection {self.spec.name!r}: cannot build the query: {exc}") from exc
-        return self._run(requests, [spec.with_text for spec in specs])
+        return expanded.combine(self._run(requests, [spec.with_text for _, spec in expanded.parts]))
 
     def search_at(
         self, queries: np.ndarray, dim: int, k: int, exact: bool, hnsw_ef: int | None = None, with_text: bool = False

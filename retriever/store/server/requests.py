@@ -119,6 +119,7 @@ class ServerRequests:
             return models.QueryRequest(**self.dense(vectors, row, spec, lexical), limit=spec.k, with_payload=payload)
         deep = spec.dense_list()
         dense = models.Prefetch(**self.dense(vectors, row, deep), limit=deep.k)
-        fuse: Any = (models.RrfQuery(rrf=models.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight]))
-                     if fusion.method == "rrf" else models.FusionQuery(fusion=models.Fusion.DBSF))
+        if fusion.method != "rrf":  # DBSF runs as two queries, fused by retriever.query.dbsf
+            raise RuntimeError(f"no single engine request fuses {fusion.method!r}")
+        fuse: Any = models.RrfQuery(rrf=models.Rrf(k=fusion.rrf_k, weights=[fusion.dense_weight, fusion.lexical_weight]))
         return models.QueryRequest(query=fuse, prefetch=[dense, lexical], limit=spec.k, with_payload=payload)
