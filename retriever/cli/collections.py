@@ -12,6 +12,7 @@ from retriever.cli.options import catalog, engine_options, json_option, placemen
 from retriever.errors import BadInputError, FunnelError
 
 if TYPE_CHECKING:
+    from retriever.calibration.record import CalibrationRecord
     from retriever.query.adaptive import AdaptiveRule
     from retriever.query.fusion import Fusion
     from retriever.store.base import CollectionInfo
@@ -98,7 +99,9 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
     if as_json:
         print_json(asdict(result) | {"from": src.location, "to": dst.location})
         return
-    calibration = ("copied" if result.calibration else "none" if layout is None
+    calibration = ("copied" if result.calibration
+                   else f"not copied ({result.calibration_damaged})" if result.calibration_damaged
+                   else "none" if layout is None
                    else f"not copied (new layout {layout}: run funnel calibrate {target})")
     err.print(f"copied {source} ({src.location}) → {target} ({dst.location}): {result.points:,} points, "
               f"{result.written:,} written, {result.unchanged:,} already there; calibration "
@@ -111,7 +114,7 @@ class _Info:
     """What ``funnel info`` shows, read while the collection is open."""
 
     details: CollectionInfo
-    record: dict[str, Any] | None
+    record: CalibrationRecord | None  # checked: damaged parts removed, ``damage`` says what was wrong
     plan: str
     rule: AdaptiveRule | None
     adaptive_default: bool
@@ -122,15 +125,18 @@ class _Info:
     query_encoder: str
 
     @property
-    def section(self) -> Any:
+    def section(self) -> dict[str, Any] | None:
         """The calibration record's adaptive section (when a rule was read from it)."""
-        return (self.record or {}).get("adaptive") if self.rule is not None else None
+        record = self.record
+        return None if self.rule is None or record is None or record.adaptive is None else record.adaptive.to_dict()
 
     @property
     def fusion_calibrated(self) -> bool:
-        from retriever.calibration.record import calibrated_fusion
+        return self.record is not None and self.record.fusion() is not None
 
-        return calibrated_fusion(self.record) is not None
+    @property
+    def plan_calibrated(self) -> bool:
+        return self.record is not None and self.record.plan is not None
 
     @classmethod
     def read(cls, ctx: click.Context, name: str) -> _Info:
@@ -142,12 +148,14 @@ class _Info:
             fusion_for,
             query_encoder_for,
         )
+        from retriever.calibration.record import read_record
         from retriever.encoding.embedder import resolve_encoder
 
         with catalog(ctx).open(name) as coll:
             details = coll.info()
             calibrated_encoder = query_encoder_for(coll, None, None)
-            return cls(details=details, record=coll.calibration(), plan=str(default_plan_for(coll, 10)),
+            record = read_record(coll)
+            return cls(details=details, record=record, plan=str(default_plan_for(coll, 10)),
                        rule=adaptive_rule_for(coll, 10), adaptive_default=adaptive_by_default(coll),
                        mode=default_mode_for(coll), fusion=fusion_for(coll, None) if details.spec.lexical else None,
                        location=coll.location, calibrated_encoder=calibrated_encoder,
@@ -157,13 +165,15 @@ class _Info:
         from retriever.cli.display import spec_dict
 
         details, record, fusion = self.details, self.record, self.fusion
+        hybrid = None if record is None or record.hybrid is None or not details.spec.lexical else record.hybrid.to_dict()
         return spec_dict(details.spec) | {
             "points": details.points, "disk_bytes": details.disk_bytes, "default_plan_k10": self.plan,
-            "plan_calibrated": record is not None, "adaptive_default": self.adaptive_default,
+            "plan_calibrated": self.plan_calibrated, "adaptive_default": self.adaptive_default,
             "adaptive": self.section, "default_mode": self.mode,
             "default_fusion": None if fusion is None else str(fusion),
             "fusion_calibrated": fusion is not None and self.fusion_calibrated,
-            "hybrid": (record or {}).get("hybrid") if details.spec.lexical else None,
+            "hybrid": hybrid,
+            "calibration_damaged": None if record is None or not record.damage else [what for _, what in record.damage],
             "query_encoder": self.query_encoder, "query_encoder_calibrated": self.calibrated_encoder is not None,
             "location": self.location, "path": self.location}
 
@@ -176,17 +186,22 @@ class _Info:
             hybrid = (f"{self.mode} by default; hybrid fusion {self.fusion} "
                       + ("(calibrated)" if self.fusion_calibrated
                          else "(the default; funnel calibrate --qrels chooses one)"))
-        if rule is None or not isinstance(section, dict):
+        if rule is None or section is None:
             adaptive = "not calibrated (run funnel calibrate)"
         else:
             adaptive = (f"{'the default' if self.adaptive_default else 'not the default (--adaptive to use it)'}: "
                         f"first plan {rule.first}, widen when {rule.signal} < {rule.threshold:.4f} "
-                        f"({section.get('widened_share', 0):.0%} widened, mean "
-                        f"{section.get('mean_ms_adaptive', 0):.2f} ms vs fixed {section.get('mean_ms_fixed', 0):.2f} ms)")
+                        f"({section.get('widened_share') or 0:.0%} widened, mean "
+                        f"{section.get('mean_ms_adaptive') or 0:.2f} ms vs fixed {section.get('mean_ms_fixed') or 0:.2f} ms)")
         encoder_how = ("calibrated" if self.calibrated_encoder
                        else "the default here; funnel calibrate measures the others")
-        plan = self.plan + (" (calibrated)" if self.record is not None else " (rule; run funnel calibrate)")
-        print_info(self.details, plan, self.location, adaptive, hybrid, f"{self.query_encoder} ({encoder_how})")
+        plan = self.plan + (" (calibrated)" if self.plan_calibrated else " (rule; run funnel calibrate)")
+        calibration = None
+        if self.record is not None and self.record.damage:
+            calibration = ("DAMAGED: " + "; ".join(what for _, what in self.record.damage)
+                           + f" (funnel calibrate {self.details.spec.name} writes a new one)")
+        print_info(self.details, plan, self.location, adaptive, hybrid, f"{self.query_encoder} ({encoder_how})",
+                   calibration)
 
 
 @click.command()

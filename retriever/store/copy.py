@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retriever.errors import BadInputError, CopyConflictError, StoreError
+from retriever.errors import BadInputError, CopyConflictError, DamagedCalibrationError, StoreError
 from retriever.query.spec import Hit
 from retriever.store.base import Catalog, Collection, PointBatch
 from retriever.store.layout import LayoutChoice
@@ -43,6 +43,7 @@ class CopyResult:
     seconds: float
     verified_queries: int
     calibration: bool
+    calibration_damaged: str | None = None  # why the source's record was not copied: it is not one
 
 
 def _changed(batch: PointBatch, stored: dict[str, dict]) -> list[int]:
@@ -173,9 +174,13 @@ def copy_collection(
             check_target(source, target, batch_size)
             written, unchanged = copy_points(source, target, batch_size, on_batch)
             target.finish_indexing()
-            record = source.calibration() if layout is None else None  # another layout needs its own plan
+            record, damaged = None, None
+            try:
+                record = source.calibration() if layout is None else None  # another layout needs its own plan
+            except DamagedCalibrationError as exc:
+                damaged = str(exc)  # nothing to copy: the target is searched with the uncalibrated defaults
             if record is not None:
                 target.save_calibration(record)
             verified = verify_copy(source, target, verify_sample)
     return CopyResult(source_name, target_name, total, written, unchanged, time.perf_counter() - started, verified,
-                      record is not None)
+                      record is not None, damaged)

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever.errors import CollectionNotFoundError, StoreError
+from retriever.errors import CollectionNotFoundError, DamagedCalibrationError, StoreError
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import Collection, PointBatch, engine_id
+from retriever.store.limits import MAX_CALIBRATION_DEPTH, json_kind, nesting_depth
 from retriever.store.server.connection import NotFound
 from retriever.store.server.requests import TEXT_FIELDS, ServerRequests, to_hit
 from retriever.store.spec import CollectionSpec
@@ -212,7 +213,20 @@ class ServerCollection(Collection):
     def calibration(self) -> dict[str, Any] | None:
         """The calibration read when the collection was opened (or saved since, by this process)."""
         record = self._calibration
-        return dict(record) if isinstance(record, dict) else None
+        if record is None:
+            return None
+        what = None
+        if not isinstance(record, dict):
+            what = f"a JSON {json_kind(record)}, not an object"
+        elif nesting_depth(record, MAX_CALIBRATION_DEPTH) > MAX_CALIBRATION_DEPTH:
+            what = f"JSON nested more than {MAX_CALIBRATION_DEPTH} levels deep"
+        if what is not None:
+            raise DamagedCalibrationError(self.spec.name, self.calibration_location, what)
+        return dict(record)
+
+    @property
+    def calibration_location(self) -> str:
+        return f"(metadata {CALIBRATION_KEY!r} of {self.location})"
 
     def save_calibration(self, record: dict[str, Any]) -> None:
         metadata = {SPEC_KEY: asdict(self.spec), CALIBRATION_KEY: record}
