@@ -377,7 +377,21 @@ def _training_data(config: TuneConfig, log: Any) -> _TrainingData:
     else:
         train, eval_data = split_pairs(pairs, config.eval_split, config.seed)
     guard_data = beir_ir_data(config.guard, "test", name="guard") if config.guard else None
+    _check_in_batch_negatives(train, config)
     return _TrainingData(report, train, eval_data, guard_data, replay)
+
+
+def _check_in_batch_negatives(train: Any, config: TuneConfig) -> None:
+    """Refuse batches of one pair without negatives: (Cached)MultipleNegativesRankingLoss ranks each
+    anchor's positive against the other pairs' of its batch, so alone it has nothing to rank against,
+    its loss is 0 and the "tuned" model saved would be the base model unchanged."""
+    negatives = config.hard_negatives > 0 or any(c.startswith("negative") for c in train.column_names)
+    if not negatives and min(len(train), config.batch_size) < 2:
+        pairs = f"{len(train)} training pair{'s' if len(train) != 1 else ''}"
+        raise TuneError(f"{pairs} in batches of {min(len(train), config.batch_size)}: the loss ranks each pair's "
+                        "positive against the other pairs of its batch, so one pair alone teaches nothing (the "
+                        "model would be saved unchanged); give at least 2 pairs and --batch-size 2 or more, or a "
+                        "negative column (or --hard-negatives)")
 
 
 def _result(config: TuneConfig, embedder: Embedder, dims: list[int], data: _TrainingData, trained: int,

@@ -83,12 +83,14 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
     from dataclasses import asdict
 
     from retriever.cli.display import err, print_json
-    from retriever.store.copy import copy_collection
+    from retriever.store.copy import check_target_place, copy_collection
     from retriever.store.layout import parse_layout
 
     src_url, src_dir = _engine_url(from_url)
     dst_url, dst_dir = _engine_url(to_url)
     src = catalog(ctx, src_url, src_dir, placement=False)
+    if dst_url is not None:
+        check_target_place(dst_url, [ctx.obj["data_dir"], *([src.local_dir] if src.local_dir is not None else [])])
     dst = catalog(ctx, dst_url, dst_dir)
     if dst.location == ":memory:":
         raise BadInputError(f"cannot copy {source!r} into :memory:: the copy would vanish when this command exits; "

@@ -111,6 +111,11 @@ class Collection(ABC):
         :class:`~retriever.errors.DamagedCalibrationError`."""
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the collection can no longer be searched)."""
+        return False
+
+    @property
     def calibration_location(self) -> str:
         """Where the calibration record is kept, for people (a file, a server collection's metadata key)."""
         return f"{self.location} (calibration record)"

@@ -147,10 +147,21 @@ def release_freed_memory() -> None:
         pass
 
 
+_OPEN_HERE: set[Path] = set()  # the collection directories this process holds open
+
+
+def open_here(path: Path) -> bool:
+    """Whether this process holds the collection at ``path`` open (the engine's lock refuses a second
+    open in the same process just as in another: the message tells them apart)."""
+    return path.resolve() in _OPEN_HERE
+
+
 class EdgeCollection(Collection):
     """An open Edge shard with the collection's spec."""
 
     def __init__(self, path: Path, spec: CollectionSpec, shard: EdgeShard) -> None:
+        self._held = path.resolve()
+        _OPEN_HERE.add(self._held)
         self.path = path
         self.spec = spec
         self.requests = EdgeRequests(spec)
@@ -364,3 +375,8 @@ class EdgeCollection(Collection):
         if self._shard is not None:
             self._shard.close()
             self._shard = None
+            _OPEN_HERE.discard(self._held)
+
+    @property
+    def closed(self) -> bool:
+        return self._shard is None

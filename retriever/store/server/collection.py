@@ -110,6 +110,10 @@ class ServerCollection(Collection):
         catalog._users += 1
 
     @property
+    def closed(self) -> bool:
+        return self._catalog is None
+
+    @property
     def catalog(self) -> ServerCatalog:
         if self._catalog is None:
             raise StoreError(f"collection {self.spec.name!r} is closed")
