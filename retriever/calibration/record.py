@@ -216,10 +216,12 @@ class AdaptivePart(Part):
             return found
         try:
             validate_k(self.k)
-            rule = self.rule_for(ladder, self.k)
-            parse_plan(str(rule.first), ladder, rule.first.k)
+            dims = [stage.dim for stage in self.rule_for(ladder, self.k).first.stages]
         except (ValueError, BadInputError) as exc:
-            found.append(f"adaptive.first_plan: {_shown(self.first_plan)} is not a plan for this collection ({exc})")
+            return [*found, f"adaptive.first_plan: {_shown(self.first_plan)} is not a plan ({exc})"]
+        if any(dim not in ladder for dim in dims) or dims != sorted(set(dims)):
+            found.append(f"adaptive.first_plan: {_shown(self.first_plan)} does not fit the collection's dims "
+                         f"{list(ladder)}")
         return found
 
     def rule_for(self, ladder: tuple[int, ...], k: int) -> AdaptiveRule:

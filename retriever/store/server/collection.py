@@ -107,6 +107,8 @@ class ServerCollection(Collection):
         self.shards = shards
         self.requests = ServerRequests(spec, shards)
         self._calibration = metadata.get(CALIBRATION_KEY)
+        self._calibration_checked: Any = None  # the record last checked, and what is wrong with it
+        self._calibration_damage: str | None = None
         catalog._users += 1
 
     @property
@@ -219,13 +221,15 @@ class ServerCollection(Collection):
         record = self._calibration
         if record is None:
             return None
-        what = None
-        if not isinstance(record, dict):
-            what = f"a JSON {json_kind(record)}, not an object"
-        elif nesting_depth(record, MAX_CALIBRATION_DEPTH) > MAX_CALIBRATION_DEPTH:
-            what = f"JSON nested more than {MAX_CALIBRATION_DEPTH} levels deep"
-        if what is not None:
-            raise DamagedCalibrationError(self.spec.name, self.calibration_location, what)
+        if self._calibration_checked is not record:  # checked once per record read or saved
+            self._calibration_damage = None
+            if not isinstance(record, dict):
+                self._calibration_damage = f"a JSON {json_kind(record)}, not an object"
+            elif nesting_depth(record, MAX_CALIBRATION_DEPTH) > MAX_CALIBRATION_DEPTH:
+                self._calibration_damage = f"JSON nested more than {MAX_CALIBRATION_DEPTH} levels deep"
+            self._calibration_checked = record
+        if self._calibration_damage is not None:
+            raise DamagedCalibrationError(self.spec.name, self.calibration_location, self._calibration_damage)
         return dict(record)
 
     @property
