@@ -88,6 +88,23 @@ class StorageUnavailableError(StoreError):
     http_status = 507
 
 
+class DamagedCalibrationError(StoreError):
+    """A collection's calibration record that cannot be read as one: not JSON, nested too deeply, too
+    large, or not a JSON object. Searches do not fail on it: the record's readers
+    (:func:`retriever.calibration.record.read_record`) fall back to the uncalibrated defaults and
+    say so with a :class:`CalibrationWarning`. ``what`` says what is wrong, without the collection."""
+
+    def __init__(self, name: str, location: str, what: str) -> None:
+        super().__init__(f"collection {name!r}: damaged calibration record {location}: {what}")
+        self.what = what
+
+
+class CalibrationWarning(UserWarning):
+    """A collection's calibration record is damaged (the message names it and what is wrong): its
+    damaged parts are not used, searches run with the uncalibrated defaults instead. ``funnel
+    calibrate`` replaces the record."""
+
+
 class CopyConflictError(FunnelError):
     """A copy (``funnel collections copy``) into a collection that is neither empty nor a part of the
     source (an interrupted copy of it): refused before anything is written."""

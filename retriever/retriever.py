@@ -196,6 +196,7 @@ class Retriever:
         ``hybrid``; the ``plan`` (or ``exact``) of a hybrid search is the dense side's. ``names``: how the
         errors call the options (the CLI's flags; default: these arguments).
         """
+        self._check_open()
         k = validate_k(int_option("k", k))
         exact = bool_option("exact", exact)
         with_text = bool_option("with_text", with_text)
@@ -296,6 +297,7 @@ class Retriever:
     def search_each(self, queries: Sequence[str], specs: Sequence[QuerySpec], batch_size: int = 64) -> list[SearchResult]:
         """Search many queries, each its own way (see :meth:`query_spec`): one encode, one engine batch
         (and a second one for the adaptive queries that widen). Each result carries its ``.depth``."""
+        self._check_open()
         texts = validate_queries(queries)
         batch_size = int_option("batch_size", batch_size)
         if batch_size < 1:
@@ -311,6 +313,12 @@ class Retriever:
         else:
             vectors = self.embedder.encode(texts, self.collection.spec.dims, batch_size=batch_size)
         return adaptive_search_each(self.collection, vectors, specs)
+
+    def _check_open(self) -> None:
+        """Refuse to search a closed Retriever before any work (encoding the queries)."""
+        if self.collection.closed:
+            raise BadInputError(f"this Retriever of collection {self.name!r} is closed: open it again "
+                                "(Retriever.open) to search")
 
     # --- documents -------------------------------------------------------------------------------
 

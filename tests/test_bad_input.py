@@ -298,7 +298,7 @@ def test_drop_refuses_a_collection_in_use(tmp_path):
     data = tmp_path / "data"
     _synthetic(data, "busy")
     with EdgeCatalog(data).open("busy"):
-        one_error_line(invoke(data, "drop", "busy", "--yes"), "in use by another process")
+        one_error_line(invoke(data, "drop", "busy", "--yes"), "already open in this process")  # held by this (test) process
     assert EdgeCatalog(data).names() == ["busy"]
 
 

@@ -213,7 +213,7 @@ def test_integer_too_long_to_parse_is_400(served, baseline, raw):
     server, _ = served
     with httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}, timeout=60) as c:
         response = c.post("/search", content=raw, headers={"content-type": "application/json"})
-        assert_error(response, 400, "malformed_json", "the JSON body could not be read")
+        assert_error(response, 400, "malformed_json", "the JSON body holds a number too long to read")
     assert_still_answers(server, baseline)
 
 

@@ -117,6 +117,13 @@ def test_unknown_keys_and_unexpected_values_are_kept():
     assert record.fusion() is None and record.mode() == "hybrid"
     assert record.to_dict() == stored | {"schema": SCHEMA_VERSION}  # nothing lost
 
+    checked = record.checked(LADDER)  # what the readers use: the damaged parts not at all, and said so
+    assert checked.damage == (("adaptive", 'adaptive.probe: "ten" is not an integer'),
+                              ("hybrid", 'hybrid.fusion: {"method": "nope"} is not a fusion (unknown fusion '
+                                         "'nope' (choose from union, rrf, dbsf))"))
+    assert checked.adaptive is None and checked.hybrid is None and checked.plan == record.plan
+    assert record.checked(None).damage == checked.damage  # neither needs the ladder
+
     fixed = replace(record.adaptive, probe=10)  # a typed value set again wins over the kept one
     assert fixed.to_dict()["probe"] == 10
 

@@ -157,7 +157,7 @@ def test_second_open_is_locked(catalog):
     try:
         with pytest.raises(CollectionLockedError) as info:
             catalog.open("locked")
-        assert "in use by another process" in str(info.value)
+        assert "already open in this process" in str(info.value)  # this process holds it (issue 22, case 9)
         with pytest.raises(CollectionLockedError):
             EdgeCatalog(catalog.root.parent).open("locked")
         with pytest.raises(CollectionLockedError):

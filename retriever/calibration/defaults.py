@@ -3,13 +3,16 @@
 The plan and graph width (the calibrated plan scaled to k, else the documented rule), whether to
 search adaptively (only where calibration measured it faster) and with which rule, the mode and
 fusion of a collection with a lexical index, and the query encoder. Each reads the collection's
-:class:`~retriever.calibration.record.CalibrationRecord`.
+:class:`~retriever.calibration.record.CalibrationRecord` through
+:func:`~retriever.calibration.record.read_record`, which checks it: a damaged part is not used (the
+uncalibrated default instead) and a :class:`~retriever.errors.CalibrationWarning` says so;
+:func:`calibration_warning` gives that line to show with an answer (the HTTP service's).
 """
 
 from __future__ import annotations
 
 from retriever.calibration.plans import search_ladder
-from retriever.calibration.record import read_record
+from retriever.calibration.record import read_record, record_warning
 from retriever.errors import InvalidPlanError
 from retriever.query.adaptive import AdaptiveRule
 from retriever.query.fusion import FUSIONS, Fusion
@@ -20,7 +23,7 @@ from retriever.store.base import Collection
 def default_plan_for(collection: Collection, k: int) -> FunnelPlan:
     """The collection's calibrated plan scaled to ``k`` when it has one, else the default rule."""
     record = read_record(collection)
-    if record is None:
+    if record is None or record.plan is None:  # never calibrated, or a damaged plan (read_record warned)
         return default_plan(search_ladder(collection.spec), k)  # from the graph's dim (the coarsest by default)
     return record.plan_for(collection.spec.dims, k)
 
@@ -88,3 +91,9 @@ def fusion_for(collection: Collection, fusion: str | Fusion | None) -> Fusion:
     if not isinstance(fusion, str) or fusion not in FUSIONS:
         raise InvalidPlanError(f"unknown fusion {fusion!r} (choose from {', '.join(FUSIONS)})")
     return calibrated if calibrated is not None and calibrated.method == fusion else Fusion(fusion)
+
+
+def calibration_warning(collection: Collection) -> str | None:
+    """One line saying the collection's calibration record is damaged, what is wrong and what searches
+    use instead; ``None`` when it is not damaged (or there is none)."""
+    return record_warning(collection, read_record(collection))

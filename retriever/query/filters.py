@@ -18,6 +18,7 @@ into an integer that matches nothing, so a boolean filter is refused instead of 
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -126,7 +127,7 @@ def _is_unicode(text: str) -> bool:
 
 def _number(field: str, op: str, value: Any) -> float:
     bad = InvalidFilterError(f"filter {field!r}: {op} must be a finite number, not {_show(value)}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy numbers too
         raise bad
     try:
         number = float(value)  # an int above ~1.8e308 has no float: OverflowError
@@ -153,6 +154,8 @@ def _range(field: str, kind: str, spec: Mapping[str, Any]) -> Range:
 
 
 def _scalar(field: str, kind: str, value: Any) -> Scalar:
+    if not isinstance(value, (bool, int, str)) and isinstance(value, numbers.Integral):
+        value = int(value)  # numpy.int64 and the like, as k takes them
     if isinstance(value, bool):
         # qdrant-edge-py 0.9 turns a boolean match value into an integer, which then matches nothing:
         # refuse it rather than silently return no hits.

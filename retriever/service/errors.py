@@ -50,6 +50,18 @@ def validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, "validation", "; ".join(parts) + more
 
 
+def unreadable_body_message(cause: BaseException | None) -> str:
+    """What is wrong with a JSON body the parser gave up on (FastAPI's "error parsing the body" keeps
+    the parser's exception as its cause)."""
+    if isinstance(cause, RecursionError):
+        return "the JSON body is nested too deeply to read"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the JSON body is not valid UTF-8 (at byte offset {cause.start:,})"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "the JSON body holds a number too long to read (over 4,300 digits)"
+    return "the JSON body could not be read" + (f" ({str(cause).splitlines()[0][:200]})" if cause and str(cause) else "")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every error the JSON shape."""
 
@@ -71,6 +83,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         message = str(exc.detail)
         if exc.status_code == 400 and message == "There was an error parsing the body":
-            message = "the JSON body could not be read (a number too long to parse, e.g. over 4,300 digits?)"
+            message = unreadable_body_message(exc.__cause__)
         return error_response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "http_error"), message,
                               getattr(exc, "headers", None))

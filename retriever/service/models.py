@@ -155,6 +155,11 @@ class QueryResult(BaseModel):
     depth: DepthModel
 
 
+_CALIBRATION_WARNING = ("set when the collection's calibration record is damaged: one line naming it, what is "
+                        "wrong and that searches use the uncalibrated defaults instead of its damaged parts; "
+                        "null otherwise")
+
+
 class SearchResponse(BaseModel):
     """One result per query, in request order."""
 
@@ -168,6 +173,7 @@ class SearchResponse(BaseModel):
     k: int
     results: list[QueryResult]
     took_ms: float = Field(description="server time for the request, queueing included")
+    calibration_warning: str | None = Field(default=None, description=_CALIBRATION_WARNING)
 
 
 class CollectionResponse(BaseModel):
@@ -190,6 +196,7 @@ class CollectionResponse(BaseModel):
                                                    "lexical index)")
     disk_bytes: int | None = Field(description="bytes the collection takes on disk; null on a Qdrant server, "
                                    "which does not report one collection's disk use")
+    calibration_warning: str | None = Field(default=None, description=_CALIBRATION_WARNING)
 
 
 class BatchingInfo(BaseModel):

@@ -17,7 +17,13 @@ from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
-from retriever.calibration.defaults import adaptive_by_default, default_mode_for, default_plan_for, fusion_for
+from retriever.calibration.defaults import (
+    adaptive_by_default,
+    calibration_warning,
+    default_mode_for,
+    default_plan_for,
+    fusion_for,
+)
 from retriever.errors import ChunkNotFoundError, CollectionNotFoundError, FunnelError
 from retriever.ingest.chunking import chunk_id
 from retriever.query.describe import describe_search
@@ -109,6 +115,7 @@ async def search(body: SearchRequest, service: Service, batcher: Batcher) -> JSO
         "results": [{"query": q, "hits": [_hit_dict(h) for h in hits], "depth": _depth(hits)}
                     for q, hits in zip(texts, results)],
         "took_ms": round((time.perf_counter() - start) * 1000, 3),
+        "calibration_warning": calibration_warning(service.collection),
     })
 
 
@@ -126,6 +133,7 @@ def _collection_body(state: ServiceState) -> dict[str, Any]:
         "default_plan": str(plan), "adaptive_default": adaptive, "disk_bytes": info.disk_bytes,
         "lexical": spec.lexical, "lexical_analyzer": spec.lexical_analyzer if spec.lexical else None,
         "default_mode": mode, "default_fusion": str(fusion) if spec.lexical else None,
+        "calibration_warning": calibration_warning(collection),
     }
 
 

@@ -202,7 +202,19 @@ class Collection(ABC):
     @abstractmethod
     def calibration(self) -> dict[str, Any] | None:
         """The saved calibration record as stored (a JSON object), or ``None``; read it through
-        :class:`retriever.calibration.record.CalibrationRecord`, its one typed owner."""
+        :func:`retriever.calibration.record.read_record`, which checks it. A stored value that is not
+        a record (not a JSON object, nested too deeply) raises
+        :class:`~retriever.errors.DamagedCalibrationError`."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the collection can no longer be searched)."""
+        return False
+
+    @property
+    def calibration_location(self) -> str:
+        """Where the calibration record is kept, for people (a file, a server collection's metadata key)."""
+        return f"{self.location} (calibration record)"
 
     @abstractmethod
     def save_calibration(self, record: dict[str, Any]) -> None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from retriever.errors import BadInputError, CopyConflictError, StoreError
+from retriever.errors import BadInputError, CopyConflictError, DamagedCalibrationError, StoreError
 from retriever.query.fusion import check_lexical
 from retriever.query.spec import Hit
 from retriever.store.base import Catalog, Collection, PointBatch
@@ -44,6 +44,7 @@ class CopyResult:
     seconds: float
     verified_queries: int
     calibration: bool
+    calibration_damaged: str | None = None  # why the source's record was not copied: it is not one
 
 
 def _changed(batch: PointBatch, stored: dict[str, dict]) -> list[int]:
@@ -113,6 +114,22 @@ def check_target(source: Collection, target: Collection, batch_size: int = DEFAU
                                     f"not a copy of it being resumed{refuse}")
 
 
+def check_target_place(location: str, data_dirs: Iterable[Path]) -> None:
+    """Refuse a ``path:DIR`` target (qdrant-client's local mode) inside an embedded collection's
+    directory or inside one of ``data_dirs``' ``collections/`` folders: a later ``funnel drop`` of
+    that collection would delete the copy with it, and the catalog would list the store as a
+    collection. Check it before the target catalog is opened (opening makes the directory)."""
+    if not location.startswith("path:"):
+        return
+    place = Path(location[len("path:"):]).expanduser().resolve()
+    roots = {Path(d).expanduser().resolve() / "collections" for d in data_dirs}
+    for folder in (place, *place.parents):
+        if (folder / "collection.json").is_file() or folder in roots:
+            what = f"the collections folder {folder}" if folder in roots else f"the collection directory {folder}"
+            raise BadInputError(f"cannot copy into {location}: it lies inside {what} (a funnel drop there would "
+                                "delete the copy); give a directory outside funnel's data directory")
+
+
 def same_store(a: Catalog, b: Catalog) -> bool:
     """Whether two catalogs are one store: the same data directory (or ``path:DIR``) once relative
     parts, ``..`` and symlinks are resolved, else the same location."""
@@ -165,6 +182,8 @@ def copy_collection(
     validate_collection_name(target_name)
     if batch_size < 1:
         raise BadInputError(f"invalid batch size {batch_size}: use 1 or more")
+    check_target_place(target_catalog.location,
+                       [c.local_dir for c in (source_catalog, target_catalog) if c.local_dir is not None])
     if source_name == target_name and same_store(source_catalog, target_catalog):
         raise BadInputError(f"cannot copy collection {source_name!r} onto itself ({source_catalog.location} and "
                             f"{target_catalog.location} are the same store): give another name or engine")
@@ -181,9 +200,13 @@ def copy_collection(
             check_target(source, target, batch_size)
             written, unchanged = copy_points(source, target, batch_size, on_batch)
             target.finish_indexing()
-            record = source.calibration() if layout is None else None  # another layout needs its own plan
+            record, damaged = None, None
+            try:
+                record = source.calibration() if layout is None else None  # another layout needs its own plan
+            except DamagedCalibrationError as exc:
+                damaged = str(exc)  # nothing to copy: the target is searched with the uncalibrated defaults
             if record is not None:
                 target.save_calibration(record)
             verified = verify_copy(source, target, verify_sample)
     return CopyResult(source_name, target_name, total, written, unchanged, time.perf_counter() - started, verified,
-                      record is not None)
+                      record is not None, damaged)

@@ -21,8 +21,12 @@ MAX_ID_CHARS = 512  # a document id
 MAX_TITLE_CHARS = 4096  # a title (stored with every chunk of its document)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # integers in metadata
 MAX_CSV_RECORD_LINES = 1000  # physical lines one CSV record (a quoted field with newlines) may span
+MAX_CALIBRATION_DEPTH = 16  # levels of a calibration record (funnel writes 4: encoder.trials[i].field)
+MAX_CALIBRATION_BYTES = 4 * 1024 * 1024  # a calibration record file (funnel writes a few KiB)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
 class LimitError(ValueError):
@@ -56,6 +60,36 @@ def nesting_depth(value: Any, stop_after: int) -> int:
             return deepest
         stack.extend((child, depth + 1) for child in children)
     return deepest
+
+
+def json_text_depth(text: str, stop_after: int) -> int:
+    """Levels of nested objects/arrays in the JSON ``text`` (brackets inside strings not counted),
+    without parsing it: Python's parser recurses per level and raises ``RecursionError`` near 1,000.
+    Stops counting once past ``stop_after``. Malformed text gets some count; the parser refuses it."""
+    deepest = depth = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > stop_after:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (``object``, ``array``, ``string``, ``number``, …)."""
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    return "null" if value is None else "number"
 
 
 def _has_huge_int(value: Any) -> bool:

@@ -33,6 +33,7 @@ from retriever.store.edge.collection import (
     EdgeCollection,
     edge_config,
     engine_error,
+    open_here,
     release_freed_memory,
     text_index,
 )
@@ -123,6 +124,10 @@ class EdgeCatalog(Catalog):
             shard = EdgeShard.load(str(path / SHARD_DIR))
         except Exception as exc:  # noqa: BLE001
             error = engine_error(exc, name)
+            if isinstance(error, CollectionLockedError) and open_here(path):
+                raise CollectionLockedError(
+                    f"collection {name!r} is already open in this process ({path}): close it first "
+                    "(Retriever.close(), or leave its with block); one process opens a collection once") from exc
             if isinstance(error, (CollectionLockedError, StorageUnavailableError)):
                 raise error from exc  # in use, or the disk's fault: never "delete it"
             raise StoreError(f"{error} (the collection cannot be opened; 'funnel drop {name}' deletes it)") from exc
@@ -159,6 +164,7 @@ class EdgeCatalog(Catalog):
             subject = f"cannot drop collection {name!r}"
             raise storage_error(exc, subject) or StoreError(f"{subject}: {exc.strerror or exc}") from None
         shutil.rmtree(trash, ignore_errors=True)
+        self.clear_stale_scratch(name)  # a killed calibrate --layouts --apply's copy: nobody holds it (opened above)
 
     # -- scratch collections and in-place replacement (``funnel calibrate --layouts/--apply``) ---------
 

@@ -53,7 +53,7 @@ from qdrant_edge import (
 )
 from qdrant_edge import Language as StopwordLanguage
 
-from retriever.errors import CollectionLockedError, FunnelError, StoreError
+from retriever.errors import CollectionLockedError, DamagedCalibrationError, FunnelError, StoreError
 from retriever.query.dbsf import Expanded
 from retriever.query.fusion import TEXT_FIELD
 from retriever.query.ladder import vector_name
@@ -61,7 +61,14 @@ from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import PENDING_FIELD, Collection, PendingPoint, PointBatch, engine_id
 from retriever.store.edge.disk import dir_bytes, require_free_space, sparse_bytes, storage_error
 from retriever.store.edge.requests import EdgeRequests, to_hit
-from retriever.store.limits import POINT_OVERHEAD_BYTES, WRITE_AMPLIFICATION
+from retriever.store.limits import (
+    MAX_CALIBRATION_BYTES,
+    MAX_CALIBRATION_DEPTH,
+    POINT_OVERHEAD_BYTES,
+    WRITE_AMPLIFICATION,
+    json_kind,
+    json_text_depth,
+)
 from retriever.store.spec import CollectionSpec
 
 SPEC_FILE = "collection.json"
@@ -150,15 +157,27 @@ def release_freed_memory() -> None:
         pass
 
 
+_OPEN_HERE: set[Path] = set()  # the collection directories this process holds open
+
+
+def open_here(path: Path) -> bool:
+    """Whether this process holds the collection at ``path`` open (the engine's lock refuses a second
+    open in the same process just as in another: the message tells them apart)."""
+    return path.resolve() in _OPEN_HERE
+
+
 class EdgeCollection(Collection):
     """An open Edge shard with the collection's spec."""
 
     def __init__(self, path: Path, spec: CollectionSpec, shard: EdgeShard) -> None:
+        self._held = path.resolve()
+        _OPEN_HERE.add(self._held)
         self.path = path
         self.spec = spec
         self.requests = EdgeRequests(spec)
         self._shard: EdgeShard | None = shard
-        self._calibration: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # (file stamp, record)
+        # (file stamp, record or why the file is not one)
+        self._calibration: tuple[tuple[int, int, int], dict[str, Any] | DamagedCalibrationError] | None = None
 
     @property
     def shard(self) -> EdgeShard:
@@ -326,25 +345,53 @@ class EdgeCollection(Collection):
 
     def calibration(self) -> dict[str, Any] | None:
         """The saved calibration, read again only when the file changed (a search consults it several
-        times per query: re-reading it cost ~50 µs a query). Treat the result as read-only."""
-        path = self.path / CALIBRATION_FILE
+        times per query: re-reading it cost ~50 µs a query). Treat the result as read-only. A file that
+        is not a calibration record (over :data:`MAX_CALIBRATION_BYTES`, not JSON, nested deeper than
+        :data:`MAX_CALIBRATION_DEPTH`, not an object) raises :class:`DamagedCalibrationError`."""
+        path = self.calibration_location
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
             subject = f"collection {self.spec.name!r}: unreadable {path}"
             raise storage_error(exc, subject) or StoreError(f"{subject} ({exc})") from None
         stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        if self._calibration is not None and self._calibration[0] == stamp:
-            return self._calibration[1]
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"collection {self.spec.name!r}: unreadable {path} ({exc}); delete it or re-run "
-                             "funnel calibrate") from None
-        self._calibration = (stamp, record)
+        if self._calibration is None or self._calibration[0] != stamp:
+            self._calibration = (stamp, self._read_calibration(Path(path), stat.st_size))
+        record = self._calibration[1]
+        if isinstance(record, DamagedCalibrationError):
+            raise record
         return record
+
+    def _read_calibration(self, path: Path, size: int) -> dict[str, Any] | DamagedCalibrationError:
+        """The record in ``path``, or the error that says why it is not one (remembered like a record)."""
+        def damaged(what: str) -> DamagedCalibrationError:
+            return DamagedCalibrationError(self.spec.name, str(path), what)
+
+        if size > MAX_CALIBRATION_BYTES:
+            return damaged(f"{size:,} bytes (a record is at most {MAX_CALIBRATION_BYTES:,})")
+        try:
+            with path.open("rb") as fh:
+                text = fh.read(MAX_CALIBRATION_BYTES + 1).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return damaged(f"not UTF-8 (byte {exc.start:,})")
+        except OSError as exc:
+            subject = f"collection {self.spec.name!r}: unreadable {path}"
+            raise storage_error(exc, subject) or StoreError(f"{subject} ({exc})") from None
+        if json_text_depth(text, MAX_CALIBRATION_DEPTH) > MAX_CALIBRATION_DEPTH:
+            return damaged(f"JSON nested more than {MAX_CALIBRATION_DEPTH} levels deep")
+        try:
+            record = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            return damaged(f"not JSON ({exc})")
+        if not isinstance(record, dict):
+            return damaged(f"a JSON {json_kind(record)}, not an object")
+        return record
+
+    @property
+    def calibration_location(self) -> str:
+        return str(self.path / CALIBRATION_FILE)
 
     def save_calibration(self, record: dict[str, Any]) -> None:
         tmp = self.path / f".{CALIBRATION_FILE}.tmp"
@@ -406,3 +453,8 @@ class EdgeCollection(Collection):
         if self._shard is not None:
             self._shard.close()
             self._shard = None
+            _OPEN_HERE.discard(self._held)
+
+    @property
+    def closed(self) -> bool:
+        return self._shard is None

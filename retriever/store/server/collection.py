@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retriever.errors import CollectionNotFoundError, StoreError
+from retriever.errors import CollectionNotFoundError, DamagedCalibrationError, StoreError
 from retriever.query.dbsf import Expanded
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import PENDING_FIELD, Collection, PendingPoint, PointBatch, engine_id
+from retriever.store.limits import MAX_CALIBRATION_DEPTH, json_kind, nesting_depth
 from retriever.store.server.connection import NotFound
 from retriever.store.server.requests import TEXT_FIELDS, ServerRequests, to_hit
 from retriever.store.spec import CollectionSpec
@@ -113,7 +114,13 @@ class ServerCollection(Collection):
         self.shards = shards
         self.requests = ServerRequests(spec, shards)
         self._calibration = metadata.get(CALIBRATION_KEY)
+        self._calibration_checked: Any = None  # the record last checked, and what is wrong with it
+        self._calibration_damage: str | None = None
         catalog._users += 1
+
+    @property
+    def closed(self) -> bool:
+        return self._catalog is None
 
     @property
     def catalog(self) -> ServerCatalog:
@@ -273,7 +280,22 @@ class ServerCollection(Collection):
     def calibration(self) -> dict[str, Any] | None:
         """The calibration read when the collection was opened (or saved since, by this process)."""
         record = self._calibration
-        return dict(record) if isinstance(record, dict) else None
+        if record is None:
+            return None
+        if self._calibration_checked is not record:  # checked once per record read or saved
+            self._calibration_damage = None
+            if not isinstance(record, dict):
+                self._calibration_damage = f"a JSON {json_kind(record)}, not an object"
+            elif nesting_depth(record, MAX_CALIBRATION_DEPTH) > MAX_CALIBRATION_DEPTH:
+                self._calibration_damage = f"JSON nested more than {MAX_CALIBRATION_DEPTH} levels deep"
+            self._calibration_checked = record
+        if self._calibration_damage is not None:
+            raise DamagedCalibrationError(self.spec.name, self.calibration_location, self._calibration_damage)
+        return dict(record)
+
+    @property
+    def calibration_location(self) -> str:
+        return f"(metadata {CALIBRATION_KEY!r} of {self.location})"
 
     def save_calibration(self, record: dict[str, Any]) -> None:
         metadata = {SPEC_KEY: asdict(self.spec), CALIBRATION_KEY: record}
