@@ -141,14 +141,14 @@ def _search_served(ctx: click.Context, name: str, ids: list[str | None], texts: 
     here). False when no live server of this data directory holds it."""
     from retriever.cli.display import print_hits, print_json
     from retriever.cli.warm import served_by, served_client, wait_until_ready
-    from retriever.service.models import MAX_HTTP_K
+    from retriever.service.client import MAX_K
 
     server = served_by(ctx, name)
     if server is None:
         return False
-    if options.k > MAX_HTTP_K:
+    if options.k > MAX_K:
         raise BadInputError(f"collection {name!r} is served by funnel serve at {server.url}, which answers at most "
-                            f"k={MAX_HTTP_K}: lower -k, or stop the server to search it here")
+                            f"k={MAX_K}: lower -k, or stop the server to search it here")
     with served_client(server, name) as client:
         wait_until_ready(client, name)
         for start in range(0, len(texts), QUERY_BATCH):

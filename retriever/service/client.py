@@ -44,6 +44,7 @@ from retriever.query.validation import show_value
 DEFAULT_TIMEOUT_S = 30.0
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a longer answer is refused while it is read, not held in memory
 MAX_QUERIES_PER_REQUEST = 32  # the service's batch bound; longer batches are split into several requests
+MAX_K = 100  # the service's bound on k (models.MAX_HTTP_K)
 API_KEY_HEADER = "X-API-Key"
 # Error types that name no domain class of their own.
 _TYPES = {"validation": InvalidRequestError, "malformed_json": InvalidRequestError,
