@@ -224,7 +224,7 @@ def test_cli_without_the_key_says_to_set_it(server):
     assert wrong.returncode == 1 and "refused FUNNEL_API_KEY: wrong API key" in error_lines(wrong)[-1]
 
 
-def test_cli_info_and_collections_of_served_collections(server):
+def test_cli_info_collections_and_docs_of_served_collections(server):
     url, data, _ = server
     info = funnel(data, "info", "topics", "--json", key=KEY)
     assert info.returncode == 0, info.stderr
@@ -237,7 +237,14 @@ def test_cli_info_and_collections_of_served_collections(server):
     assert rows["topics"]["points"] == 12 and rows["topics"]["served_by"] == url
     assert rows["small"]["points"] == len(SMALL)
     assert rows["bench-scratch"]["points"] == 1 and rows["bench-scratch"]["served_by"] is None  # opened here
-    assert all(model_modules(p) == [] for p in (info, listed))
+    docs = funnel(data, "docs", "-c", "small", "--json", key=KEY)
+    assert docs.returncode == 0, docs.stderr
+    assert sorted(d["doc_id"] for d in json.loads(docs.stdout)["documents"]) == sorted(SMALL)
+    assert all(model_modules(p) == [] for p in (info, listed, docs))
+    delete = funnel(data, "delete", "-c", "small", "bread", key=KEY)  # all-or-none cannot go over HTTP: says where
+    assert delete.returncode == 1 and error_lines(delete) == [
+        f"Error: collection 'small' is held by funnel serve at {url} (pid {server[2].pid}): delete through it "
+        f"(DELETE {url}/collections/small/documents/ID, or FunnelClient.delete) or stop it first"]
 
 
 def test_stale_announcements_are_ignored_and_the_cold_path_is_unchanged(server, tmp_path, embedder):
