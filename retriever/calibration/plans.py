@@ -22,6 +22,7 @@ structure (up to ``1 + WIDER_PER_STRUCTURE``) are timed.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -152,12 +153,14 @@ def calibrate(
     target: float = DEFAULT_TARGET,
     reference: list[list[Hit]] | None = None,
     timed: bool = False,
+    budget_s: float | None = None,
 ) -> Calibration:
     """Return the plan to use: the cheapest (or, ``timed``, the fastest) whose recall@k ≥ ``target``.
 
     ``queries`` holds one (n × dim) matrix per ladder dim (real queries, or stored points used as
     queries). If no plan reaches the target, the one with the best recall is returned with
-    ``met=False``.
+    ``met=False``. ``budget_s``: once that many seconds have passed and a plan passed, no more
+    candidates are tried (they come cheapest first) nor timed: the fastest of those timed is chosen.
     """
     if not 0 < target <= 1:
         raise BadInputError(f"invalid recall target {target}: use a number in (0, 1]")
@@ -171,7 +174,10 @@ def calibrate(
     passing: list[tuple[FunnelPlan, float, dict]] = []
     passed: dict[tuple[int, ...], int] = {}  # stage dims → how many candidates of that structure passed
     points = collection.count()
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     for plan, ef, cost in _candidates(collection, k, points):
+        if deadline is not None and passing and time.monotonic() > deadline:
+            break
         dims = tuple(s.dim for s in plan.stages)
         if passed.get(dims, 0) > (WIDER_PER_STRUCTURE if timed else 0):
             continue  # cheaper candidates of this structure passed: this one can only be slower
@@ -189,16 +195,24 @@ def calibrate(
     if not passing:
         assert best is not None
         return Calibration(best[1], best[0], target, False, n, tried, best[2])
-    if timed:
-        rows = [{dim: m[i : i + 1] for dim, m in queries.items()} for i in range(n)]
-        for plan, _, entry in passing:
-            def search_plan(q: dict[int, np.ndarray], plan: FunnelPlan = plan, ef: int | None = entry["hnsw_ef"]
-                            ) -> list[list[Hit]]:
-                return collection.search(q, plan, k, with_text=False, hnsw_ef=ef)
-
-            _, latency = time_each(search_plan, rows, warmup=n)
-            entry["p50_ms"] = latency.p50
-        plan, recall, chosen = min(passing, key=lambda p: p[2]["p50_ms"])
-    else:
-        plan, recall, chosen = passing[0]
+    plan, recall, chosen = _fastest(collection, queries, passing, k, deadline) if timed else passing[0]
     return Calibration(plan, recall, target, True, n, tried, chosen["hnsw_ef"])
+
+
+def _fastest(collection: Collection, queries: dict[int, np.ndarray], passing: list[tuple[FunnelPlan, float, dict]],
+             k: int, deadline: float | None) -> tuple[FunnelPlan, float, dict]:
+    """Time the passing plans one query at a time (each entry gets ``p50_ms``; past ``deadline``, no
+    more are timed) and return the fastest."""
+    n = len(next(iter(queries.values())))
+    rows = [{dim: m[i : i + 1] for dim, m in queries.items()} for i in range(n)]
+    for plan, _, entry in passing:
+        if deadline is not None and "p50_ms" in passing[0][2] and time.monotonic() > deadline:
+            break
+
+        def search_plan(q: dict[int, np.ndarray], plan: FunnelPlan = plan, ef: int | None = entry["hnsw_ef"]
+                        ) -> list[list[Hit]]:
+            return collection.search(q, plan, k, with_text=False, hnsw_ef=ef)
+
+        _, latency = time_each(search_plan, rows, warmup=n)
+        entry["p50_ms"] = latency.p50
+    return min((p for p in passing if "p50_ms" in p[2]), key=lambda p: p[2]["p50_ms"])

@@ -55,6 +55,8 @@ class CalibrationRequest:
     layouts: Sequence[LayoutChoice] = ()
     apply: bool = False
     encoders: Sequence[str] = ()
+    budget_s: float | None = None  # seconds for the plan's candidates (see plans.calibrate); None: all of them
+    by: str | None = None  # what ran the calibration, noted in the record's source (e.g. "funnel index")
 
 
 @dataclass
@@ -123,8 +125,10 @@ def _measure(target: Opened, request: CalibrationRequest, catalog: Catalog | Non
         raise BadInputError(f"collection {collection.spec.name!r} has no lexical index, so no fusion to calibrate: "
                             "index it with --lexical bm25, or drop --qrels")
     vectors, source = _query_vectors(target, request)
+    if request.by:
+        source = f"{request.by}: {source}"
     reference = collection.search(vectors, None, k, with_text=False)
-    plan = calibrate(collection, vectors, k, goal, reference=reference, timed=True)
+    plan = calibrate(collection, vectors, k, goal, reference=reference, timed=True, budget_s=request.budget_s)
     adaptive = calibrate_adaptive(collection, vectors, plan.plan, reference, goal, fixed_ef=plan.hnsw_ef)
     previous = _previous(collection)
     run = CalibrationRun(record=plan.record(source) | {"adaptive": adaptive.record()}, source=source, plan=plan,

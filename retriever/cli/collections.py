@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from retriever.calibration.record import CalibrationRecord
     from retriever.query.adaptive import AdaptiveRule
     from retriever.query.fusion import Fusion
-    from retriever.store.base import CollectionInfo
+    from retriever.store.base import Catalog, Collection, CollectionInfo
+    from retriever.store.spec import CollectionSpec
 
 
 @click.group(invoke_without_command=True)
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 @engine_options
 @click.pass_context
 def collections(ctx: click.Context, show_all: bool, as_json: bool) -> None:
-    """List the collections (of the data directory, or of the Qdrant server) with their point counts;
-    'copy' copies one. funnel bench's scratch collections (bench-…) are listed with --all."""
+    """List the collections (of the data directory, or of the Qdrant server) with their point counts
+    (a collection held by a running funnel serve: counted by that server); 'copy' copies one.
+    funnel bench's scratch collections (bench-…) are listed with --all."""
     from retriever.cli.display import err, print_collections, print_json, spec_dict
     from retriever.store.paths import is_bench_collection
 
@@ -34,39 +36,65 @@ def collections(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     store = catalog(ctx)
     names = store.names()
     hidden = 0 if show_all else sum(map(is_bench_collection, names))
-    specs, points, unreadable = [], {}, {}
+    specs, unreadable, counts = [], {}, _Counts(ctx, store)
     for name in names if show_all else [n for n in names if not is_bench_collection(n)]:
         try:
             specs.append(store.read_spec(name))
         except FunnelError as exc:  # one broken collection must not hide the others
             unreadable[name] = str(exc)
             err.print(f"warning: {exc}", highlight=False, markup=False, soft_wrap=True)
-            continue
-        points[name] = _points(store, name)
+    points = {s.name: counts.points(s.name) for s in specs}
     if as_json:
-        listed = [spec_dict(s) | {"points": n if isinstance(n := points[s.name], int) else None} for s in specs]
+        listed = [spec_dict(s) | {"points": n if isinstance(n := points[s.name], int) else None,
+                                  "served_by": counts.served.get(s.name)} for s in specs]
         listed += [{"name": n, "error": e} for n, e in unreadable.items()]
         print_json(sorted(listed, key=lambda item: item["name"]))
     elif specs or unreadable or not hidden:
-        print_collections(specs, sorted(unreadable), points)
+        print_collections(specs, sorted(unreadable), points, counts.served)
     if hidden:
         err.print(f"({hidden} bench scratch collection{'s' if hidden > 1 else ''} hidden: funnel collections --all "
                   "lists them, funnel drop NAME deletes one)", highlight=False, markup=False)
 
 
-def _points(store: Any, name: str) -> int | str:
-    """A collection's point count, or why it cannot be counted now ("in use" by another process)."""
-    from retriever.cli.display import err
-    from retriever.errors import CollectionLockedError
+class _Counts:
+    """Point counts for ``funnel collections``: opened here, or asked of the ``funnel serve`` holding them."""
 
-    try:
-        with store.open(name) as coll:
-            return int(coll.count())
-    except CollectionLockedError:
-        return "in use"
-    except FunnelError as exc:  # one collection that cannot be opened must not hide the others
-        err.print(f"warning: {exc}", highlight=False, markup=False, soft_wrap=True)
-        return "unreadable"
+    def __init__(self, ctx: click.Context, store: Catalog) -> None:
+        self.ctx, self.store = ctx, store
+        self.served: dict[str, str] = {}  # collection → URL of the server that counted it
+        self._asked: dict[str, dict[str, int]] = {}  # server URL → its GET /collections counts
+
+    def points(self, name: str) -> int | str:
+        """The collection's point count, or why it cannot be counted now ("in use", "unreadable")."""
+        from retriever.cli.display import err
+        from retriever.errors import CollectionLockedError
+
+        try:
+            with self.store.open(name) as coll:
+                return int(coll.count())
+        except CollectionLockedError:
+            return self._from_server(name)
+        except FunnelError as exc:  # one collection that cannot be opened must not hide the others
+            err.print(f"warning: {exc}", highlight=False, markup=False, soft_wrap=True)
+            return "unreadable"
+
+    def _from_server(self, name: str) -> int | str:
+        from retriever.cli.warm import served_by, served_client
+
+        server = served_by(self.ctx, name)
+        if server is None:
+            return "in use"
+        self.served[name] = server.url
+        if server.url not in self._asked:
+            try:
+                with served_client(server, name, say=False) as client:
+                    self._asked[server.url] = {c.name: c.points for c in client.collections()}
+            except FunnelError as exc:  # no key, a refused key, a server gone: list it all the same
+                from retriever.cli.display import err
+
+                err.print(f"warning: {exc}", highlight=False, markup=False, soft_wrap=True)
+                self._asked[server.url] = {}
+        return self._asked[server.url].get(name, "in use")
 
 
 def _engine_url(value: str | None) -> tuple[str | None, Path | None]:
@@ -188,6 +216,23 @@ class _Info:
 
     @classmethod
     def read(cls, ctx: click.Context, name: str) -> _Info:
+        """Open the collection, or, when a live ``funnel serve`` holds it, ask that server (warm path)."""
+        from retriever.errors import CollectionLockedError
+
+        store = catalog(ctx)
+        try:
+            coll = store.open(name)
+        except CollectionLockedError:
+            served = _ServedView.of(ctx, store, name)
+            if served is None:
+                raise
+            return cls.of(cast("Collection", served))
+        with coll:
+            return cls.of(coll)
+
+    @classmethod
+    def of(cls, coll: Collection) -> _Info:
+        """What ``funnel info`` shows of an open collection (or of a served one's :class:`_ServedView`)."""
         from retriever.calibration.defaults import (
             adaptive_by_default,
             adaptive_rule_for,
@@ -199,18 +244,17 @@ class _Info:
         from retriever.calibration.record import read_record
         from retriever.encoding.embedder import resolve_encoder
 
-        with catalog(ctx).open(name) as coll:
-            details = coll.info()
-            chosen, record = query_encoder_for(coll, None, None), read_record(coll)
-            # without a calibrated choice, the one funnel index measured its documents with
-            calibrated_encoder = chosen if record is not None and record.query_encoder() is not None else None
-            index_encoder = chosen if calibrated_encoder is None else None
-            return cls(details=details, record=record, plan=str(default_plan_for(coll, 10)),
-                       rule=adaptive_rule_for(coll, 10), adaptive_default=adaptive_by_default(coll),
-                       mode=default_mode_for(coll), fusion=fusion_for(coll, None) if details.spec.lexical else None,
-                       location=coll.location, calibrated_encoder=calibrated_encoder,
-                       query_encoder=calibrated_encoder or index_encoder or resolve_encoder(None, None),
-                       measured_at_index=index_encoder is not None)
+        details = coll.info()
+        chosen, record = query_encoder_for(coll, None, None), read_record(coll)
+        # without a calibrated choice, the one funnel index measured its documents with
+        calibrated_encoder = chosen if record is not None and record.query_encoder() is not None else None
+        index_encoder = chosen if calibrated_encoder is None else None
+        return cls(details=details, record=record, plan=str(default_plan_for(coll, 10)),
+                   rule=adaptive_rule_for(coll, 10), adaptive_default=adaptive_by_default(coll),
+                   mode=default_mode_for(coll), fusion=fusion_for(coll, None) if details.spec.lexical else None,
+                   location=coll.location, calibrated_encoder=calibrated_encoder,
+                   query_encoder=calibrated_encoder or index_encoder or resolve_encoder(None, None),
+                   measured_at_index=index_encoder is not None)
 
     def to_dict(self) -> dict[str, Any]:
         from retriever.cli.display import spec_dict
@@ -255,6 +299,38 @@ class _Info:
                            + f" (funnel calibrate {self.details.spec.name} writes a new one)")
         print_info(self.details, plan, self.location, adaptive, hybrid, f"{self.query_encoder} ({encoder_how})",
                    calibration)
+
+
+class _ServedView:
+    """A collection held by a running ``funnel serve``, as ``funnel info`` reads it: the spec from the
+    data directory, the point count, disk use and calibration record from the server."""
+
+    def __init__(self, spec: CollectionSpec, body: dict[str, Any], location: str) -> None:
+        self.spec = spec
+        self._body = body
+        self.location = location
+
+    @classmethod
+    def of(cls, ctx: click.Context, store: Catalog, name: str) -> _ServedView | None:
+        from retriever.cli.warm import served_by, served_client
+
+        server = served_by(ctx, name)
+        if server is None:
+            return None
+        with served_client(server, name) as client:
+            body = client.collection_info(name)
+        return cls(store.read_spec(name), body, f"{store.location} (served by {server.url}, pid {server.pid})")
+
+    def calibration(self) -> dict[str, Any] | None:
+        record = self._body.get("calibration")
+        return record if isinstance(record, dict) else None
+
+    def info(self) -> CollectionInfo:
+        from retriever.store.base import CollectionInfo
+
+        disk = self._body.get("disk_bytes")
+        return CollectionInfo(spec=self.spec, points=int(self._body["points"]),
+                              disk_bytes=int(disk) if disk is not None else None)
 
 
 @click.command()

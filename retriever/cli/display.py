@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -234,24 +234,25 @@ def lexical_line(spec: CollectionSpec) -> str:
 
 
 def print_collections(specs: list[CollectionSpec], unreadable: Sequence[str] = (),
-                      points: dict[str, int | str] | None = None) -> None:
-    """The collections as a table with their point counts (or why not: "in use" by another process);
-    ``unreadable`` ones (broken ``collection.json``) are listed as such."""
+                      points: Mapping[str, int | str] | None = None, served: Mapping[str, str] | None = None) -> None:
+    """The collections as a table, with their point counts (a number, or why not: "in use") and the
+    server holding each served one; ``unreadable`` ones (broken ``collection.json``) are listed as such."""
     if not specs and not unreadable:
         err.print("no collections yet: create one with [bold]funnel index PATH -c NAME[/]")
         return
-    points = points or {}
+    points, served = points or {}, served or {}
     table = Table(title="collections", title_justify="left")
-    for col in ("name", "points", "model", "dims", "chunking"):
+    columns = ["name", "points", "model", "dims", "chunking"] + (["served by"] if served else [])
+    for col in columns:
         table.add_column(col, justify="right" if col == "points" else "left")
 
     def count(name: str) -> str:
         n = points.get(name, "")
         return f"{n:,}" if isinstance(n, int) else n
 
-    rows = [(s.name, count(s.name), Text(s.model), ",".join(map(str, s.dims)), f"{s.chunk_size}/{s.chunk_overlap}")
-            for s in specs]
-    rows += [(name, "", Text("(unreadable collection.json)"), "", "") for name in unreadable]
+    rows: list[tuple[Any, ...]] = [(s.name, count(s.name), Text(s.model), ",".join(map(str, s.dims)), f"{s.chunk_size}/{s.chunk_overlap}",
+             *([served.get(s.name, "")] if served else [])) for s in specs]
+    rows += [(name, "", Text("(unreadable collection.json)"), "", "", *([""] if served else [])) for name in unreadable]
     for row in sorted(rows, key=lambda r: r[0]):
         table.add_row(*row)
     out.print(table)

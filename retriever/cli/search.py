@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,7 +21,7 @@ from retriever.cli.options import (
     queries_option,
     skip_bad_option,
 )
-from retriever.errors import BadInputError
+from retriever.errors import BadInputError, CollectionLockedError
 from retriever.query.fusion import Fusion
 from retriever.query.validation import OptionNames, check_search_options
 
@@ -53,6 +54,13 @@ def _print_results(retriever: Retriever, spec: QuerySpec, ids: list[str | None],
                 print_json(record if qid is None else {"query_id": qid} | record)
             else:
                 print_hits(text, hits, described.label, hits.depth)
+
+
+def _raw_filter(text: str | None) -> dict[str, Any] | None:
+    """``--filter``'s JSON object (already checked by :func:`_filter`), to send to a server."""
+    import json
+
+    return None if text is None else json.loads(text)
 
 
 def _filter(text: str | None) -> PayloadFilter | None:
@@ -131,7 +139,73 @@ def search(ctx: click.Context, query: str | None, collection: str, k: int, plan:
         report_skipped_queries(found, queries_file)
         ids, texts = list(found.ids), found.texts
     # BM25 alone needs no model: none is loaded
-    with Retriever.open(collection, model=model, device=device, engine=engine(ctx),
-                        lexical_only=mode == "lexical", encoder=encoder) as retriever:
+    try:
+        retriever = Retriever.open(collection, model=model, device=device, engine=engine(ctx),
+                                   lexical_only=mode == "lexical", encoder=encoder)
+    except CollectionLockedError:
+        if not _search_served(ctx, collection, ids, texts, ServedSearch(k, plan, exact, adaptive, mode, fusion,
+                                                                        not no_text, _raw_filter(filter_json)), as_json):
+            raise
+        return
+    with retriever:
         spec = retriever.query_spec(k, plan, exact, not no_text, where, adaptive, mode, fusion, names=FLAGS)
         _print_results(retriever, spec, ids, texts, as_json)
+
+
+@dataclass(frozen=True)
+class ServedSearch:
+    """The search options, as sent to a server."""
+
+    k: int
+    plan: str | None
+    exact: bool
+    adaptive: bool | None
+    mode: str | None
+    fusion: str | None
+    with_text: bool
+    filter: dict[str, Any] | None = None  # --filter's JSON object, as the HTTP API takes it
+
+
+def _search_served(ctx: click.Context, name: str, ids: list[str | None], texts: list[str], options: ServedSearch,
+                   as_json: bool) -> bool:
+    """The warm path: search through the ``funnel serve`` that holds the collection (no model loads
+    here). False when no live server of this data directory holds it."""
+    from retriever.cli.display import print_hits, print_json
+    from retriever.cli.warm import served_by, served_client, wait_until_ready
+    from retriever.service.client import MAX_K
+
+    server = served_by(ctx, name)
+    if server is None:
+        return False
+    if options.k > MAX_K:
+        raise BadInputError(f"collection {name!r} is served by funnel serve at {server.url}, which answers at most "
+                            f"k={MAX_K}: lower -k, or stop the server to search it here")
+    with served_client(server, name) as client:
+        wait_until_ready(client, name)
+        for start in range(0, len(texts), QUERY_BATCH):
+            batch = texts[start : start + QUERY_BATCH]
+            answer = client.search_answer(batch, options.k, options.plan, options.exact, options.with_text, options.filter,
+                                          options.adaptive, options.mode, options.fusion, collection=name)
+            label = served_label(answer.mode, answer.plan, answer.adaptive, answer.fusion)
+            for qid, text, hits in zip(ids[start:], batch, answer.results):
+                if as_json:
+                    record = {"query": text, "mode": answer.mode, "fusion": answer.fusion, "plan": answer.plan,
+                              "adaptive": answer.adaptive, "depth": hits.depth.to_dict(),
+                              "hits": [h.to_dict() for h in hits]}
+                    print_json(record if qid is None else {"query_id": qid} | record)
+                else:
+                    print_hits(text, hits, label, hits.depth)
+    return True
+
+
+def served_label(mode: str, plan: str | None, adaptive: bool, fusion: str | None) -> str:
+    """The caption of a served search's hits, from what the server says it ran (its ``describe_search`` fields)."""
+    if mode == "lexical":
+        label = "lexical: BM25 alone"
+    elif plan == "exact":
+        label = "exact search"
+    elif adaptive:
+        label = f"adaptive, widened to {plan} when unsettled"
+    else:
+        label = f"plan {plan}"
+    return f"hybrid {fusion}: BM25 and {label}" if mode == "hybrid" else label

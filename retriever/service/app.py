@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from retriever.errors import FunnelError, error_type
 from retriever.query.result import SearchResult
 from retriever.query.spec import QuerySpec
+from retriever.service.announce import withdraw
 from retriever.service.batcher import MicroBatcher
 from retriever.service.docs import ASSETS_URL, install_docs
 from retriever.service.document_routes import router as document_router
@@ -24,7 +25,7 @@ from retriever.service.errors import error_response, install_error_handlers
 from retriever.service.feedback import FeedbackLog
 from retriever.service.routes import router
 from retriever.service.security import API_KEY_HEADER, BodySizeLimit, InternalErrors, check_api_key
-from retriever.service.state import ServiceConfig, ServiceState
+from retriever.service.state import ServedCollections, ServiceConfig, ServiceState
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 OPEN_PREFIXES = (ASSETS_URL + "/",)  # the docs pages' own JavaScript and CSS
@@ -63,15 +64,17 @@ def _package_version() -> str:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the batcher and the model's load on its search thread; stop the batcher at shutdown."""
+    """Start the batcher and the models' loads on its search thread; at shutdown, withdraw the server's
+    announcement (before uvicorn re-raises a SIGTERM, which ends the process) and stop the batcher."""
     batcher: MicroBatcher = app.state.batcher
-    state: ServiceState | None = app.state.service
+    served: ServedCollections | None = app.state.service
     await batcher.start()
-    if state is not None and state.retriever is None and state.error is None:
-        state.start_loading(batcher.executor)
+    if served is not None:
+        served.start_loading(batcher.executor)
     try:
         yield
     finally:
+        withdraw(app.state.announcement)
         await batcher.stop()
 
 
@@ -79,17 +82,31 @@ def _no_collection(queries: Sequence[str], specs: Sequence[QuerySpec]) -> list[S
     raise RuntimeError("this app serves no collection (made only to render the OpenAPI spec)")
 
 
-def create_app(config: ServiceConfig, state: ServiceState | None = None) -> FastAPI:
-    """The service for ``state``'s collection (``state=None`` only to render the OpenAPI spec)."""
+def _feedback_logs(config: ServiceConfig, served: ServedCollections | None) -> dict[str, FeedbackLog]:
+    """Each served collection's feedback file: the one configured file, else ``feedback_dir/NAME.jsonl``."""
+    if served is None:
+        return {}
+    if config.feedback_path is not None:
+        shared = FeedbackLog(config.feedback_path)
+        return {name: shared for name in served.names}
+    if config.feedback_dir is not None:
+        return {name: FeedbackLog(config.feedback_dir / f"{name}.jsonl") for name in served.names}
+    return {}
+
+
+def create_app(config: ServiceConfig, state: ServiceState | ServedCollections | None = None) -> FastAPI:
+    """The service for ``state``'s collection or collections (``None`` only to render the OpenAPI spec)."""
     app = FastAPI(title="funnel", version=_package_version(),
-                  summary="Matryoshka funnel search over one collection, for RAG applications.",
+                  summary="Matryoshka funnel search over one or more collections, for RAG applications.",
                   description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
     install_docs(app, config.docs_assets)  # served from local files, never a CDN
-    app.state.service = state
+    served = ServedCollections([state]) if isinstance(state, ServiceState) else state
+    app.state.service = served
     app.state.config = config
-    app.state.batcher = MicroBatcher(state.search_each if state is not None else _no_collection,
-                                     max_batch=config.max_batch, max_wait_ms=config.max_wait_ms)
-    app.state.feedback = FeedbackLog(config.feedback_path) if config.feedback_path is not None else None
+    app.state.announcement = None  # set by the runner once the server has announced itself
+    app.state.batcher = MicroBatcher(_no_collection, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
+                                     routes=served.search_of if served is not None else None)
+    app.state.feedback = _feedback_logs(config, served)
     install_error_handlers(app)
     app.add_middleware(ApiKeyGuard, api_key=config.api_key)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes, read_timeout=config.read_timeout)

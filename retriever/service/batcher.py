@@ -9,6 +9,9 @@ thread, off the event loop; while it runs, the next batch gathers in the queue.
 A lone query is never held back: with one client the wait never applies, so batching adds no
 latency when there is nothing to batch. ``max_batch=1`` turns batching off (one query per call).
 
+Several collections share one batcher (and its one search thread): a query names its collection
+(``route``), and a batch runs as one ``search_each`` call per collection it holds.
+
 A query that fails fails alone: when a batch call raises, each of its queries runs again on its
 own, so only the query (or queries) at fault get the error and the others their hits. Queries are
 validated before they are queued; this is the safety net for whatever validation did not catch.
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from retriever.query.spec import Hit, QuerySpec
 
 SearchFn = Callable[[Sequence[str], Sequence[QuerySpec]], Sequence[list[Hit]]]
+RouteFn = Callable[[str], SearchFn]  # a collection's name → its search
 
 
 @dataclass
@@ -46,15 +50,19 @@ class _Item:
     query: str
     spec: QuerySpec
     future: asyncio.Future = field(repr=False)
+    route: str | None = None
 
 
 class MicroBatcher:
     """Gathers concurrent queries into batches for one ``search_each`` call each."""
 
-    def __init__(self, search: SearchFn, max_batch: int = 32, max_wait_ms: float = 2.0) -> None:
+    def __init__(self, search: SearchFn, max_batch: int = 32, max_wait_ms: float = 2.0,
+                 routes: RouteFn | None = None) -> None:
+        """``search`` answers queries queued without a route; ``routes`` gives the search of a named one."""
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._search_fn = search
+        self._routes = routes
         self.max_batch = max_batch
         self.max_wait = max(0.0, max_wait_ms) / 1000
         self.stats = BatchStats()
@@ -85,15 +93,19 @@ class MicroBatcher:
                 item.future.set_exception(RuntimeError("the service is shutting down"))
         self.executor.shutdown(wait=True)
 
-    async def search(self, queries: Sequence[str], specs: Sequence[QuerySpec]) -> list[list[Hit]]:
-        """Queue the queries (already validated) and wait for their hits."""
+    async def search(self, queries: Sequence[str], specs: Sequence[QuerySpec],
+                     route: str | None = None) -> list[list[Hit]]:
+        """Queue the queries (already validated), for collection ``route`` (``None``: the default
+        search), and wait for their hits."""
         if self._queue is None:
             raise RuntimeError("the batcher is not started")
+        if route is not None and self._routes is None:
+            raise RuntimeError("this batcher has no routes")
         loop = asyncio.get_running_loop()
         futures = []
         for query, spec in zip(queries, specs):
             fut = loop.create_future()
-            self._queue.put_nowait(_Item(query, spec, fut))
+            self._queue.put_nowait(_Item(query, spec, fut, route))
             futures.append(fut)
         return list(await asyncio.gather(*futures))
 
@@ -114,44 +126,61 @@ class MicroBatcher:
                 break
         return batch
 
+    def _search_of(self, route: str | None) -> SearchFn:
+        if route is None or self._routes is None:
+            return self._search_fn
+        return self._routes(route)
+
     async def _run(self) -> None:
         assert self._queue is not None
-        loop = asyncio.get_running_loop()
         last_size = 1
         while True:
             first = await self._queue.get()
             batch = await self._gather(first, under_load=last_size > 1 and self.max_batch > 1)
             batch = [item for item in batch if not item.future.done()]  # cancelled by a client gone away
             last_size = len(batch)
-            if not batch:
-                continue
-            try:
-                results = await loop.run_in_executor(
-                    self.executor, self._search_fn, [i.query for i in batch], [i.spec for i in batch]
-                )
-            except Exception as exc:  # noqa: BLE001 - isolate the failing query, or hand over the error
-                if len(batch) == 1:
-                    _settle(batch[0], error=exc)
-                else:
-                    await self._one_by_one(batch)
-                continue
-            self.stats.add(len(batch))
-            if len(results) != len(batch):  # never leave a caller waiting on a result that will not come
-                error = RuntimeError(f"the search answered {len(results)} of {len(batch)} queries")
-                for item in batch:
-                    _settle(item, error=error)
-                continue
-            for item, hits in zip(batch, results):
-                _settle(item, hits)
+            groups: dict[str | None, list[_Item]] = {}
+            for item in batch:
+                groups.setdefault(item.route, []).append(item)
+            for route, group in groups.items():  # one search call per collection in the batch
+                await self._run_group(group, route)
 
-    async def _one_by_one(self, batch: list[_Item]) -> None:
+    async def _run_group(self, batch: list[_Item], route: str | None) -> None:
+        """One search call for the batch's queries of one collection; each query gets its hits or error."""
+        loop = asyncio.get_running_loop()
+        try:
+            search = self._search_of(route)
+        except Exception as exc:  # noqa: BLE001 - a route that is gone: its queries get the error
+            for item in batch:
+                _settle(item, error=exc)
+            return
+        try:
+            results = await loop.run_in_executor(
+                self.executor, search, [i.query for i in batch], [i.spec for i in batch]
+            )
+        except Exception as exc:  # noqa: BLE001 - isolate the failing query, or hand over the error
+            if len(batch) == 1:
+                _settle(batch[0], error=exc)
+            else:
+                await self._one_by_one(batch, search)
+            return
+        self.stats.add(len(batch))
+        if len(results) != len(batch):  # never leave a caller waiting on a result that will not come
+            error = RuntimeError(f"the search answered {len(results)} of {len(batch)} queries")
+            for item in batch:
+                _settle(item, error=error)
+            return
+        for item, hits in zip(batch, results):
+            _settle(item, hits)
+
+    async def _one_by_one(self, batch: list[_Item], search: SearchFn) -> None:
         """After a failed batch: run each query alone, so each gets its own hits or its own error."""
         loop = asyncio.get_running_loop()
         for item in batch:
             if item.future.done():  # its client went away meanwhile
                 continue
             try:
-                (hits,) = await loop.run_in_executor(self.executor, self._search_fn, [item.query], [item.spec])
+                (hits,) = await loop.run_in_executor(self.executor, search, [item.query], [item.spec])
             except Exception as exc:  # noqa: BLE001 - this query's own error
                 _settle(item, error=exc)
                 continue

@@ -44,6 +44,7 @@ from retriever.query.validation import show_value
 DEFAULT_TIMEOUT_S = 30.0
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a longer answer is refused while it is read, not held in memory
 MAX_QUERIES_PER_REQUEST = 32  # the service's batch bound; longer batches are split into several requests
+MAX_K = 100  # the service's bound on k (models.MAX_HTTP_K)
 API_KEY_HEADER = "X-API-Key"
 # Error types that name no domain class of their own.
 _TYPES = {"validation": InvalidRequestError, "malformed_json": InvalidRequestError,
@@ -52,17 +53,46 @@ _TYPES = {"validation": InvalidRequestError, "malformed_json": InvalidRequestErr
 
 @dataclass(frozen=True)
 class Health:
-    """``GET /healthz``: ``status`` is ``ready``, ``loading`` or ``failed`` (then ``message`` says why)."""
+    """``GET /healthz``: ``status`` is ``ready``, ``loading`` or ``failed`` (then ``message`` says why).
+
+    ``collection`` and ``model`` are the served collection's (empty when the server serves several);
+    ``collections`` names every served one."""
 
     status: str
     collection: str
     model: str
     message: str | None
     batching: dict[str, Any]
+    collections: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
         return self.status == "ready"
+
+
+@dataclass(frozen=True)
+class SearchAnswer:
+    """A whole ``POST /search`` answer: what ran (``plan``, ``adaptive``, ``mode``, ``fusion``, as
+    :func:`~retriever.query.describe.describe_search` says) and one result per query."""
+
+    collection: str
+    plan: str | None
+    adaptive: bool
+    mode: str
+    fusion: str | None
+    results: list[SearchResult]
+
+
+@dataclass(frozen=True)
+class ServedCollection:
+    """One row of ``GET /collections``."""
+
+    name: str
+    points: int
+    model: str
+    dims: tuple[int, ...]
+    lexical: str | None
+    status: str
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,7 @@ def search_body(
     adaptive: bool | None,
     mode: str | None = None,
     fusion: str | None = None,
+    collection: str | None = None,
 ) -> dict[str, Any]:
     """The ``POST /search`` body; options left at their defaults are not sent (the service decides).
 
@@ -109,6 +140,8 @@ def search_body(
         body["mode"] = mode
     if fusion is not None:
         body["fusion"] = fusion
+    if collection is not None:
+        body["collection"] = _text("the collection", collection)
     return body
 
 
@@ -379,40 +412,52 @@ class FunnelClient:
 
     def search(self, query: str, k: int = 10, plan: str | FunnelPlan | None = None, exact: bool = False,
                with_text: bool = True, filter: Mapping[str, Any] | None = None,
-               adaptive: bool | None = None, mode: str | None = None, fusion: str | None = None) -> SearchResult:
+               adaptive: bool | None = None, mode: str | None = None, fusion: str | None = None,
+               collection: str | None = None) -> SearchResult:
         """Search one query; the options are :meth:`Retriever.search`'s (k at most 100 over HTTP; ``fusion``
-        by name: union, rrf or dbsf)."""
-        return self.search_batch([query], k, plan, exact, with_text, filter, adaptive, mode, fusion)[0]
+        by name: union, rrf or dbsf). ``collection``: needed when the server serves several."""
+        return self.search_batch([query], k, plan, exact, with_text, filter, adaptive, mode, fusion, collection)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10, plan: str | FunnelPlan | None = None,
                      exact: bool = False, with_text: bool = True, filter: Mapping[str, Any] | None = None,
                      adaptive: bool | None = None, mode: str | None = None,
-                     fusion: str | None = None) -> list[SearchResult]:
+                     fusion: str | None = None, collection: str | None = None) -> list[SearchResult]:
         """Search many queries the same way, one request per 32 queries; results in query order."""
+        return self.search_answer(queries, k, plan, exact, with_text, filter, adaptive, mode, fusion,
+                                  collection).results
+
+    def search_answer(self, queries: Sequence[str], k: int = 10, plan: str | FunnelPlan | None = None,
+                      exact: bool = False, with_text: bool = True, filter: Mapping[str, Any] | None = None,
+                      adaptive: bool | None = None, mode: str | None = None, fusion: str | None = None,
+                      collection: str | None = None) -> SearchAnswer:
+        """:meth:`search_batch`, with what the service says it ran (plan, mode, fusion, adaptive)."""
         results: list[SearchResult] = []
+        payload: dict[str, Any] = {}
         for batch in _batches(queries):
-            body = search_body(batch, k, plan, exact, with_text, filter, adaptive, mode, fusion)
+            body = search_body(batch, k, plan, exact, with_text, filter, adaptive, mode, fusion, collection)
             response = self._request("POST", "/search", body)
             raise_for_error(response)
-            results.extend(parse_results(answer_json(response)))
-        return results
+            payload = answer_json(response)
+            results.extend(parse_results(payload))
+        return _answer(payload, results)
 
     async def asearch(self, query: str, k: int = 10, plan: str | FunnelPlan | None = None, exact: bool = False,
                       with_text: bool = True, filter: Mapping[str, Any] | None = None,
                       adaptive: bool | None = None, mode: str | None = None,
-                      fusion: str | None = None) -> SearchResult:
+                      fusion: str | None = None, collection: str | None = None) -> SearchResult:
         """:meth:`search`, as a coroutine."""
-        return (await self.asearch_batch([query], k, plan, exact, with_text, filter, adaptive, mode, fusion))[0]
+        return (await self.asearch_batch([query], k, plan, exact, with_text, filter, adaptive, mode, fusion,
+                                         collection))[0]
 
     async def asearch_batch(self, queries: Sequence[str], k: int = 10, plan: str | FunnelPlan | None = None,
                             exact: bool = False, with_text: bool = True,
                             filter: Mapping[str, Any] | None = None,
                             adaptive: bool | None = None, mode: str | None = None,
-                            fusion: str | None = None) -> list[SearchResult]:
+                            fusion: str | None = None, collection: str | None = None) -> list[SearchResult]:
         """:meth:`search_batch`, as a coroutine; the requests of a long batch run concurrently."""
 
         async def one(batch: list[str]) -> list[SearchResult]:
-            body = search_body(batch, k, plan, exact, with_text, filter, adaptive, mode, fusion)
+            body = search_body(batch, k, plan, exact, with_text, filter, adaptive, mode, fusion, collection)
             response = await self._arequest("POST", "/search", body)
             raise_for_error(response)
             return parse_results(answer_json(response))
@@ -478,25 +523,51 @@ class FunnelClient:
 
     def _served(self) -> str:
         if self._collection is None:
-            self._collection = self.health().collection
+            self._collection = _only_collection(self.health(), self.base_url)
         return self._collection
 
     async def _aserved(self) -> str:
         if self._collection is None:
-            self._collection = (await self.ahealth()).collection
+            self._collection = _only_collection(await self.ahealth(), self.base_url)
         return self._collection
+
+    # --- collections -----------------------------------------------------------------------------
+
+    def collections(self) -> list[ServedCollection]:
+        """The served collections with their point counts (``GET /collections``)."""
+        response = self._request("GET", "/collections")
+        raise_for_error(response)
+        body = answer_json(response)
+        try:
+            return [ServedCollection(str(c["name"]), int(c["points"]), str(c["model"]),
+                                     tuple(int(d) for d in c["dims"]), c["lexical"], str(c["status"]))
+                    for c in body["collections"]]
+        except (KeyError, TypeError, ValueError):
+            raise _answer_error(response, "collection listing") from None
+
+    def collection_info(self, collection: str | None = None) -> dict[str, Any]:
+        """``GET /collections/{name}``: points, dims, model, default plan, calibration (the JSON as sent)."""
+        name = collection or self._served()
+        response = self._request("GET", f"/collections/{quote(_text('the collection', name), safe='')}")
+        raise_for_error(response)
+        body = answer_json(response)
+        if not isinstance(body, dict) or "points" not in body:
+            raise _answer_error(response, "collection")
+        return body
 
     # --- feedback and health ---------------------------------------------------------------------
 
-    def feedback(self, query: str, doc_id: str, chunk: int = 0, note: str | None = None) -> FeedbackReceipt:
+    def feedback(self, query: str, doc_id: str, chunk: int = 0, note: str | None = None,
+                 collection: str | None = None) -> FeedbackReceipt:
         """Record that chunk ``chunk`` of ``doc_id`` should have been found for ``query``."""
-        response = self._request("POST", "/feedback", _feedback_body(query, doc_id, chunk, note))
+        response = self._request("POST", "/feedback", _feedback_body(query, doc_id, chunk, note, collection))
         raise_for_error(response)
         return _receipt(response)
 
-    async def afeedback(self, query: str, doc_id: str, chunk: int = 0, note: str | None = None) -> FeedbackReceipt:
+    async def afeedback(self, query: str, doc_id: str, chunk: int = 0, note: str | None = None,
+                        collection: str | None = None) -> FeedbackReceipt:
         """:meth:`feedback`, as a coroutine."""
-        response = await self._arequest("POST", "/feedback", _feedback_body(query, doc_id, chunk, note))
+        response = await self._arequest("POST", "/feedback", _feedback_body(query, doc_id, chunk, note, collection))
         raise_for_error(response)
         return _receipt(response)
 
@@ -557,10 +628,13 @@ class FunnelClient:
         self.close()
 
 
-def _feedback_body(query: str, doc_id: str, chunk: int, note: str | None) -> dict[str, Any]:
+def _feedback_body(query: str, doc_id: str, chunk: int, note: str | None,
+                   collection: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"query": _text("a query", query), "doc_id": _text("doc_id", doc_id), "chunk": chunk}
     if note is not None:
         body["note"] = _text("note", note)
+    if collection is not None:
+        body["collection"] = _text("the collection", collection)
     return body
 
 
@@ -580,10 +654,30 @@ def _encode(body: dict[str, Any] | None) -> bytes | None:
 def _health(response: httpx.Response) -> Health:
     body = _json(response)
     if response.status_code in (200, 503) and isinstance(body, dict) and "status" in body:
-        return Health(status=body["status"], collection=body.get("collection", ""), model=body.get("model", ""),
-                      message=body.get("message"), batching=body.get("batching") or {})
+        listed = body.get("collections")
+        names = tuple(str(c.get("name")) for c in listed if isinstance(c, dict)) if isinstance(listed, list) else ()
+        return Health(status=body["status"], collection=body.get("collection") or "", model=body.get("model") or "",
+                      message=body.get("message"), batching=body.get("batching") or {},
+                      collections=names or ((body["collection"],) if body.get("collection") else ()))
     raise_for_error(response)
     raise ServiceError(f"the answer to GET {response.request.url} is not a funnel health answer")
+
+
+def _only_collection(health: Health, base_url: str) -> str:
+    """The collection a server of one collection serves; a server of several wants it named."""
+    if health.collection:
+        return health.collection
+    raise BadInputError(f"the funnel service at {base_url} serves several collections "
+                        f"({', '.join(health.collections)}): pass collection=NAME")
+
+
+def _answer(payload: dict[str, Any], results: list[SearchResult]) -> SearchAnswer:
+    try:
+        return SearchAnswer(collection=str(payload.get("collection", "")), plan=payload.get("plan"),
+                            adaptive=bool(payload.get("adaptive")), mode=str(payload.get("mode", "dense")),
+                            fusion=payload.get("fusion"), results=results)
+    except AttributeError:
+        raise ServiceError("the answer to /search is not a funnel search response") from None
 
 
 def _receipt(response: httpx.Response) -> FeedbackReceipt:

@@ -36,12 +36,12 @@ async def put_document(name: str, doc_id: DocId, body: DocumentRequest, service:
                        batcher: Batcher) -> dict[str, Any]:
     """Add or replace a document, chunked and embedded as `funnel index` does; crash-safe (old or new, never a mix)."""
     start = time.perf_counter()
-    _check_collection(service, name)
+    state = _check_collection(service, name)
     doc_id_arg(doc_id, "the document id")
-    retriever = service.ready()
+    retriever = state.ready()
     result = await asyncio.get_running_loop().run_in_executor(
         batcher.executor, lambda: retriever.upsert(doc_id, body.text, body.metadata, body.title))
-    return {"collection": service.name, "doc_id": result.doc_id, "chunks": result.chunks, "status": result.status,
+    return {"collection": state.name, "doc_id": result.doc_id, "chunks": result.chunks, "status": result.status,
             "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
 
@@ -51,11 +51,11 @@ async def delete_document(name: str, doc_id: DocId, service: Service, batcher: B
     """Delete a document (every chunk); 404 `document_not_found` when it is not stored."""
     from retriever.ingest.documents import delete_documents
 
-    _check_collection(service, name)
+    state = _check_collection(service, name)
     doc_id_arg(doc_id, "the document id")
     removed = await asyncio.get_running_loop().run_in_executor(
-        batcher.executor, delete_documents, service.collection, [doc_id])
-    return {"collection": service.name, "doc_id": doc_id, "chunks": removed[doc_id]}
+        batcher.executor, delete_documents, state.collection, [doc_id])
+    return {"collection": state.name, "doc_id": doc_id, "chunks": removed[doc_id]}
 
 
 @router.get("/collections/{name}/documents", response_model=DocumentListResponse, dependencies=PROTECTED,
@@ -68,8 +68,8 @@ async def list_documents(
     """The collection's documents in id order, with their chunk counts and titles, one page at a time."""
     from retriever.ingest.documents import list_documents as listing
 
-    _check_collection(service, name)
-    page = await asyncio.get_running_loop().run_in_executor(batcher.executor, listing, service.collection, limit,
+    state = _check_collection(service, name)
+    page = await asyncio.get_running_loop().run_in_executor(batcher.executor, listing, state.collection, limit,
                                                             offset)
-    return {"collection": service.name, "total": page.total, "offset": page.offset, "limit": page.limit,
+    return {"collection": state.name, "total": page.total, "offset": page.offset, "limit": page.limit,
             "documents": [{"doc_id": d.doc_id, "chunks": d.chunks, "title": d.title} for d in page.documents]}

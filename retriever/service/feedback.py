@@ -18,9 +18,14 @@ from typing import Any
 from retriever.errors import StoreError
 
 
+def default_feedback_dir(data_dir: str | os.PathLike[str]) -> Path:
+    """``<data_dir>/feedback``: the server's feedback files, one per collection (``NAME.jsonl``)."""
+    return Path(data_dir).expanduser() / "feedback"
+
+
 def default_feedback_path(data_dir: str | os.PathLike[str], collection: str) -> Path:
     """``<data_dir>/feedback/<collection>.jsonl`` (``collection`` is an already validated name)."""
-    return Path(data_dir).expanduser() / "feedback" / f"{collection}.jsonl"
+    return default_feedback_dir(data_dir) / f"{collection}.jsonl"
 
 
 class FeedbackLog:

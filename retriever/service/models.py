@@ -113,7 +113,10 @@ class SearchRequest(BaseModel):
     filter: FilterSpec | None = Field(default=None, description="payload filter (see the schema)")
     with_text: bool = Field(default=True, strict=True, description="return each chunk's text")
     collection: str | None = Field(
-        default=None, max_length=64, description="optional: must name the collection this server serves"
+        default=None, max_length=64,
+        description="the collection to search: needed when the server serves several (else 400); with one, "
+        "optional (it must name that one, else 404); with POST /collections/{name}/search, optional (it must be "
+        "`name`, else 400)",
     )
 
     @model_validator(mode="after")
@@ -177,6 +180,8 @@ class SearchResponse(BaseModel):
 
 
 class CollectionResponse(BaseModel):
+    """One served collection: its schema, point count and search defaults."""
+
     name: str
     points: int
     dims: list[int]
@@ -197,6 +202,9 @@ class CollectionResponse(BaseModel):
     disk_bytes: int | None = Field(description="bytes the collection takes on disk; null on a Qdrant server, "
                                    "which does not report one collection's disk use")
     calibration_warning: str | None = Field(default=None, description=_CALIBRATION_WARNING)
+    status: Literal["ready", "loading", "failed"] = Field(description="whether its model is loaded")
+    calibration: dict[str, Any] | None = Field(
+        description="the calibration record funnel calibrate saved (as stored), or null: never calibrated")
 
 
 class BatchingInfo(BaseModel):
@@ -207,12 +215,36 @@ class BatchingInfo(BaseModel):
     largest_batch: int
 
 
-class HealthResponse(BaseModel):
+class CollectionHealth(BaseModel):
+    name: str
     status: Literal["ready", "loading", "failed"]
-    collection: str
     model: str
+    message: str | None = Field(default=None, description="why the model failed to load (status failed)")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ready", "loading", "failed"] = Field(
+        description="ready when every served collection is; failed when one failed to load; else loading")
+    collection: str | None = Field(description="the served collection; null when the server serves several")
+    model: str | None = Field(description="its model; null when the server serves several")
     message: str | None = None
+    collections: list[CollectionHealth] = Field(description="every served collection, in the order served")
     batching: BatchingInfo
+
+
+class CollectionSummary(BaseModel):
+    name: str
+    points: int
+    model: str
+    dims: list[int]
+    lexical: str | None = Field(description="the lexical index ('bm25'), or null")
+    status: Literal["ready", "loading", "failed"] = Field(description="whether its model is loaded")
+
+
+class CollectionListResponse(BaseModel):
+    """The collections this server serves, in the order served, with their point counts."""
+
+    collections: list[CollectionSummary]
 
 
 class FeedbackRequest(BaseModel):
@@ -228,6 +260,8 @@ class FeedbackRequest(BaseModel):
     doc_id: Text = Field(min_length=1, max_length=512, description="the document that should have been found")
     chunk: int = Field(default=0, ge=0, le=100_000, strict=True, description="its chunk index")
     note: Text | None = Field(default=None, max_length=1000)
+    collection: str | None = Field(default=None, max_length=64,
+                                   description="the collection (needed when the server serves several)")
 
 
 class FeedbackResponse(BaseModel):

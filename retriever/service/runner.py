@@ -9,7 +9,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ import uvicorn
 from retriever.encoding.embedder import Embedder
 from retriever.errors import FunnelError
 from retriever.retriever import open_embedder
+from retriever.service.announce import announce, local_url, withdraw
 from retriever.service.app import create_app
-from retriever.service.feedback import default_feedback_path
+from retriever.service.feedback import default_feedback_dir
 from retriever.service.security import MAX_HEAD_BYTES
-from retriever.service.state import ServiceConfig, ServiceState
+from retriever.service.state import EmbedderCache, ServedCollections, ServiceConfig, ServiceState
 from retriever.store.base import Collection
 from retriever.store.config import EngineConfig
 from retriever.store.factory import open_catalog
@@ -129,7 +131,7 @@ def _uvicorn_config(app, log_level: str, config: ServiceConfig) -> uvicorn.Confi
 
 def serve(
     engine: EngineConfig | str | os.PathLike[str],
-    name: str,
+    name: str | Sequence[str],
     host: str = "127.0.0.1",
     port: int = 8000,
     model: str | None = None,
@@ -139,43 +141,76 @@ def serve(
     log_level: str = "info",
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Open the collection (fails at once if another process holds it), then serve until stopped.
+    """Open the collection ``name`` (or each of a list of names; fails at once if another process holds
+    one), then serve until stopped.
 
     ``engine`` names the store (an :class:`EngineConfig`, or the embedded engine's data directory);
-    ``encoder`` runs the model (see :meth:`retriever.retriever.Retriever.open`).
+    ``encoder`` runs the model (see :meth:`retriever.retriever.Retriever.open`); collections of the
+    same model share one. On the embedded engine the server announces itself in the data directory
+    (see :mod:`~retriever.service.announce`) until it stops, so that the CLI uses it warm.
 
-    The model loads in the background (``/healthz`` says 503 meanwhile); if it cannot load, the error
+    The models load in the background (``/healthz`` says 503 meanwhile); if one cannot load, the error
     is logged once and the server keeps running: ``/healthz`` answers 503 ``failed`` with the error's
-    message and searches 503 ``not_ready``, as documented, so a supervisor or load balancer sees why.
-    Ctrl-C (SIGINT) stops it gracefully and returns; SIGTERM also shuts down gracefully, then uvicorn
-    re-raises it (exit status 143).
+    message and that collection's searches 503 ``not_ready``, as documented, so a supervisor or load
+    balancer sees why. Ctrl-C (SIGINT) stops it gracefully and returns; SIGTERM also shuts down
+    gracefully, then uvicorn re-raises it (exit status 143).
     """
     if not isinstance(engine, EngineConfig):
         engine = EngineConfig(data_dir=Path(engine))
-    with open_catalog(engine) as catalog:
-        collection = catalog.open(name)
-    config = config or ServiceConfig()
-    if config.feedback_path is None:
-        config = ServiceConfig(**{**config.__dict__, "feedback_path": default_feedback_path(engine.data_dir, name)})
-    _log_to_stderr(log_level)
-    if config.api_key is None:
-        log.warning("no API key: anyone who can reach %s:%s can search this collection and write feedback "
-                    "(set --api-key or FUNNEL_API_KEY)", host, port)
+    names = [name] if isinstance(name, str) else list(dict.fromkeys(name))
+    collections = _open_all(engine, names)
+    config = _configured(config or ServiceConfig(), engine, host, port, len(names), log_level)
+    announcement = None
     try:
-        state = ServiceState(collection, lambda: open_embedder(collection, model, device, encoder))
-        app = create_app(config, state)
+        embedders = EmbedderCache(model, device, encoder, open_embedder)
+        served = ServedCollections([ServiceState(c, embedders.loader(c)) for c in collections])
+        app = create_app(config, served)
         uconfig = _uvicorn_config(app, log_level, config)
         uconfig.host, uconfig.port = host, port
         server = uvicorn.Server(uconfig)
         sock = _bind(host, port)
+        url = f"http://{host}:{sock.getsockname()[1]}"
+        if not engine.url:  # the embedded engine: the data directory's collections are locked by this process
+            announcement = announce(engine.data_dir, local_url(host, sock.getsockname()[1]), names,
+                                    config.api_key is not None)
+            app.state.announcement = announcement
         if on_listening is not None:
-            on_listening(f"http://{host}:{sock.getsockname()[1]}")
+            on_listening(url)
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop
             pass
     finally:
-        collection.close()
+        withdraw(announcement)
+        for collection in collections:
+            collection.close()
+
+
+def _configured(config: ServiceConfig, engine: EngineConfig, host: str, port: int, served: int,
+                log_level: str) -> ServiceConfig:
+    """The config with its default feedback directory; the log set up, with a warning when there is no key."""
+    if config.feedback_path is None and config.feedback_dir is None:
+        config = replace(config, feedback_dir=default_feedback_dir(engine.data_dir))
+    _log_to_stderr(log_level)
+    if config.api_key is None:
+        log.warning("no API key: anyone who can reach %s:%s can search %s and write feedback "
+                    "(set --api-key or FUNNEL_API_KEY)", host, port,
+                    "this collection" if served == 1 else "these collections")
+    return config
+
+
+def _open_all(engine: EngineConfig, names: list[str]) -> list[Collection]:
+    """Open every named collection, or none: the first that cannot be opened closes the others."""
+    collections: list[Collection] = []
+    with open_catalog(engine) as catalog:
+        try:
+            for one in names:
+                collections.append(catalog.open(one))
+        except BaseException:
+            for opened in collections:
+                opened.close()
+            raise
+    return collections
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -195,16 +230,22 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class BackgroundServer:
-    """The service on a free 127.0.0.1 port, on a thread; a context manager. ``url`` is its address."""
+    """The service on a free 127.0.0.1 port, on a thread; a context manager. ``url`` is its address.
 
-    def __init__(self, collection: Collection, load_embedder: Callable[[], Embedder],
+    It serves ``collection``, or each of a list of collections (all with ``load_embedder``'s model);
+    ``state`` is the first one's :class:`ServiceState`, ``served`` all of them.
+    """
+
+    def __init__(self, collection: Collection | Sequence[Collection], load_embedder: Callable[[], Embedder],
                  config: ServiceConfig | None = None, feedback_dir: Path | None = None) -> None:
         if config is None:
             config = ServiceConfig()
-        if config.feedback_path is None and feedback_dir is not None:
-            config = ServiceConfig(**{**config.__dict__, "feedback_path": feedback_dir / f"{collection.spec.name}.jsonl"})
-        self.state = ServiceState(collection, load_embedder)
-        self.app = create_app(config, self.state)
+        if config.feedback_path is None and config.feedback_dir is None and feedback_dir is not None:
+            config = replace(config, feedback_dir=feedback_dir)
+        collections = [collection] if isinstance(collection, Collection) else list(collection)
+        self.served = ServedCollections([ServiceState(c, load_embedder) for c in collections])
+        self.state = next(iter(self.served))
+        self.app = create_app(config, self.served)
         self.server = uvicorn.Server(_uvicorn_config(self.app, "warning", config))
         self._sock = _bind("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
@@ -222,7 +263,7 @@ class BackgroundServer:
                 raise RuntimeError("the server did not start")
             time.sleep(0.01)
         if wait_ready:
-            self.state.wait_loaded(max(0.0, deadline - time.monotonic()))
+            self.served.wait_loaded(max(0.0, deadline - time.monotonic()))
         return self
 
     def stop(self) -> None:

@@ -1,22 +1,24 @@
-"""What the service holds: the open collection, and the model that loads in the background.
+"""What the service holds: the open collections, and the models that load in the background.
 
-The collection is opened before the server starts (so a collection locked by another process
-stops ``funnel serve`` at once); the model loads on a thread while the server already answers
-``/healthz`` with 503, and every search with 503, until it is ready.
+The collections are opened before the server starts (so a collection locked by another process
+stops ``funnel serve`` at once); each one's model loads on the search thread while the server
+already answers ``/healthz`` with 503, and every search of that collection with 503, until it is
+ready. Collections of the same model and encoder share one embedder (:class:`EmbedderCache`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from retriever.encoding.embedder import Embedder
-from retriever.errors import BadInputError, FunnelError, NotReadyError
+from retriever.errors import BadInputError, CollectionNotFoundError, FunnelError, NotReadyError
 from retriever.query.result import SearchResult
 from retriever.query.spec import QuerySpec
 from retriever.retriever import Retriever
@@ -33,7 +35,8 @@ class ServiceConfig:
     api_key: str | None = None
     max_batch: int = 32
     max_wait_ms: float = 2.0
-    feedback_path: Path | None = None
+    feedback_path: Path | None = None  # one file for every served collection (each line names its collection)
+    feedback_dir: Path | None = None  # else one file per collection here, NAME.jsonl (both None: no feedback)
     max_body_bytes: int = 256 * 1024
     # seconds for a request's head, then its whole body, to arrive (None: no limit; see runner, security)
     read_timeout: float | None = READ_TIMEOUT_S
@@ -117,3 +120,98 @@ class ServiceState:
     def search_each(self, queries: Sequence[str], specs: Sequence[QuerySpec]) -> list[SearchResult]:
         """The batcher's search: :meth:`Retriever.search_each` on the loaded retriever (503 until then)."""
         return self.ready().search_each(queries, specs)
+
+
+class ServedCollections:
+    """The collections one server serves, by name, in the order given (one or more)."""
+
+    def __init__(self, states: Sequence[ServiceState]) -> None:
+        if not states:
+            raise BadInputError("a server serves at least one collection")
+        self.states = {state.name: state for state in states}
+        if len(self.states) != len(states):
+            raise BadInputError("a collection is named twice: serve each collection once")
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.states)
+
+    @property
+    def single(self) -> ServiceState | None:
+        """The served collection when there is only one, else ``None``."""
+        return next(iter(self.states.values())) if len(self.states) == 1 else None
+
+    def __iter__(self) -> Iterator[ServiceState]:
+        return iter(self.states.values())
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def get(self, name: str | None) -> ServiceState:
+        """Collection ``name``; ``None`` names the only one (a server of several wants a name: 400)."""
+        if name is None:
+            if self.single is not None:
+                return self.single
+            raise BadInputError(f"this server serves {len(self.states)} collections ({', '.join(self.states)}): "
+                                "name one (`collection` in the body, or POST /collections/{name}/search)")
+        state = self.states.get(name)
+        if state is None:
+            served = ", ".join(repr(n) for n in self.states)
+            raise CollectionNotFoundError(f"no collection {name[:64]!r} here: this server serves {served}")
+        return state
+
+    @property
+    def status(self) -> Literal["ready", "loading", "failed"]:
+        """``ready`` when every collection is; ``failed`` when one failed; else ``loading``."""
+        statuses = {state.status for state in self}
+        if statuses == {"ready"}:
+            return "ready"
+        return "failed" if "failed" in statuses else "loading"
+
+    def start_loading(self, executor: Executor) -> None:
+        """Queue every collection's model load on the search thread, in order."""
+        for state in self:
+            if state.retriever is None and state.error is None:
+                state.start_loading(executor)
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Wait until every load finished (or failed); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return all(state.wait_loaded(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                   for state in self)
+
+    def search_of(self, name: str) -> Callable[[Sequence[str], Sequence[QuerySpec]], list[SearchResult]]:
+        """The batcher's search for collection ``name``."""
+        return self.get(name).search_each
+
+
+class EmbedderCache:
+    """One embedder per (model, query encoder, device): collections built with the same model share it.
+
+    Used from the search thread only (every load runs there), so it needs no lock.
+    """
+
+    def __init__(self, model: str | None, device: str | None, encoder: str | None,
+                 open_embedder: Callable[[Collection, str | None, str | None, str | None], Embedder]) -> None:
+        self.model, self.device, self.encoder = model, device, encoder
+        self._open = open_embedder
+        self._loaded: dict[tuple[str, str | None, str | None], Embedder] = {}
+
+    def loader(self, collection: Collection) -> Callable[[], Embedder]:
+        """The ``load_embedder`` of ``collection``'s :class:`ServiceState`."""
+        def load() -> Embedder:
+            from retriever.calibration.defaults import query_encoder_for
+
+            key = (self.model or collection.spec.model, query_encoder_for(collection, self.encoder, self.device),
+                   self.device)
+            if key not in self._loaded:
+                self._loaded[key] = self._open(collection, self.model, self.device, self.encoder)
+            else:
+                log.info("collection %r shares the model already loaded for another collection", collection.spec.name)
+            return self._loaded[key]
+        return load
+
+    @property
+    def loaded(self) -> int:
+        """Embedders loaded so far."""
+        return len(self._loaded)
