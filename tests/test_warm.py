@@ -231,7 +231,7 @@ def test_cli_info_collections_and_docs_of_served_collections(server):
     shown = json.loads(info.stdout)
     assert shown["points"] == 12 and shown["dims"] == [64, 128, 256, 384] and url in shown["location"]
     assert shown["default_plan_k10"] == "64:400,128:200,256:100,384:10" and shown["disk_bytes"] > 0
-    listed = funnel(data, "collections", "--json", key=KEY)
+    listed = funnel(data, "collections", "--all", "--json", key=KEY)  # --all: the bench scratch one too
     assert listed.returncode == 0, listed.stderr
     rows = {c["name"]: c for c in json.loads(listed.stdout)}
     assert rows["topics"]["points"] == 12 and rows["topics"]["served_by"] == url
