@@ -81,10 +81,15 @@ def test_a_server_without_an_api_key_says_so_on_startup(tmp_path, embedder):
             assert seen[-1] and len(seen) < 50, seen
         assert any("no API key: anyone who can reach 127.0.0.1:0 can search" in line for line in seen), seen
     finally:
+        # This test is about the startup line. Its stop is bounded: in two full-suite runs a SIGINT
+        # sent while the model was loading did not end the server within 60 s and 180 s (it ends in
+        # 0.3 s alone, export included); shutdown itself is tested by test_warm's SIGTERM test.
         proc.send_signal(signal.SIGINT)
-        # a SIGINT while the model loads (an export made on first use) exits once the load ends: the
-        # load runs on the search thread, which the interpreter joins; under a loaded CI that took > 60 s
-        proc.communicate(timeout=300)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=30)
 
 
 # --- the server: request heads bounded before the key ----------------------------------------------
