@@ -17,6 +17,7 @@ from typing import Any
 
 from retriever.calibration.encoders import RECALL_FLOOR, exact_top_k, pseudo_queries
 from retriever.encoding.names import BF16, available
+from retriever.errors import FunnelError
 from retriever.ingest.intake import ValidCorpus
 
 MIN_DOCUMENTS = 2_000  # below this a corpus is indexed in fp32 without a measurement
@@ -77,9 +78,13 @@ def choose_index_encoder(reference: Any, texts: Sequence[str], dims: Sequence[in
     queries = pseudo_queries(spread(documents, QUERIES))
     if len(documents) < 2 * k or not queries:
         return IndexEncoderChoice(reference.encoder, reference.encoder, reason="too few texts to measure"), reference
-    candidate = Embedder(reference.name, device="cpu", encoder=candidates[0])
-    reference.encode_full(documents[:32])  # warm both before timing
-    candidate.encode_full(documents[:32])
+    try:
+        candidate = Embedder(reference.name, device="cpu", encoder=candidates[0])
+        reference.encode_full(documents[:32])  # warm both before timing
+        candidate.encode_full(documents[:32])
+    except FunnelError as exc:  # the candidate cannot run here: index in fp32, and say why
+        return IndexEncoderChoice(reference.encoder, reference.encoder, candidates[0],
+                                  reason=f"{candidates[0]} did not run: {exc}"), reference
     t0 = time.perf_counter()
     ref_docs = reference.encode_full(documents)
     t1 = time.perf_counter()

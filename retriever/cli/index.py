@@ -239,6 +239,7 @@ def _embedder(model: str, device: str | None, encoder: str | None, existing: Col
     choice, chosen = choose_index_encoder(embedder, corpus_sample(corpus), parse_ladder(dims, embedder.dim))
     if choice.candidate is not None:
         keep = f" (--encoder {choice.reference} keeps fp32)" if chosen is not embedder else ""
-        err.print(f"encoder: {chosen.describe}, measured on {choice.sample} of the corpus's documents in "
-                  f"{choice.seconds:.1f} s: {choice.reason}{keep}", highlight=False)
+        measured = (f", measured on {choice.sample} of the corpus's documents in {choice.seconds:.1f} s"
+                    if choice.sample else "")
+        err.print(f"encoder: {chosen.describe}{measured}: {choice.reason}{keep}", highlight=False)
     return chosen, choice
