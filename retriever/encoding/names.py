@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 from retriever.errors import BadInputError, EncoderError
@@ -55,6 +56,7 @@ def available(encoder: str) -> bool:
     return not missing(encoder) and (encoder != BF16 or cpu_has_bf16())
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), as OpenVINO reports it."""
     if importlib.util.find_spec("openvino") is None:
