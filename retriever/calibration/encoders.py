@@ -86,7 +86,8 @@ def sample_texts(collection: Any, n: int = 300) -> list[str]:
     return [t for t in texts[::step] if t.strip()][:n]
 
 
-def _recall(found: Any, reference: Any) -> float:
+def recall_against(found: Any, reference: Any) -> float:
+    """Mean share of each reference row's ids that the matching ``found`` row holds (recall@k)."""
     return float(np.mean([len(set(a) & set(b)) / max(len(b), 1) for a, b in zip(found, reference)]))
 
 
@@ -157,8 +158,8 @@ def _trial(name: str, loaded: Any, load: Callable[[str], Any], documents: Sequen
             encoder=name, precision=getattr(embedder, "precision", ""), load_s=round(load_s, 3),
             query_p50_ms=round(latency.p50, 3), query_p99_ms=round(latency.p99, 3),
             passages_per_s=round(passages, 1),
-            recall_vs_fp32=round(_recall(search(mine), references[1]), 4),
-            recall_vs_fp32_both=round(_recall(exact_top_k(mine, docs, k)[0], references[0]), 4),
+            recall_vs_fp32=round(recall_against(search(mine), references[1]), 4),
+            recall_vs_fp32_both=round(recall_against(exact_top_k(mine, docs, k)[0], references[0]), 4),
             ndcg=round(ndcg_of(embedder), 4) if ndcg_of is not None else None,
         )
     except FunnelError as exc:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from retriever.calibration.encoders import RECALL_FLOOR, exact_top_k, pseudo_queries
+from retriever.calibration.encoders import RECALL_FLOOR, exact_top_k, pseudo_queries, recall_against
 from retriever.encoding.names import BF16, available
 from retriever.errors import FunnelError
 from retriever.ingest.intake import ValidCorpus
@@ -95,7 +95,7 @@ def choose_index_encoder(reference: Any, texts: Sequence[str], dims: Sequence[in
     for dim in dims:
         want = exact_top_k(ref_q[:, :dim], ref_docs[:, :dim], k)[0]
         got = exact_top_k(cand_q[:, :dim], cand_docs[:, :dim], k)[0]
-        recall[int(dim)] = round(sum(len(set(a) & set(b)) for a, b in zip(got, want)) / want.size, 4)
+        recall[int(dim)] = round(recall_against(got, want), 4)
     speedup = round((t1 - t0) / max(t2 - t1, 1e-9), 2)
     faithful = min(recall.values()) >= RECALL_FLOOR
     chosen = candidate.encoder if faithful and speedup >= MIN_SPEEDUP else reference.encoder

@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,12 @@ class PendingPoint:
     id: str
     doc_id: str
     chunks: int  # how many points the whole replacement has
+
+    @classmethod
+    def of(cls, point_id: Any, payload: Mapping[str, Any] | None) -> PendingPoint:
+        """The pending point an engine returned: its id and its payload's ``doc_id`` and pending mark."""
+        payload = payload or {}
+        return cls(str(point_id), str(payload.get("doc_id")), int(payload[PENDING_FIELD]))
 
 
 @dataclass(frozen=True)

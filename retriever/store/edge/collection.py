@@ -267,8 +267,7 @@ class EdgeCollection(Collection):
                                                                   with_payload=["doc_id", PENDING_FIELD]))
             except Exception as exc:  # noqa: BLE001
                 raise engine_error(exc, self.spec.name) from exc
-            found += [PendingPoint(str(r.id), str((r.payload or {}).get("doc_id")), int((r.payload or {})[PENDING_FIELD]))
-                      for r in records]
+            found += [PendingPoint.of(r.id, r.payload) for r in records]
             if offset is None:
                 return found
 

@@ -219,8 +219,7 @@ class ServerCollection(Collection):
             records, offset = self._call("read pending points", self.catalog.conn.client.scroll, scroll_filter=where,
                                          limit=1024, offset=offset, with_payload=["doc_id", PENDING_FIELD],
                                          with_vectors=False)
-            found += [PendingPoint(str(r.id), str((r.payload or {}).get("doc_id")), int((r.payload or {})[PENDING_FIELD]))
-                      for r in records]
+            found += [PendingPoint.of(r.id, r.payload) for r in records]
             if offset is None:
                 return found
 
