@@ -173,3 +173,21 @@ def test_calibration_narrows_the_graph_search_and_searches_use_it(tmp_path, grap
         retriever = Retriever(coll, SimpleNamespace(name="synthetic", fingerprint="0"))  # type: ignore[arg-type]
         assert retriever.query_spec(k=K, adaptive=False).hnsw_ef == cal.hnsw_ef
         assert retriever.query_spec(k=K, plan=str(cal.plan)).hnsw_ef is None
+
+
+def test_a_timed_calibration_on_a_small_collection_tries_its_scan_first(synthetic):
+    """Timed within a budget, a small collection's scan of the top dim (exact search, so it always passes)
+    is tried and timed before any funnel: a budget that runs out at once keeps the scan, never the first
+    funnel that happened to pass. Untimed, the cost model's cheapest passing plan still wins (a funnel)."""
+    from retriever.calibration.after_index import BUDGET_S, MIN_BUDGET_S, budget_for
+    from retriever.calibration.plans import calibrate
+
+    coll, _, queries = synthetic
+    exact = coll.search(queries, None, K, with_text=False)
+    timed = calibrate(coll, queries, K, 0.9, reference=exact, timed=True, budget_s=0.0)
+    assert [s.dim for s in timed.plan.stages] == [384] and timed.recall == 1.0, timed.tried
+    assert timed.tried[0]["plan"] == "384:10" and [t["plan"] for t in timed.tried if "p50_ms" in t] == ["384:10"]
+    untimed = calibrate(coll, queries, K, 0.9, reference=exact)
+    assert len(untimed.plan.stages) > 1, untimed.tried
+    # funnel index's budget: a fifth of its indexing time, within [5, 60] s
+    assert budget_for(1.0) == MIN_BUDGET_S and budget_for(100.0) == 20.0 and budget_for(3_600.0) == BUDGET_S
