@@ -241,10 +241,20 @@ def test_cli_info_collections_and_docs_of_served_collections(server):
     assert docs.returncode == 0, docs.stderr
     assert sorted(d["doc_id"] for d in json.loads(docs.stdout)["documents"]) == sorted(SMALL)
     assert all(model_modules(p) == [] for p in (info, listed, docs))
-    delete = funnel(data, "delete", "-c", "small", "bread", key=KEY)  # all-or-none cannot go over HTTP: says where
-    assert delete.returncode == 1 and error_lines(delete) == [
-        f"Error: collection 'small' is held by funnel serve at {url} (pid {server[2].pid}): delete through it "
-        f"(DELETE {url}/collections/small/documents/ID, or FunnelClient.delete) or stop it first"]
+    put = httpx.put(f"{url}/collections/small/documents/tea", headers={"X-API-Key": KEY},
+                    json={"text": "Green tea is brewed at 80 degrees."}, timeout=60)
+    assert put.status_code == 200, put.text
+    refused = funnel(data, "delete", "-c", "small", "tea", "nope", key=KEY)  # all or none, over HTTP too
+    assert refused.returncode == 1 and error_lines(refused) == [
+        f"collection 'small' is held by funnel serve (pid {server[2].pid}): answered by {url}",
+        "Error: no document 'nope' in collection 'small': nothing deleted"]
+    delete = funnel(data, "delete", "-c", "small", "tea", "nope", "--missing-ok", "--json", key=KEY)
+    assert delete.returncode == 0, delete.stderr
+    assert json.loads(delete.stdout) == {"collection": "small", "deleted": {"tea": 1}, "missing": ["nope"],
+                                         "points": len(SMALL)}
+    assert model_modules(delete) == []
+    assert sorted(d["doc_id"] for d in json.loads(funnel(data, "docs", "-c", "small", "--json", key=KEY).stdout)[
+        "documents"]) == sorted(SMALL)
 
 
 def test_stale_announcements_are_ignored_and_the_cold_path_is_unchanged(server, tmp_path, embedder):
