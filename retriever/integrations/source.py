@@ -124,3 +124,30 @@ def delete_where(searcher: Searcher, filter: Mapping[str, Any]) -> dict[str, int
         return searcher.delete_where(filter)
     with _lock(searcher):
         return searcher.delete_where(filter)
+
+
+async def aupsert(searcher: Searcher, documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    """:func:`upsert` without blocking the event loop (in-process: on a worker thread)."""
+    if isinstance(searcher, FunnelClient):
+        for doc in documents:
+            await searcher.aupsert(doc["doc_id"], doc["text"], doc.get("metadata"))
+        return [str(doc["doc_id"]) for doc in documents]
+    return await asyncio.to_thread(upsert, searcher, documents)
+
+
+async def adelete(searcher: Searcher, doc_ids: Sequence[str], missing_ok: bool = False) -> dict[str, int]:
+    """:func:`delete` without blocking the event loop."""
+    if isinstance(searcher, FunnelClient):
+        ids = list(doc_ids)
+        removed: dict[str, int] = {}
+        for start in range(0, max(len(ids), 1), MAX_DELETE_IDS):
+            removed.update(await searcher.adelete_many(ids[start:start + MAX_DELETE_IDS], missing_ok))
+        return removed
+    return await asyncio.to_thread(delete, searcher, doc_ids, missing_ok)
+
+
+async def adelete_where(searcher: Searcher, filter: Mapping[str, Any]) -> dict[str, int]:
+    """:func:`delete_where` without blocking the event loop."""
+    if isinstance(searcher, FunnelClient):
+        return await searcher.adelete_where(filter)
+    return await asyncio.to_thread(delete_where, searcher, filter)

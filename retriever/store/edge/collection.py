@@ -61,6 +61,7 @@ from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import PENDING_FIELD, Collection, PendingPoint, PointBatch, engine_id
 from retriever.store.edge.disk import dir_bytes, require_free_space, sparse_bytes, storage_error
+from retriever.store.edge.locks import Holder
 from retriever.store.edge.requests import EdgeRequests, edge_filter, to_hit
 from retriever.store.limits import (
     MAX_CALIBRATION_BYTES,
@@ -170,7 +171,8 @@ def open_here(path: Path) -> bool:
 class EdgeCollection(Collection):
     """An open Edge shard with the collection's spec."""
 
-    def __init__(self, path: Path, spec: CollectionSpec, shard: EdgeShard) -> None:
+    def __init__(self, path: Path, spec: CollectionSpec, shard: EdgeShard, holder: Holder | None = None) -> None:
+        self._holder = holder  # this process's hold on the collection (see locks.hold), released at close
         self._held = path.resolve()
         _OPEN_HERE.add(self._held)
         self.path = path
@@ -458,6 +460,9 @@ class EdgeCollection(Collection):
             self._shard.close()
             self._shard = None
             _OPEN_HERE.discard(self._held)
+            if self._holder is not None:
+                self._holder.release()
+                self._holder = None
 
     @property
     def closed(self) -> bool:
