@@ -31,6 +31,7 @@ from retriever.ingest.documents import (
     UpsertResult,
     chunker_for,
     delete_documents,
+    delete_matching,
     list_documents,
     make_document,
     upsert_documents,
@@ -355,11 +356,19 @@ class Retriever:
         return upsert_documents(self.collection, self.embedder, docs, int_option("batch_size", batch_size),
                                 self._chunker)
 
-    def delete(self, doc_ids: str | Sequence[str]) -> dict[str, int]:
-        """Delete documents by id (one id, or a list), every chunk of each; returns the chunks each had.
-        All or nothing: an id that is not stored raises :class:`~retriever.errors.DocumentNotFoundError`
-        and nothing is deleted."""
-        return delete_documents(self.collection, [doc_ids] if isinstance(doc_ids, str) else doc_ids)
+    def delete(self, doc_ids: str | Sequence[str], missing_ok: bool = False) -> dict[str, int]:
+        """Delete documents by id (one id, or a list of up to 10,000), every chunk of each, in one engine
+        operation; returns the chunks each had. All or nothing: an id that is not stored raises
+        :class:`~retriever.errors.DocumentNotFoundError` and nothing is deleted; with ``missing_ok``, the
+        stored ones are deleted and the others are absent from the answer."""
+        return delete_documents(self.collection, [doc_ids] if isinstance(doc_ids, str) else doc_ids, missing_ok)
+
+    def delete_where(self, filter: Mapping[str, Any] | PayloadFilter) -> dict[str, int]:
+        """Delete every document one of whose chunks matches the payload ``filter`` (the syntax of
+        :meth:`search`'s, e.g. ``{"metadata.source": "tea.md"}``), each whole, in one engine operation;
+        returns the chunks each had (``{}`` when none matches). An empty filter, or one matching more
+        than 10,000 documents, is refused with nothing deleted."""
+        return delete_matching(self.collection, filter)
 
     def documents(self, limit: int = 100, offset: int = 0) -> DocumentPage:
         """The collection's documents ``offset`` to ``offset + limit`` in id order, with their chunk

@@ -22,7 +22,7 @@ from conftest import REPO_ROOT, assert_cli_error, topic_records, write_jsonl
 
 from cli import main
 from retriever import Retriever
-from retriever.errors import BadInputError, DocumentNotFoundError, ServiceUnreachableError
+from retriever.errors import BadInputError, DocumentNotFoundError, InvalidFilterError, ServiceUnreachableError
 from retriever.ingest.chunking import chunk_id
 from retriever.ingest.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
@@ -128,10 +128,24 @@ def test_cli_delete_all_or_nothing(topics):
                      "no document 'tuba' in collection 'topics' (nor 1 more of the 3 ids given): nothing deleted")
     assert "violin" in stored(topics, "topics")  # nothing deleted
     done = ok(invoke(topics, "delete", "-c", "topics", "violin", "piano", "--json"))
-    assert json.loads(done.stdout) == {"collection": "topics", "deleted": {"violin": 1, "piano": 1}, "points": 10}
+    assert json.loads(done.stdout) == {"collection": "topics", "deleted": {"violin": 1, "piano": 1}, "missing": [],
+                                       "points": 10}
     assert not {"violin", "piano"} & set(stored(topics, "topics"))
     line = ok(invoke(topics, "delete", "-c", "topics", "coffee")).stderr
     assert "deleted 1 document (1 chunk) from topics; it holds 9 points" in line
+    passed = ok(invoke(topics, "delete", "-c", "topics", "tea", "mars", "coffee", "--missing-ok")).stderr
+    assert "deleted 1 document (1 chunk) from topics; it holds 8 points" in passed
+    assert "not stored, so not deleted: 'tea', 'coffee'" in passed
+    by_filter = ok(invoke(topics, "delete", "-c", "topics", "--filter", '{"metadata.topic": ["baking", "sport"]}',
+                          "--json"))
+    assert json.loads(by_filter.stdout)["deleted"] == {"bread": 1, "football": 1}
+    for args, message in ((["--filter", "{}"], "deleting every document is funnel drop"),
+                          (["--filter", "{nope"], "--filter is not JSON"),
+                          (["x", "--filter", '{"doc_id": "x"}'], "not both"),
+                          ([], "give the ids of the documents to delete (or --filter JSON)"),
+                          (["--filter", '{"doc_id": "x"}', "--missing-ok"], "--missing-ok goes with document ids")):
+        assert_cli_error(invoke(topics, "delete", "-c", "topics", *args), message)
+    assert len(stored(topics, "topics")) == 6
 
 
 # --- the Python API ------------------------------------------------------------------------------------
@@ -173,6 +187,49 @@ def test_api_upsert_replace_delete_list(engine, tmp_path, embedder):
                 with pytest.raises(BadInputError, match=message):
                     r.upsert(*bad)
             assert coll.document_counts() == counts
+
+
+def test_api_delete_several_by_id_and_by_filter(engine, tmp_path, embedder):
+    """On each engine: delete_where removes whole documents (every chunk, even those the filter does not
+    match); missing_ok deletes the stored ids and passes over the others; bad filters delete nothing."""
+    with open_catalog(engine) as catalog:
+        index_corpus(catalog, "many", [write_jsonl(tmp_path / "c.jsonl", topic_records())], embedder,
+                     chunk_size=24, chunk_overlap=4)
+        with catalog.open("many") as coll:
+            r = Retriever(coll, embedder)
+            r.upsert_many([{"doc_id": "n/wall", "text": WALL, "metadata": {"source": "notes.md"}},
+                           {"doc_id": "n/tea", "text": TEA, "metadata": {"source": "notes.md"}},
+                           {"doc_id": "n/bread", "text": BREAD, "metadata": {"source": "other.md"}}])
+            wall_chunks = coll.document_counts(["n/wall"])["n/wall"]
+            assert wall_chunks >= 3
+            before = coll.count()
+            assert r.delete_where({"metadata.source": "nowhere.md"}) == {}
+            assert r.delete_where({"metadata.source": "notes.md"}) == {"n/tea": 1, "n/wall": wall_chunks}
+            assert coll.count() == before - wall_chunks - 1
+            assert "n/wall" not in coll.document_counts() and "n/bread" in coll.document_counts()
+            r.upsert("n/wall", WALL, {"source": "notes.md"})
+            # a chunk filter: the document one of whose chunks matches goes whole
+            assert r.delete_where({"chunk": {"gte": 2}, "metadata.source": "notes.md"}) == {"n/wall": wall_chunks}
+            for bad, error, message in (({}, BadInputError, "deleting every document is funnel drop"),
+                                        ({"metadata.source": True}, InvalidFilterError, "boolean"),
+                                        ({"color": "red"}, InvalidFilterError, "color")):
+                with pytest.raises(error, match=message):
+                    r.delete_where(bad)
+            counts = coll.document_counts()
+            with pytest.raises(DocumentNotFoundError, match="no document 'nope'.*nothing deleted"):
+                r.delete(["violin", "nope", "n/bread"])
+            assert coll.document_counts() == counts
+            assert r.delete(["violin", "nope", "violin", "n/bread"], missing_ok=True) == {
+                "violin": counts["violin"], "n/bread": counts["n/bread"]}
+            assert r.delete(["nope"], missing_ok=True) == {}
+            for bad, message in (([], "give 1 to 10,000 document ids, not 0"),
+                                 ([str(i) for i in range(10_001)], "not 10,001"),
+                                 (["a", 7], "a document id is a non-empty string, not int 7")):
+                with pytest.raises(BadInputError, match=message):
+                    r.delete(bad)
+            with pytest.raises(BadInputError, match="missing_ok is True or False"):
+                r.delete(["coffee"], missing_ok="yes")  # type: ignore[arg-type]
+            assert sorted(coll.document_counts()) == sorted(set(counts) - {"violin", "n/bread"})
 
 
 def test_upsert_follows_bm25_and_index_replaces_an_upserted_version(tmp_path, embedder):
@@ -262,6 +319,68 @@ def test_funnel_client_documents(server):
 
         made, page, chunks = asyncio.run(both())
         assert made.status == "created" and page.total == 13 and chunks == 1
+
+
+def test_http_delete_several(server):
+    """POST …/documents/delete: by ids (all or nothing, or missing_ok), by filter; bad bodies are 4xx and delete nothing."""
+    url = "/collections/topics/documents/delete"
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": KEY}, timeout=60) as http:
+        for i, text in enumerate((TEA, BREAD, WALL)):
+            assert http.put(f"/collections/topics/documents/batch/{i}", json={
+                "text": text, "metadata": {"batch": "b1" if i < 2 else "b2"}}).status_code == 200
+        total = http.get("/collections/topics/documents").json()["total"]
+        for body, status, type_, message in (
+            ({"doc_ids": ["batch/0", "nope", "batch/1", "gone"]}, 404, "document_not_found",
+             "no document 'nope' in collection 'topics' (nor 1 more of the 4 ids given): nothing deleted"),
+            ({"doc_ids": []}, 422, "validation", "doc_ids"),
+            ({"doc_ids": [str(i) for i in range(1001)]}, 422, "validation", "1000"),
+            ({"doc_ids": [""]}, 422, "validation", "doc_ids"),
+            ({"doc_ids": ["batch/0"], "filter": {"metadata.batch": "b1"}}, 422, "validation", "exactly one of"),
+            ({}, 422, "validation", "exactly one of"),
+            ({"filter": {"metadata.batch": "b1"}, "missing_ok": True}, 422, "validation", "missing_ok"),
+            ({"filter": {}}, 400, "bad_input", "deleting every document is funnel drop"),
+            ({"filter": {"colour": "red"}}, 400, "invalid_filter", "colour"),
+            ({"doc_ids": "batch/0"}, 422, "validation", "doc_ids"),
+        ):
+            response = http.post(url, json=body)
+            assert response.status_code == status, (body, response.text)
+            error = response.json()["error"]
+            assert error["type"] == type_ and message in error["message"], (body, error)
+        assert httpx.post(f"{server.url}{url}", json={"doc_ids": ["batch/0"]}).status_code == 401
+        assert http.get("/collections/topics/documents").json()["total"] == total  # none of those deleted anything
+
+        gone = http.post(url, json={"doc_ids": ["batch/0", "nope", "batch/0"], "missing_ok": True})
+        assert gone.status_code == 200, gone.text
+        assert gone.json() | {"took_ms": 0} == {"collection": "topics", "deleted": {"batch/0": 1}, "missing": ["nope"],
+                                                "documents": 1, "chunks": 1, "took_ms": 0}
+        by_filter = http.post(url, json={"filter": {"metadata.batch": ["b1", "b2"]}}).json()
+        assert by_filter["deleted"] == {"batch/1": 1, "batch/2": 1} and by_filter["missing"] == []
+        assert http.post(url, json={"filter": {"metadata.batch": "b1"}}).json()["deleted"] == {}
+        assert http.get("/collections/topics/documents").json()["total"] == total - 3
+        hit = http.post("/search", json={"query": "green tea water temperature", "k": 3}).json()
+        assert not any(h["doc_id"].startswith("batch/") for h in hit["results"][0]["hits"])
+
+
+def test_funnel_client_deletes_several(server):
+    import asyncio
+
+    with FunnelClient(server.url, api_key=KEY) as client:
+        for doc_id in ("m/a", "m/b", "m/c", "m/d"):
+            client.upsert(doc_id, TEA, {"group": "m"})
+        with pytest.raises(DocumentNotFoundError, match="no document 'nope'"):
+            client.delete_many(["m/a", "nope"])
+        assert client.delete_many(["m/a", "nope"], missing_ok=True) == {"m/a": 1}
+        with pytest.raises(BadInputError, match="1 to 1,000 document ids, not 1,001"):
+            client.delete_many([str(i) for i in range(1001)])  # refused here, before any request
+        with pytest.raises(BadInputError, match="funnel drop"):
+            client.delete_where({})
+
+        async def both() -> tuple:
+            return await client.adelete_many(["m/b"]), await client.adelete_where({"metadata.group": "m"})
+
+        assert asyncio.run(both()) == ({"m/b": 1}, {"m/c": 1, "m/d": 1})
+        assert client.delete_where({"metadata.group": "m"}) == {}
+        assert client.documents().total == 12
 
 
 # --- kill -9 in the middle of an upsert --------------------------------------------------------------------

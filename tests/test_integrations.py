@@ -148,6 +148,14 @@ def test_langchain_vector_store_adds_and_deletes(served, searcher):
         store.delete(["lc-matcha"])
     with pytest.raises(BadInputError):
         store.delete([])
+    store.add_texts(["Genmaicha is green tea with roasted rice."], ids=["lc-genmaicha"])
+    with pytest.raises(DocumentNotFoundError):  # all or none, over HTTP too: nothing deleted
+        store.delete(["lc-genmaicha", "lc-matcha"])
+    assert served.retriever.collection.document_counts(["lc-genmaicha"]) == {"lc-genmaicha": 1}
+    assert store.delete(["lc-genmaicha", "lc-matcha"], missing_ok=True)
+    assert not served.retriever.collection.document_counts(["lc-genmaicha"])
+    with pytest.raises(BadInputError, match="unknown delete option"):
+        store.delete(["x"], everything=True)
 
 
 # --- LlamaIndex --------------------------------------------------------------------------------------

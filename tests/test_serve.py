@@ -348,8 +348,11 @@ def test_funnel_serve_cli_and_a_second_server_is_refused(tmp_path, embedder):
         out, err = second.communicate(timeout=60)
         assert second.returncode == 1, err
         lines = [x for x in err.splitlines() if x.strip()]
-        assert lines == ["Error: collection 'mini' is in use by another process (an index, search or serve run); "
-                         "wait for it to finish or stop it"], err
+        assert len(lines) == 1 and lines[0].startswith(
+            f"Error: collection 'mini' is in use by another process: pid {first.pid} (funnel serve -c mini --port 0 "
+            "--device cpu, since ") and lines[0].endswith("wait for it to finish or stop it (the embedded engine opens "
+                                                           "a collection in one process at a time, and has no read-only "
+                                                           "open)"), err
         assert "Traceback" not in out + err
     finally:
         first.send_signal(signal.SIGINT)  # Ctrl-C: a graceful stop, exit 0

@@ -18,6 +18,7 @@ from retriever.errors import BadInputError, DocumentNotFoundError
 from retriever.ingest.chunking import Chunk, TokenChunker, chunk_id
 from retriever.ingest.corpus import Document
 from retriever.ingest.indexer import DEFAULT_BATCH_SIZE, ENCODE_SLICE
+from retriever.query.filters import PayloadFilter
 from retriever.query.validation import show_value
 from retriever.store.base import Collection, PointBatch
 from retriever.store.limits import MAX_ID_CHARS, MAX_TITLE_CHARS, LimitError, check_string, storable_metadata
@@ -167,21 +168,59 @@ def doc_ids_arg(doc_ids: Any) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def delete_documents(collection: Collection, doc_ids: Sequence[str]) -> dict[str, int]:
+def delete_documents(collection: Collection, doc_ids: Sequence[str], missing_ok: bool = False) -> dict[str, int]:
     """Delete these documents (every chunk of each, in one engine operation); returns the chunks each had.
 
     All or nothing: when any id is not stored, :class:`DocumentNotFoundError` names it and nothing is
-    deleted."""
+    deleted; with ``missing_ok``, the stored ones are deleted and the others left out of the answer."""
     ids = doc_ids_arg(doc_ids)
+    if not isinstance(missing_ok, bool):
+        raise BadInputError(f"missing_ok is True or False, not {show_value(missing_ok)}")
     counts = collection.document_counts(ids)
     missing = [i for i in ids if i not in counts]
-    if missing:
+    if missing_ok:
+        ids = [i for i in ids if i in counts]
+        if not ids:
+            return {}
+    elif missing:
         more = f" (nor {len(missing) - 1:,} more of the {len(ids):,} ids given)" if len(missing) > 1 else ""
         raise DocumentNotFoundError(f"no document {missing[0][:80]!r} in collection {collection.spec.name!r}{more}: "
                                     "nothing deleted")
     collection.delete_documents(ids)
     collection.flush()
     return {i: counts[i] for i in ids}
+
+
+def delete_filter_arg(where: Any) -> PayloadFilter:
+    """A delete's payload filter, checked: not empty (deleting every document is ``funnel drop``)."""
+    from retriever.query.filters import parse_filter
+
+    checked = parse_filter(where)
+    if checked is None or not checked.conditions:
+        raise BadInputError("give a filter that says which documents to delete (deleting every document is "
+                            "funnel drop)")
+    return checked
+
+
+def delete_matching(collection: Collection, where: Any) -> dict[str, int]:
+    """Delete every document one of whose chunks matches the payload filter ``where`` (e.g.
+    ``{"metadata.source": "notes/tea.md"}``), each whole, in one engine operation; returns the chunks
+    each had ({} when none matches: not an error).
+
+    An empty filter is refused (deleting everything is ``funnel drop``), and so is one that matches more
+    than :data:`MAX_DELETE` documents (nothing deleted: narrow it, or delete in several calls)."""
+    checked = delete_filter_arg(where)
+    matched = collection.document_counts(where=checked)
+    if len(matched) > MAX_DELETE:
+        raise BadInputError(f"the filter matches {len(matched):,} documents, more than the {MAX_DELETE:,} one delete "
+                            "takes: nothing deleted (narrow the filter)")
+    if not matched:
+        return {}
+    ids = sorted(matched)
+    counts = collection.document_counts(ids)  # every chunk of each, not only those that matched
+    collection.delete_documents(ids)
+    collection.flush()
+    return {i: counts[i] for i in ids if i in counts}
 
 
 def page_args(limit: Any, offset: Any) -> tuple[int, int]:

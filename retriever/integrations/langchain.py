@@ -142,11 +142,15 @@ class FunnelVectorStore(VectorStore):
         return self.add_texts([d.page_content for d in documents], [dict(d.metadata) for d in documents], ids=ids)
 
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete documents by id (in-process: all or none; an unknown id raises
-        :class:`~retriever.errors.DocumentNotFoundError`)."""
+        """Delete documents by id, all or none: an unknown id raises
+        :class:`~retriever.errors.DocumentNotFoundError` and nothing is deleted (over HTTP: per request of
+        up to 1,000 ids). ``missing_ok=True`` deletes the stored ones and passes over the others."""
         if not ids:
             raise BadInputError("give the ids of the documents to delete (deleting everything is funnel drop)")
-        delete_documents(self.searcher, ids)
+        missing_ok = kwargs.pop("missing_ok", False)
+        if kwargs:
+            raise BadInputError(f"unknown delete option(s) {', '.join(sorted(kwargs))}: the option is missing_ok")
+        delete_documents(self.searcher, ids, missing_ok)
         return True
 
     def similarity_search(self, query: str, k: int = 4, **kwargs: Any) -> list[Document]:

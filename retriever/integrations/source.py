@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from retriever.errors import BadInputError
 from retriever.query.spec import Hit
-from retriever.service.client import FunnelClient
+from retriever.service.client import MAX_DELETE_IDS, FunnelClient
 
 if TYPE_CHECKING:
     from retriever.retriever import Retriever
@@ -105,12 +105,49 @@ def upsert(searcher: Searcher, documents: Sequence[Mapping[str, Any]]) -> list[s
     return [str(doc["doc_id"]) for doc in documents]
 
 
-def delete(searcher: Searcher, doc_ids: Sequence[str]) -> None:
-    """Delete documents by id: in-process all or none, over HTTP one request each (in order; an id
-    that is not stored stops there with :class:`~retriever.errors.DocumentNotFoundError`)."""
+def delete(searcher: Searcher, doc_ids: Sequence[str], missing_ok: bool = False) -> dict[str, int]:
+    """Delete documents by id, all or none (unless ``missing_ok``): in-process in one call, over HTTP
+    in one request per 1,000 ids (each all or none). Returns the chunks each deleted document had."""
     if isinstance(searcher, FunnelClient):
-        for doc_id in doc_ids:
-            searcher.delete(doc_id)
-        return
+        ids = list(doc_ids)
+        removed: dict[str, int] = {}
+        for start in range(0, max(len(ids), 1), MAX_DELETE_IDS):
+            removed.update(searcher.delete_many(ids[start:start + MAX_DELETE_IDS], missing_ok))
+        return removed
     with _lock(searcher):
-        searcher.delete(list(doc_ids))
+        return searcher.delete(list(doc_ids), missing_ok)
+
+
+def delete_where(searcher: Searcher, filter: Mapping[str, Any]) -> dict[str, int]:
+    """Delete every document one of whose chunks matches ``filter``; the chunks each had ({}: none)."""
+    if isinstance(searcher, FunnelClient):
+        return searcher.delete_where(filter)
+    with _lock(searcher):
+        return searcher.delete_where(filter)
+
+
+async def aupsert(searcher: Searcher, documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    """:func:`upsert` without blocking the event loop (in-process: on a worker thread)."""
+    if isinstance(searcher, FunnelClient):
+        for doc in documents:
+            await searcher.aupsert(doc["doc_id"], doc["text"], doc.get("metadata"))
+        return [str(doc["doc_id"]) for doc in documents]
+    return await asyncio.to_thread(upsert, searcher, documents)
+
+
+async def adelete(searcher: Searcher, doc_ids: Sequence[str], missing_ok: bool = False) -> dict[str, int]:
+    """:func:`delete` without blocking the event loop."""
+    if isinstance(searcher, FunnelClient):
+        ids = list(doc_ids)
+        removed: dict[str, int] = {}
+        for start in range(0, max(len(ids), 1), MAX_DELETE_IDS):
+            removed.update(await searcher.adelete_many(ids[start:start + MAX_DELETE_IDS], missing_ok))
+        return removed
+    return await asyncio.to_thread(delete, searcher, doc_ids, missing_ok)
+
+
+async def adelete_where(searcher: Searcher, filter: Mapping[str, Any]) -> dict[str, int]:
+    """:func:`delete_where` without blocking the event loop."""
+    if isinstance(searcher, FunnelClient):
+        return await searcher.adelete_where(filter)
+    return await asyncio.to_thread(delete_where, searcher, filter)

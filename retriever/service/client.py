@@ -33,7 +33,7 @@ from retriever.errors import (
     ServiceUnreachableError,
     error_class,
 )
-from retriever.ingest.documents import DocumentPage, DocumentSummary, UpsertResult
+from retriever.ingest.documents import DocumentPage, DocumentSummary, UpsertResult, doc_ids_arg
 from retriever.query.filters import Match, MatchAny, PayloadFilter, Range, parse_filter
 from retriever.query.fusion import Fusion
 from retriever.query.plan import FunnelPlan
@@ -483,6 +483,24 @@ class FunnelClient:
         raise_for_error(response)
         return _deleted_chunks(response)
 
+    def delete_many(self, doc_ids: Sequence[str], missing_ok: bool = False,
+                    collection: str | None = None) -> dict[str, int]:
+        """Delete several documents in one request and one engine operation
+        (``POST /collections/{name}/documents/delete``), as :meth:`Retriever.delete` does: all or nothing
+        (an id that is not stored raises :class:`~retriever.errors.DocumentNotFoundError`, nothing is
+        deleted) unless ``missing_ok``; returns the chunks each deleted document had. At most 1,000 ids."""
+        name = collection or self._served()
+        response = self._request("POST", _delete_path(name), _delete_ids_body(doc_ids, missing_ok))
+        raise_for_error(response)
+        return _deleted_map(response)
+
+    def delete_where(self, filter: Mapping[str, Any] | PayloadFilter, collection: str | None = None) -> dict[str, int]:
+        """Delete every document one of whose chunks matches ``filter`` (:meth:`Retriever.delete_where`),
+        in one request; returns the chunks each had (``{}``: none matched)."""
+        response = self._request("POST", _delete_path(collection or self._served()), _delete_filter_body(filter))
+        raise_for_error(response)
+        return _deleted_map(response)
+
     def documents(self, limit: int = 100, offset: int = 0, collection: str | None = None) -> DocumentPage:
         """One page of the collection's documents in id order (``GET /collections/{name}/documents``)."""
         path = f"/collections/{quote(collection or self._served(), safe='')}/documents{_page_query(limit, offset)}"
@@ -503,6 +521,22 @@ class FunnelClient:
         response = await self._arequest("DELETE", self._document_path(collection or await self._aserved(), doc_id))
         raise_for_error(response)
         return _deleted_chunks(response)
+
+    async def adelete_many(self, doc_ids: Sequence[str], missing_ok: bool = False,
+                           collection: str | None = None) -> dict[str, int]:
+        """:meth:`delete_many`, as a coroutine."""
+        body = _delete_ids_body(doc_ids, missing_ok)
+        response = await self._arequest("POST", _delete_path(collection or await self._aserved()), body)
+        raise_for_error(response)
+        return _deleted_map(response)
+
+    async def adelete_where(self, filter: Mapping[str, Any] | PayloadFilter,
+                            collection: str | None = None) -> dict[str, int]:
+        """:meth:`delete_where`, as a coroutine."""
+        body = _delete_filter_body(filter)
+        response = await self._arequest("POST", _delete_path(collection or await self._aserved()), body)
+        raise_for_error(response)
+        return _deleted_map(response)
 
     async def adocuments(self, limit: int = 100, offset: int = 0, collection: str | None = None) -> DocumentPage:
         """:meth:`documents`, as a coroutine."""
@@ -699,6 +733,38 @@ def _document_body(text: Any, metadata: Any, title: Any) -> dict[str, Any]:
     if title is not None:
         body["title"] = _text("the title", title)
     return body
+
+
+MAX_DELETE_IDS = 1000  # what POST …/documents/delete takes (models.MAX_HTTP_DELETE)
+
+
+def _delete_path(collection: str) -> str:
+    return f"/collections/{quote(collection, safe='')}/documents/delete"
+
+
+def _delete_ids_body(doc_ids: Any, missing_ok: Any) -> dict[str, Any]:
+    if isinstance(doc_ids, Sequence) and not isinstance(doc_ids, (str, bytes)) and len(doc_ids) > MAX_DELETE_IDS:
+        raise BadInputError(f"one delete over HTTP takes 1 to {MAX_DELETE_IDS:,} document ids, not {len(doc_ids):,}")
+    ids = doc_ids_arg([_text("doc_id", i) for i in doc_ids] if isinstance(doc_ids, (list, tuple)) else doc_ids)
+    if not isinstance(missing_ok, bool):
+        raise BadInputError(f"missing_ok is True or False, not {show_value(missing_ok)}")
+    return {"doc_ids": ids, "missing_ok": missing_ok}
+
+
+def _delete_filter_body(filter: Any) -> dict[str, Any]:
+    body = _filter_body(filter)
+    if not body:
+        raise BadInputError("give a filter that says which documents to delete (deleting every document is "
+                            "funnel drop)")
+    return {"filter": body}
+
+
+def _deleted_map(response: httpx.Response) -> dict[str, int]:
+    body = answer_json(response)
+    try:
+        return {str(k): int(v) for k, v in body["deleted"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise _answer_error(response, "delete") from None
 
 
 def _page_query(limit: Any, offset: Any) -> str:

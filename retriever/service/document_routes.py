@@ -1,4 +1,5 @@
-"""The document routes: ``PUT`` / ``DELETE /collections/{name}/documents/{doc_id}`` and ``GET …/documents``.
+"""The document routes: ``PUT`` / ``DELETE /collections/{name}/documents/{doc_id}``, ``GET …/documents`` and
+``POST …/documents/delete`` (several documents, by id or by filter, in one engine operation).
 
 Authenticated like ``/search`` (the API key guard covers every path but the open ones), bodies bounded
 by the models and the body-size limit. Each operation runs on the search thread
@@ -21,6 +22,8 @@ from retriever.service.models import (
     DocumentDeleteResponse,
     DocumentListResponse,
     DocumentRequest,
+    DocumentsDeleteRequest,
+    DocumentsDeleteResponse,
     DocumentWriteResponse,
 )
 from retriever.service.routes import PROTECTED, Batcher, Service, _check_collection, _errors
@@ -56,6 +59,29 @@ async def delete_document(name: str, doc_id: DocId, service: Service, batcher: B
     removed = await asyncio.get_running_loop().run_in_executor(
         batcher.executor, delete_documents, state.collection, [doc_id])
     return {"collection": state.name, "doc_id": doc_id, "chunks": removed[doc_id]}
+
+
+@router.post("/collections/{name}/documents/delete", response_model=DocumentsDeleteResponse,
+             dependencies=PROTECTED, responses=_errors(400, 401, 404, 413, 422, 500, 507))
+async def delete_many(name: str, body: DocumentsDeleteRequest, service: Service, batcher: Batcher) -> dict[str, Any]:
+    """Delete several documents in one engine operation: by `doc_ids` (all or nothing: an id that is not stored
+    is 404 `document_not_found` and nothing is deleted, unless `missing_ok`) or by `filter` (every document one
+    of whose chunks matches)."""
+    from retriever.ingest.documents import delete_documents, delete_matching
+
+    start = time.perf_counter()
+    state = _check_collection(service, name)
+    ids = body.doc_ids
+
+    def run() -> dict[str, int]:
+        if ids is not None:
+            return delete_documents(state.collection, ids, body.missing_ok)
+        return delete_matching(state.collection, body.filter)
+
+    removed = await asyncio.get_running_loop().run_in_executor(batcher.executor, run)
+    missing = [i for i in dict.fromkeys(ids) if i not in removed] if ids is not None else []
+    return {"collection": state.name, "deleted": removed, "missing": missing, "documents": len(removed),
+            "chunks": sum(removed.values()), "took_ms": round((time.perf_counter() - start) * 1000, 3)}
 
 
 @router.get("/collections/{name}/documents", response_model=DocumentListResponse, dependencies=PROTECTED,

@@ -22,6 +22,7 @@ MAX_HTTP_QUERIES = 32
 MAX_PLAN_CHARS = 200
 MAX_DOCUMENT_CHARS = 4 * 1024 * 1024  # a document's text (the body limit, 256 KiB by default, usually binds first)
 MAX_HTTP_PAGE = 1000  # documents one GET …/documents returns at most
+MAX_HTTP_DELETE = 1000  # document ids one POST …/documents/delete takes at most
 
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]
 
@@ -329,3 +330,43 @@ class DocumentListResponse(BaseModel):
     offset: int
     limit: int
     documents: list[DocumentSummaryModel]
+
+
+class DocumentsDeleteRequest(BaseModel):
+    """Which documents to delete: ``doc_ids`` (a list) or ``filter`` (a payload filter), exactly one."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"doc_ids": ["misc/tea.md", "misc/coffee.md"]},
+                                        {"doc_ids": ["a", "gone"], "missing_ok": True},
+                                        {"filter": {"metadata.source": "notes/tea.md"}}]},
+    )
+
+    doc_ids: Annotated[list[Annotated[Text, Field(min_length=1, max_length=MAX_ID_CHARS)]],
+                       Field(min_length=1, max_length=MAX_HTTP_DELETE)] | None = Field(
+        default=None, description=f"1 to {MAX_HTTP_DELETE:,} document ids (a repeated id counts once). All or "
+        "nothing: when one is not stored, 404 document_not_found and nothing is deleted (unless `missing_ok`)")
+    missing_ok: bool = Field(default=False, strict=True, description="with `doc_ids`: delete the stored ones and "
+                             "list the others in `missing` instead of refusing")
+    filter: FilterSpec | None = Field(
+        default=None, description="delete every document one of whose chunks matches (the syntax of /search's "
+        "filter; not empty). None matching is not an error (`deleted` is empty); more than 10,000 is refused, 400")
+
+    @model_validator(mode="after")
+    def _ids_or_filter(self) -> DocumentsDeleteRequest:
+        if (self.doc_ids is None) == (self.filter is None):
+            raise ValueError("give exactly one of `doc_ids` (a list of document ids) or `filter` (a payload filter)")
+        if self.missing_ok and self.doc_ids is None:
+            raise ValueError("`missing_ok` goes with `doc_ids` (a filter never misses)")
+        return self
+
+
+class DocumentsDeleteResponse(BaseModel):
+    """What a delete removed: the chunks each deleted document had, and the ids that were not stored."""
+
+    collection: str
+    deleted: dict[str, int] = Field(description="document id → the chunks deleted")
+    missing: list[str] = Field(description="with `missing_ok`: the ids given that were not stored (else empty)")
+    documents: int = Field(description="documents deleted")
+    chunks: int = Field(description="chunks (points) deleted")
+    took_ms: float

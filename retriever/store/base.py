@@ -107,8 +107,11 @@ class Collection(ABC):
     # --- documents: the points that share a payload ``doc_id`` ----------------------------------
 
     @abstractmethod
-    def document_counts(self, doc_ids: Sequence[str] | None = None) -> dict[str, int]:
-        """Points per document id, of ``doc_ids`` (those stored; the others are absent) or of every document."""
+    def document_counts(self, doc_ids: Sequence[str] | None = None,
+                        where: PayloadFilter | None = None) -> dict[str, int]:
+        """Points per document id, of ``doc_ids`` (those stored; the others are absent) or of every document;
+        with ``where``, only the points that match it are counted (a document none of whose points match
+        is absent)."""
 
     @abstractmethod
     def delete_documents(self, doc_ids: Sequence[str], keep: Sequence[str] = ()) -> None:

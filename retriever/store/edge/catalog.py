@@ -38,7 +38,7 @@ from retriever.store.edge.collection import (
     text_index,
 )
 from retriever.store.edge.disk import check_writable, storage_error
-from retriever.store.edge.locks import creation_lock
+from retriever.store.edge.locks import creation_lock, hold
 from retriever.store.limits import ENGINE_FILE_BYTES, NEW_SHARD_FILES
 from retriever.store.paths import validate_collection_name
 from retriever.store.spec import CollectionSpec
@@ -120,9 +120,16 @@ class EdgeCatalog(Catalog):
     def open(self, name: str) -> EdgeCollection:
         spec = self.read_spec(name)
         path = self._path(name)
+        if open_here(path):  # the engine's lock would refuse it, after touching the files (see locks.Holder)
+            raise CollectionLockedError(
+                f"collection {name!r} is already open in this process ({path}): close it first "
+                "(Retriever.close(), or leave its with block); one process opens a collection once")
+        holder = hold(path, name)  # another funnel process holds it: refused before the engine touches a file
         try:
             shard = EdgeShard.load(str(path / SHARD_DIR))
         except Exception as exc:  # noqa: BLE001
+            if holder is not None:
+                holder.release()
             error = engine_error(exc, name)
             if isinstance(error, CollectionLockedError) and open_here(path):
                 raise CollectionLockedError(
@@ -132,7 +139,7 @@ class EdgeCatalog(Catalog):
                 raise error from exc  # in use, or the disk's fault: never "delete it"
             raise StoreError(f"{error} (the collection cannot be opened; 'funnel drop {name}' deletes it)") from exc
         release_freed_memory()
-        collection = EdgeCollection(path, spec, shard)
+        collection = EdgeCollection(path, spec, shard, holder)
         if collection.replacing:  # a document replacement was killed: finish or undo it before any use
             try:
                 collection.recover_pending()

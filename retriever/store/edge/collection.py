@@ -55,12 +55,14 @@ from qdrant_edge import Language as StopwordLanguage
 
 from retriever.errors import CollectionLockedError, DamagedCalibrationError, FunnelError, StoreError
 from retriever.query.dbsf import Expanded
+from retriever.query.filters import PayloadFilter
 from retriever.query.fusion import TEXT_FIELD
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import PENDING_FIELD, Collection, PendingPoint, PointBatch, engine_id
 from retriever.store.edge.disk import dir_bytes, require_free_space, sparse_bytes, storage_error
-from retriever.store.edge.requests import EdgeRequests, to_hit
+from retriever.store.edge.locks import Holder
+from retriever.store.edge.requests import EdgeRequests, edge_filter, to_hit
 from retriever.store.limits import (
     MAX_CALIBRATION_BYTES,
     MAX_CALIBRATION_DEPTH,
@@ -169,7 +171,8 @@ def open_here(path: Path) -> bool:
 class EdgeCollection(Collection):
     """An open Edge shard with the collection's spec."""
 
-    def __init__(self, path: Path, spec: CollectionSpec, shard: EdgeShard) -> None:
+    def __init__(self, path: Path, spec: CollectionSpec, shard: EdgeShard, holder: Holder | None = None) -> None:
+        self._holder = holder  # this process's hold on the collection (see locks.hold), released at close
         self._held = path.resolve()
         _OPEN_HERE.add(self._held)
         self.path = path
@@ -233,13 +236,17 @@ class EdgeCollection(Collection):
         except Exception as exc:  # noqa: BLE001
             raise engine_error(exc, self.spec.name) from exc
 
-    def document_counts(self, doc_ids: Sequence[str] | None = None) -> dict[str, int]:
+    def document_counts(self, doc_ids: Sequence[str] | None = None,
+                        where: PayloadFilter | None = None) -> dict[str, int]:
         if doc_ids is not None and not doc_ids:
             return {}
-        where = None if doc_ids is None else Filter(must=[_any_doc(doc_ids)])
+        must: list[Any] = [_any_doc(doc_ids)] if doc_ids is not None else []
+        matching = edge_filter(where)
+        must += list(matching.must or []) if matching is not None else []
         limit = len(set(doc_ids)) if doc_ids is not None else self.count()
         try:
-            found = self.shard.facet(FacetRequest("doc_id", limit=max(1, limit), exact=True, filter=where))
+            found = self.shard.facet(FacetRequest("doc_id", limit=max(1, limit), exact=True,
+                                                  filter=Filter(must=must) if must else None))
         except Exception as exc:  # noqa: BLE001
             raise engine_error(exc, self.spec.name) from exc
         return {str(hit.value): int(hit.count) for hit in found.hits if hit.count > 0}  # deleted values stay, at 0
@@ -453,6 +460,9 @@ class EdgeCollection(Collection):
             self._shard.close()
             self._shard = None
             _OPEN_HERE.discard(self._held)
+            if self._holder is not None:
+                self._holder.release()
+                self._holder = None
 
     @property
     def closed(self) -> bool:

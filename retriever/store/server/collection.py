@@ -30,12 +30,13 @@ import numpy as np
 
 from retriever.errors import CollectionNotFoundError, DamagedCalibrationError, StoreError
 from retriever.query.dbsf import Expanded
+from retriever.query.filters import PayloadFilter
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
 from retriever.store.base import PENDING_FIELD, Collection, PendingPoint, PointBatch, engine_id
 from retriever.store.limits import MAX_CALIBRATION_DEPTH, json_kind, nesting_depth
 from retriever.store.server.connection import NotFound
-from retriever.store.server.requests import TEXT_FIELDS, ServerRequests, to_hit
+from retriever.store.server.requests import TEXT_FIELDS, ServerRequests, server_filter, to_hit
 from retriever.store.spec import CollectionSpec
 
 SPEC_KEY = "funnel_spec"
@@ -178,14 +179,18 @@ class ServerCollection(Collection):
 
     # --- documents -------------------------------------------------------------------------------
 
-    def document_counts(self, doc_ids: Sequence[str] | None = None) -> dict[str, int]:
+    def document_counts(self, doc_ids: Sequence[str] | None = None,
+                        where: PayloadFilter | None = None) -> dict[str, int]:
         from qdrant_client import models
 
         if doc_ids is not None and not doc_ids:
             return {}
-        where = None if doc_ids is None else models.Filter(must=[_any_doc(doc_ids)])
+        must = [_any_doc(doc_ids)] if doc_ids is not None else []
+        matching = server_filter(where)
+        must += list(matching.must or []) if matching is not None else []
         limit = len(set(doc_ids)) if doc_ids is not None else self.count()
-        found = self._call("count documents", self.catalog.conn.client.facet, key="doc_id", facet_filter=where,
+        found = self._call("count documents", self.catalog.conn.client.facet, key="doc_id",
+                           facet_filter=models.Filter(must=must) if must else None,
                            limit=max(1, limit), exact=True)
         return {str(hit.value): int(hit.count) for hit in found.hits if hit.count > 0}  # deleted values stay, at 0
 
