@@ -3,8 +3,10 @@
 The flow of :func:`tune`: validate everything (pairs, eval data, dims, output dir) → load the base
 model → baseline per-dim evaluation (and the guard set) → train with sentence-transformers'
 trainer (no-duplicates batches, per-epoch evaluation and checkpoints, best checkpoint kept by
-NDCG@10 at one dim) → evaluate the best model → save it as a normal sentence-transformers model
-with a model card and ``eval_report.json``.
+NDCG@10 at one dim) → evaluate the best model, query by query against the base model
+(:mod:`tuner.verdict`) → save it as a normal sentence-transformers model with a model card and
+``eval_report.json``; when it is worse than the base model at any dim beyond noise, the base model is
+saved as the result instead and the tuned one beside it (:data:`WORSE_DIR`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from typing import Any
 from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
 from retriever.errors import OutOfMemoryError, TuneError
 from retriever.query.ladder import parse_ladder
-from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
+from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data, ndcg_per_query, split_pairs
 from tuner.pairs import PairColumns, PairReport, load_pairs, require_tune_extra
 from tuner.replay import base_lineage, check_replay, mix_replay
+from tuner.verdict import Verdict, judge
 
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_FILES = ("model.safetensors", "modules.json", "optimizer.pt", "scheduler.pt")  # + trainer_state.json
 REPORT_FILE = "eval_report.json"
+WORSE_DIR = "tuned-worse"  # where a tuned model worse than its base is kept, inside the output
 LOSSES = ("mnrl", "cached-mnrl")
 
 
@@ -39,7 +43,7 @@ class TuneConfig:
     base_model: str = DEFAULT_MODEL
     dims: str | None = None
     eval_dir: Path | None = None
-    eval_split: float = 0.1
+    eval_split: float | None = None  # None: fitted to the pairs (tuner.evaluation.held_out_count)
     epochs: int = 1
     batch_size: int = 32
     lr: float = 1e-4
@@ -55,6 +59,7 @@ class TuneConfig:
     columns: PairColumns = field(default_factory=PairColumns)
     replay: str | None = None
     replay_ratio: float | None = None
+    keep_worse: bool = False  # save the tuned model as the result even when it is worse than the base
 
 
 @dataclass
@@ -80,6 +85,13 @@ class TuneResult:
     config: dict[str, Any] = field(default_factory=dict)
     replay: dict[str, Any] | None = None
     lineage: list[dict[str, Any]] = field(default_factory=list)
+    verdict: dict[str, Any] = field(default_factory=dict)
+    kept: str = "tuned"  # "base" when the tuned model was worse (and not --keep-worse)
+    worse_model: str | None = None  # where the tuned model went when the base was kept
+
+    @property
+    def worse_dims(self) -> list[int]:
+        return list(self.verdict.get("worse_dims", []))
 
     def improvement(self, dim: int) -> float:
         return (self.tuned[dim] - self.baseline[dim]) / self.baseline[dim] * 100
@@ -316,6 +328,7 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     evaluator = MatryoshkaIREvaluator(data.eval_data, dims, best_dim)
     log(f"baseline: evaluating {embedder.name} at dims {dims} on {data.eval_data.name} …")
     baseline = evaluator.ndcg_by_dim(evaluator(model))
+    base_scores = ndcg_per_query(model, data.eval_data, dims)
     guard = MatryoshkaIREvaluator(data.guard_data, dims, best_dim) if data.guard_data else None
     guard_baseline = guard.ndcg_by_dim(guard(model)) if guard else None
 
@@ -331,10 +344,31 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     trainer, timer = _train(model, train, evaluator, config, embedder.device, dims, checkpoint)
     tuned = _best_ndcg(trainer, evaluator, model, log)
     guard_tuned = guard.ndcg_by_dim(guard(model)) if guard else None
+    verdict = judge(data.eval_data.name, base_scores, ndcg_per_query(model, data.eval_data, dims))
     result = _result(config, embedder, dims, data, len(train), trainer, timer, truncated,
                      (baseline, tuned, guard_baseline, guard_tuned))
+    result.verdict = verdict.to_dict()
+    if verdict.call == "worse" and not config.keep_worse:
+        result.kept, result.worse_model = "base", str(config.output / WORSE_DIR)
+    log(verdict_line(verdict, result))
     _save(model, result, config)
     return result
+
+
+def verdict_line(verdict: Verdict, result: TuneResult) -> str:
+    """One line on base vs tuned: which dims got worse beyond noise, and which model the output holds."""
+    n = f"{verdict.eval_set}, {verdict.queries:,} queries"
+    if verdict.call != "worse":
+        better = [d.dim for d in verdict.dims if d.call == "better"]
+        shown = f"better at dims {', '.join(map(str, better))}" if better else "not shown better at any dim"
+        return (f"verdict: tuned vs {result.base_model} on {n}: {shown}, worse at none beyond noise; "
+                f"the tuned model is the result")
+    lost = ", ".join(f"{d.dim} ({d.base:.4f} → {d.tuned:.4f})" for d in verdict.dims if d.call == "worse")
+    kept = (f"{result.output} holds the base model unchanged, the tuned one is in {result.worse_model} "
+            "(--keep-worse keeps it as the result)" if result.kept == "base"
+            else f"kept as the result in {result.output} (--keep-worse)")
+    return (f"warning: tuning made the model worse than {result.base_model} on {verdict.eval_set} "
+            f"({verdict.queries:,} queries) at dims {lost}, beyond noise; {kept}")
 
 
 def _resume_from(config: TuneConfig, log: Any) -> Path | None:
@@ -477,12 +511,23 @@ def _log_pairs(log: Any, report: PairReport, train: int, eval_data: Any) -> None
 
 
 def _save(model: Any, result: TuneResult, config: TuneConfig) -> None:
-    """Save the tuned model, its card (with the eval table) and eval_report.json; drop checkpoints."""
+    """Save the result (the tuned model, or the base one when tuning made it worse: the tuned one then goes
+    to ``OUTPUT/tuned-worse``), its card (with the eval table and verdict) and eval_report.json; drop
+    checkpoints."""
+    out = config.output
+    if result.kept == "base":
+        _write_model(model, out / WORSE_DIR, result)
+        base = Embedder(config.base_model, device="cpu", encoder="torch").model
+        _write_model(base, out, result)
+    else:
+        _write_model(model, out, result)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+
+
+def _write_model(model: Any, out: Path, result: TuneResult) -> None:
     from tuner.report import model_card_section
 
-    out = config.output
     model.save_pretrained(str(out))
     card = out / "README.md"
     card.write_text((card.read_text() if card.exists() else "") + "\n" + model_card_section(result))
     (out / REPORT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
