@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
 from retriever.errors import OutOfMemoryError, TuneError
 from retriever.query.ladder import parse_ladder
@@ -32,6 +34,8 @@ CHECKPOINT_FILES = ("model.safetensors", "modules.json", "optimizer.pt", "schedu
 REPORT_FILE = "eval_report.json"
 WORSE_DIR = "tuned-worse"  # where a tuned model worse than its base is kept, inside the output
 LOSSES = ("mnrl", "cached-mnrl")
+NEGATIVE_MARGIN = 0.05  # a mined negative must score below 95 % of the positive (false-negative guard)
+DUPLICATE_COSINE = 0.98  # a passage this close to a positive is a copy of it, never a negative
 
 
 @dataclass(frozen=True)
@@ -213,14 +217,39 @@ def count_truncated(model: Any, pairs: Any) -> int:
 
 
 def mine_negatives(pairs: Any, model: Any, n: int, batch_size: int) -> Any:
-    """Hard negatives from the positives of the pairs, skipping any closer than 95 % of the positive."""
+    """Hard negatives from the positives of the pairs, never the positive or a duplicate of it.
+
+    sentence-transformers' ``mine_hard_negatives`` leaves out every positive of the anchor (an anchor
+    on several rows has several) and, as the false-negative guard, any candidate scoring above 95 % of
+    the row's positive (``relative_margin=0.05``). That guard sees only the row's own positive, so a
+    near-copy of the anchor's *other* positive could pass: a row with a negative that close to any
+    positive of its anchor (cosine of the passages ≥ :data:`DUPLICATE_COSINE`) is dropped.
+    """
     from sentence_transformers import mine_hard_negatives
 
-    return mine_hard_negatives(
+    mined = mine_hard_negatives(
         pairs, model, anchor_column_name="anchor", positive_column_name="positive",
-        num_negatives=n, relative_margin=0.05, sampling_strategy="top", range_min=0,
+        num_negatives=n, relative_margin=NEGATIVE_MARGIN, sampling_strategy="top", range_min=0,
         output_format="n-tuple" if n > 1 else "triplet", batch_size=batch_size, verbose=False,
     )
+    positives: dict[str, set[str]] = {}
+    for anchor, positive in zip(pairs["anchor"], pairs["positive"]):
+        positives.setdefault(anchor, set()).add(positive)
+    several = {a for a, p in positives.items() if len(p) > 1}
+    rows = [i for i, a in enumerate(mined["anchor"]) if a in several]
+    if not rows:
+        return mined
+    columns = [c for c in mined.column_names if c.startswith("negative")]
+    texts = sorted({t for a in several for t in positives[a]} | {mined[c][i] for c in columns for i in rows})
+    emb = dict(zip(texts, model.encode(texts, batch_size=batch_size, normalize_embeddings=True)))
+    drop = set()
+    for i in rows:
+        anchor = mined["anchor"][i]
+        known = np.stack([emb[t] for t in sorted(positives[anchor])])
+        negatives = np.stack([emb[mined[c][i]] for c in columns])
+        if float((negatives @ known.T).max()) >= DUPLICATE_COSINE:
+            drop.add(i)
+    return mined.select([i for i in range(len(mined)) if i not in drop]) if drop else mined
 
 
 def _loss(model: Any, config: TuneConfig, dims: list[int]) -> Any:

@@ -33,9 +33,6 @@ if TYPE_CHECKING:
     from retriever.ingest.chunking import Chunk
 
 
-DROPPED = {"round_trip": "whose chunk the base model does not rank in the top --round-trip-k"}
-
-
 class _GenerateProgress:
     """A line on stderr every 30 s: chunks done and pairs written."""
 
@@ -146,7 +143,8 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
             click.echo(f"Interrupted: the pairs written so far are in {out}; re-run the same command to resume.",
                        err=True)
             ctx.exit(130)
-    dropped = ", ".join(f"{v:,} {DROPPED.get(k, k.replace('_', ' '))}" for k, v in sorted(report.dropped.items())) or "none"
+    labels = {"round_trip": f"not in the base model's top {round_trip_k} for their chunk (round trip)"}
+    dropped = ", ".join(f"{v:,} {labels.get(k, k.replace('_', ' '))}" for k, v in sorted(report.dropped.items())) or "none"
     if report.generated == 0 and report.no_questions:
         from retriever.errors import PairsError
 
