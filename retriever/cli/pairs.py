@@ -135,7 +135,8 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
         round_trip = None
         if round_trip_k:
             source = list(chunks)
-            err.print(f"round-trip filter: encoding {len(source):,} chunks with {embedder.name} …", highlight=False)
+            if len(source) >= 1_000:  # a minute or more on a CPU: say what it is doing
+                err.print(f"round-trip filter: encoding {len(source):,} chunks with {embedder.name} …", highlight=False)
             round_trip = RoundTrip(embedder, [c.text for c in source], round_trip_k)
         try:
             report = generate_pairs(source, out, config, progress=_GenerateProgress(), round_trip=round_trip)
