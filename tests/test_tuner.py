@@ -363,6 +363,8 @@ def test_tuning_raises_low_dim_ndcg_on_held_out_questions(jargon, jargon_tuned):
     assert result.tuned[64] - result.baseline[64] > 0.3, result.tuned
     assert result.tuned[64] >= result.tuned[384] - 0.05, result.tuned  # Matryoshka: the prefix learns as much
     assert all(result.guard_tuned[d] >= result.guard_baseline[d] - 0.03 for d in result.dims), result.guard_tuned
+    assert result.verdict["call"] == "better" and result.kept == "tuned", result.verdict  # the verdict keeps it
+    assert result.verdict["dims"][64]["call"] == "better"
 
 
 def test_matryoshka_loss_gains_more_at_low_dims_than_plain_mnrl(jargon, jargon_tuned, monkeypatch):

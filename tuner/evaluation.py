@@ -7,11 +7,13 @@ per-dim evaluator the truncated corpus embeddings, so a 4-dim evaluation costs o
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sentence_transformers.sentence_transformer.evaluation import (
     InformationRetrievalEvaluator,
     SentenceEvaluator,
@@ -21,7 +23,10 @@ from retriever.errors import CorpusError, TuneError
 from retriever.ingest.beir import check_layout, load_split
 from retriever.ingest.corpus import read_corpus
 
-MIN_EVAL_QUERIES = 50
+MIN_EVAL_QUERIES = 50  # what an automatic held-out split aims for, and what a BEIR eval set must have
+MIN_SPLIT_QUERIES = 20  # the fewest held-out queries a split may leave
+DEFAULT_SPLIT_FRACTION = 0.1
+MAX_SPLIT_FRACTION = 0.3  # an automatic split never holds out more than this share of the anchors
 
 
 @dataclass(frozen=True)
@@ -54,21 +59,38 @@ def beir_ir_data(path: str | Path, split: str = "test", name: str | None = None)
     return IRData(name or path.name, data.queries, corpus, data.relevant)
 
 
-def split_pairs(pairs: Any, fraction: float, seed: int = 42) -> tuple[Any, IRData]:
-    """Hold out ``fraction`` of the anchors as queries; the corpus is every distinct positive.
+def held_out_count(anchors: int, fraction: float | None) -> int:
+    """How many of ``anchors`` distinct questions to hold out for evaluation.
+
+    ``fraction`` None (the default) fits the split to the data: 10 % of the anchors, raised to
+    :data:`MIN_EVAL_QUERIES` (a smaller set measures little), capped at :data:`MAX_SPLIT_FRACTION` of
+    them so that most pairs still train. A given ``fraction`` is taken as it is. Either way fewer than
+    :data:`MIN_SPLIT_QUERIES` held-out queries is refused (:class:`TuneError`).
+    """
+    if fraction is not None and not 0 < fraction < 1:
+        raise TuneError(f"invalid eval split {fraction}: use a fraction between 0 and 1, e.g. 0.1")
+    if fraction is None:
+        held = min(max(round(anchors * DEFAULT_SPLIT_FRACTION), MIN_EVAL_QUERIES), int(anchors * MAX_SPLIT_FRACTION))
+    else:
+        held = round(anchors * fraction)
+    if held < MIN_SPLIT_QUERIES:
+        need = f"at least {math.ceil(MIN_SPLIT_QUERIES / (fraction or MAX_SPLIT_FRACTION))} distinct questions"
+        raise TuneError(
+            f"eval split too small: {held} held-out queries from {anchors} anchors (at least {MIN_SPLIT_QUERIES}); "
+            f"give {need}{', raise --eval-split' if fraction is not None else ''} or --eval BEIR_DIR"
+        )
+    return held
+
+
+def split_pairs(pairs: Any, fraction: float | None = None, seed: int = 42) -> tuple[Any, IRData]:
+    """Hold out some anchors (:func:`held_out_count`) as queries; the corpus is every distinct positive.
 
     Returns the remaining training pairs (a ``datasets.Dataset``) and the held-out set.
     """
-    if not 0 < fraction < 1:
-        raise TuneError(f"invalid eval split {fraction}: use a fraction between 0 and 1, e.g. 0.1")
     anchors = sorted(set(pairs["anchor"]))
+    count = held_out_count(len(anchors), fraction)
     random.Random(seed).shuffle(anchors)
-    held = set(anchors[: round(len(anchors) * fraction)])
-    if len(held) < MIN_EVAL_QUERIES:
-        raise TuneError(
-            f"eval split too small: {len(held)} held-out queries from {len(anchors)} anchors "
-            f"(at least {MIN_EVAL_QUERIES}); raise --eval-split or give --eval BEIR_DIR"
-        )
+    held = set(anchors[:count])
     doc_ids: dict[str, str] = {}
     for text in pairs["positive"]:
         doc_ids.setdefault(text, f"d{len(doc_ids)}")
@@ -85,6 +107,38 @@ def split_pairs(pairs: Any, fraction: float, seed: int = 42) -> tuple[Any, IRDat
         relevant,
     )
     return train, data
+
+
+def ndcg_per_query(model: Any, data: IRData, dims: list[int], k: int = 10, batch_size: int = 64) -> dict[int, np.ndarray]:
+    """NDCG@k of every query of ``data`` (in ``data.queries`` order) at each dim, binary relevance, cosine.
+
+    The same measure as :class:`InformationRetrievalEvaluator`'s ``cosine_ndcg@10`` (its mean), kept per
+    query so that two models can be compared query by query (:mod:`tuner.verdict`). One encode of the
+    corpus and of the queries serves every dim.
+    """
+    import torch
+
+    doc_ids = list(data.corpus)
+    query_ids = [q for q in data.queries if data.relevant.get(q)]  # as the evaluator: judged queries only
+    corpus = model.encode([data.corpus[d] for d in doc_ids], batch_size=batch_size, convert_to_tensor=True)
+    queries = model.encode([data.queries[q] for q in query_ids], batch_size=batch_size, convert_to_tensor=True)
+    position = {d: i for i, d in enumerate(doc_ids)}
+    relevant = torch.zeros(len(query_ids), len(doc_ids), dtype=torch.bool)
+    for row, qid in enumerate(query_ids):
+        relevant[row, [position[d] for d in data.relevant.get(qid, ()) if d in position]] = True
+    top = min(k, len(doc_ids))
+    discount = 1.0 / torch.log2(torch.arange(2, top + 2, dtype=torch.float64))
+    ideal = torch.cumsum(discount, 0)
+    n_relevant = relevant.sum(1).clamp(max=top)
+    out: dict[int, np.ndarray] = {}
+    for dim in dims:
+        q = torch.nn.functional.normalize(queries[:, :dim].float(), dim=1)
+        c = torch.nn.functional.normalize(corpus[:, :dim].float(), dim=1)
+        ranked = (q @ c.T).topk(top, dim=1).indices.cpu()
+        dcg = (torch.gather(relevant, 1, ranked).double() * discount).sum(1)
+        idcg = torch.where(n_relevant > 0, ideal[(n_relevant - 1).clamp(min=0)], torch.ones(1, dtype=torch.float64))
+        out[dim] = (dcg / idcg).numpy()
+    return out
 
 
 class MatryoshkaIREvaluator(SentenceEvaluator):

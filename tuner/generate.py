@@ -3,8 +3,9 @@
 Methods: ``llm`` asks an OpenAI-compatible server for questions (see :mod:`tuner.llm_client`),
 ``offline`` needs no server: ``ict`` (model-free pseudo-queries, :mod:`tuner.pseudo_queries`) or
 ``smollm2`` (a small instruct model in-process, :mod:`tuner.local_llm`). Model answers are parsed and
-filtered by :mod:`tuner.question_filter`. Chunks already in the output are skipped (resume), and
-``limit`` picks a seeded random sample of chunks, the same sample on every run.
+filtered by :mod:`tuner.question_filter`; every method's questions then go through the round-trip
+filter (:mod:`tuner.round_trip`) when one is given. Chunks already in the output are skipped (resume),
+and ``limit`` picks a seeded random sample of chunks, the same sample on every run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tuner.pair_file import Key, PairWriter, check_output, record, resume_state
 from tuner.prompt import PromptTemplate
 from tuner.pseudo_queries import ict_pairs
 from tuner.question_filter import QuestionFilter, parse_questions
+from tuner.round_trip import RoundTrip
 
 METHODS = ("llm", "offline")
 OFFLINE_METHODS = ("ict", "smollm2")
@@ -116,21 +118,29 @@ class _Run:
     """Shared state of one run: writer, filter, report, progress."""
 
     def __init__(self, writer: PairWriter, config: GenerateConfig, report: GenerateReport,
-                 progress: Callable[[GenerateReport], None] | None) -> None:
+                 progress: Callable[[GenerateReport], None] | None, round_trip: RoundTrip | None) -> None:
         self.writer, self.config, self.report, self.progress = writer, config, report, progress
         self.filter = QuestionFilter()
+        self.round_trip = round_trip
+        self.round_trip_dropped = 0
 
     def questions(self, chunk: Chunk, answer: str) -> None:
         kept = self.filter.keep(parse_questions(answer), chunk.text, limit=self.config.questions_per_chunk)
         self.pairs(chunk, [(q, chunk.text) for q in kept])
 
     def pairs(self, chunk: Chunk, pairs: list[tuple[str, str]]) -> None:
+        if pairs and self.round_trip is not None:
+            kept = self.round_trip.keep([q for q, _ in pairs], chunk.text)
+            self.round_trip_dropped += kept.count(False)
+            pairs = [pair for pair, ok in zip(pairs, kept) if ok]
         if not pairs:
             self.report.no_questions += 1
         else:
             self.report.generated += 1
             self.report.pairs += self.writer.write(record(a, p, chunk.doc_id, chunk.index) for a, p in pairs)
         self.report.dropped = dict(self.filter.dropped)
+        if self.round_trip_dropped:
+            self.report.dropped["round_trip"] = self.round_trip_dropped
         if self.progress:
             self.progress(self.report)
 
@@ -145,8 +155,12 @@ def _todo(chunks: Iterable[Chunk], done: set[Key], report: GenerateReport) -> It
 
 
 def generate_pairs(chunks: Iterable[Chunk], out: Path, config: GenerateConfig,
-                   progress: Callable[[GenerateReport], None] | None = None) -> GenerateReport:
+                   progress: Callable[[GenerateReport], None] | None = None,
+                   round_trip: RoundTrip | None = None) -> GenerateReport:
     """Write pairs for every chunk not yet in ``out``; return what was done.
+
+    With ``round_trip`` (built on the same corpus's chunks), a question is written only if the base
+    model ranks its chunk in the top k (the dropped ones are counted as ``round_trip``).
 
     On an :class:`~retriever.errors.LLMError` (server unreachable after the retries) the pairs
     written so far stay in ``out`` and the error is raised; a re-run resumes.
@@ -158,7 +172,7 @@ def generate_pairs(chunks: Iterable[Chunk], out: Path, config: GenerateConfig,
     start = time.perf_counter()
     todo = _todo(sample_chunks(chunks, config.limit, config.seed), done, report)
     with PairWriter(out) as writer:
-        run = _Run(writer, config, report, progress)
+        run = _Run(writer, config, report, progress, round_trip)
         try:
             if config.method == "llm":
                 asyncio.run(_llm(todo, run))

@@ -10,14 +10,20 @@ if TYPE_CHECKING:
     from tuner.training import TuneResult
 
 
+def dim_call(result: TuneResult, dim: int) -> str:
+    """The verdict at one dim: better, same (within noise) or worse; "" when there is none."""
+    return str(result.verdict.get("dims", {}).get(dim, {}).get("call", ""))
+
+
 def rich_table(result: TuneResult) -> Table:
-    """The seed's table: dim, baseline, tuned, improvement %."""
+    """The seed's table: dim, baseline, tuned, improvement %, and the verdict per dim."""
     table = Table(title=f"NDCG@10 on {result.eval_set}", title_justify="left")
-    for col in ("dim", "baseline", "tuned", "improvement"):
+    for col in ("dim", "baseline", "tuned", "improvement", "verdict"):
         table.add_column(col, justify="right")
     for dim in result.dims[::-1]:
+        call = dim_call(result, dim)
         table.add_row(str(dim), f"{result.baseline[dim]:.4f}", f"{result.tuned[dim]:.4f}",
-                      f"{result.improvement(dim):+.1f} %")
+                      f"{result.improvement(dim):+.1f} %", f"[red]{call}[/]" if call == "worse" else call)
     return table
 
 
@@ -64,11 +70,12 @@ def model_card_section(result: TuneResult) -> str:
         *lineage_lines(result),
         f"NDCG@10 on {result.eval_set}:",
         "",
-        "| dim | baseline | tuned | improvement |",
-        "|---|---|---|---|",
-        *(f"| {d} | {result.baseline[d]:.4f} | {result.tuned[d]:.4f} | {result.improvement(d):+.1f} % |"
-          for d in result.dims[::-1]),
+        "| dim | baseline | tuned | improvement | verdict |",
+        "|---|---|---|---|---|",
+        *(f"| {d} | {result.baseline[d]:.4f} | {result.tuned[d]:.4f} | {result.improvement(d):+.1f} % "
+          f"| {dim_call(result, d)} |" for d in result.dims[::-1]),
         "",
+        *verdict_lines(result),
     ]
     if result.guard_baseline and result.guard_tuned:
         lines += [
@@ -80,3 +87,17 @@ def model_card_section(result: TuneResult) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def verdict_lines(result: TuneResult) -> list[str]:
+    """What the card says about base vs tuned (the verdict, per query within one standard error = same)."""
+    if not result.verdict:
+        return []
+    if result.kept == "base":
+        return [f"**Not better: tuning made the model worse at dims {result.worse_dims}** (beyond one standard "
+                f"error of the per-query differences). This directory holds the base model `{result.base_model}` "
+                f"unchanged; the tuned model is in `{result.worse_model}`.", ""]
+    if result.worse_dims:
+        return [f"**Worse at dims {result.worse_dims}** than the base model; kept as the result (`--keep-worse`).", ""]
+    return [f"Verdict: {result.verdict['call']} (per dim: better or worse beyond one standard error of the "
+            "per-query differences, else same).", ""]

@@ -3,8 +3,10 @@
 The flow of :func:`tune`: validate everything (pairs, eval data, dims, output dir) → load the base
 model → baseline per-dim evaluation (and the guard set) → train with sentence-transformers'
 trainer (no-duplicates batches, per-epoch evaluation and checkpoints, best checkpoint kept by
-NDCG@10 at one dim) → evaluate the best model → save it as a normal sentence-transformers model
-with a model card and ``eval_report.json``.
+NDCG@10 at one dim) → evaluate the best model, query by query against the base model
+(:mod:`tuner.verdict`) → save it as a normal sentence-transformers model with a model card and
+``eval_report.json``; when it is worse than the base model at any dim beyond noise, the base model is
+saved as the result instead and the tuned one beside it (:data:`WORSE_DIR`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from retriever.encoding.embedder import DEFAULT_MODEL, Embedder
 from retriever.errors import OutOfMemoryError, TuneError
 from retriever.query.ladder import parse_ladder
-from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data, split_pairs
+from tuner.evaluation import MatryoshkaIREvaluator, beir_ir_data, ndcg_per_query, split_pairs
 from tuner.pairs import PairColumns, PairReport, load_pairs, require_tune_extra
 from tuner.replay import base_lineage, check_replay, mix_replay
+from tuner.verdict import Verdict, judge
 
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_FILES = ("model.safetensors", "modules.json", "optimizer.pt", "scheduler.pt")  # + trainer_state.json
 REPORT_FILE = "eval_report.json"
+WORSE_DIR = "tuned-worse"  # where a tuned model worse than its base is kept, inside the output
 LOSSES = ("mnrl", "cached-mnrl")
+NEGATIVE_MARGIN = 0.05  # a mined negative must score below 95 % of the positive (false-negative guard)
+DUPLICATE_COSINE = 0.98  # a passage this close to a positive is a copy of it, never a negative
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,7 @@ class TuneConfig:
     base_model: str = DEFAULT_MODEL
     dims: str | None = None
     eval_dir: Path | None = None
-    eval_split: float = 0.1
+    eval_split: float | None = None  # None: fitted to the pairs (tuner.evaluation.held_out_count)
     epochs: int = 1
     batch_size: int = 32
     lr: float = 1e-4
@@ -55,6 +63,7 @@ class TuneConfig:
     columns: PairColumns = field(default_factory=PairColumns)
     replay: str | None = None
     replay_ratio: float | None = None
+    keep_worse: bool = False  # save the tuned model as the result even when it is worse than the base
 
 
 @dataclass
@@ -80,6 +89,13 @@ class TuneResult:
     config: dict[str, Any] = field(default_factory=dict)
     replay: dict[str, Any] | None = None
     lineage: list[dict[str, Any]] = field(default_factory=list)
+    verdict: dict[str, Any] = field(default_factory=dict)
+    kept: str = "tuned"  # "base" when the tuned model was worse (and not --keep-worse)
+    worse_model: str | None = None  # where the tuned model went when the base was kept
+
+    @property
+    def worse_dims(self) -> list[int]:
+        return list(self.verdict.get("worse_dims", []))
 
     def improvement(self, dim: int) -> float:
         return (self.tuned[dim] - self.baseline[dim]) / self.baseline[dim] * 100
@@ -201,14 +217,39 @@ def count_truncated(model: Any, pairs: Any) -> int:
 
 
 def mine_negatives(pairs: Any, model: Any, n: int, batch_size: int) -> Any:
-    """Hard negatives from the positives of the pairs, skipping any closer than 95 % of the positive."""
+    """Hard negatives from the positives of the pairs, never the positive or a duplicate of it.
+
+    sentence-transformers' ``mine_hard_negatives`` leaves out every positive of the anchor (an anchor
+    on several rows has several) and, as the false-negative guard, any candidate scoring above 95 % of
+    the row's positive (``relative_margin=0.05``). That guard sees only the row's own positive, so a
+    near-copy of the anchor's *other* positive could pass: a row with a negative that close to any
+    positive of its anchor (cosine of the passages ≥ :data:`DUPLICATE_COSINE`) is dropped.
+    """
     from sentence_transformers import mine_hard_negatives
 
-    return mine_hard_negatives(
+    mined = mine_hard_negatives(
         pairs, model, anchor_column_name="anchor", positive_column_name="positive",
-        num_negatives=n, relative_margin=0.05, sampling_strategy="top", range_min=0,
+        num_negatives=n, relative_margin=NEGATIVE_MARGIN, sampling_strategy="top", range_min=0,
         output_format="n-tuple" if n > 1 else "triplet", batch_size=batch_size, verbose=False,
     )
+    positives: dict[str, set[str]] = {}
+    for anchor, positive in zip(pairs["anchor"], pairs["positive"]):
+        positives.setdefault(anchor, set()).add(positive)
+    several = {a for a, p in positives.items() if len(p) > 1}
+    rows = [i for i, a in enumerate(mined["anchor"]) if a in several]
+    if not rows:
+        return mined
+    columns = [c for c in mined.column_names if c.startswith("negative")]
+    texts = sorted({t for a in several for t in positives[a]} | {mined[c][i] for c in columns for i in rows})
+    emb = dict(zip(texts, model.encode(texts, batch_size=batch_size, normalize_embeddings=True)))
+    drop = set()
+    for i in rows:
+        anchor = mined["anchor"][i]
+        known = np.stack([emb[t] for t in sorted(positives[anchor])])
+        negatives = np.stack([emb[mined[c][i]] for c in columns])
+        if float((negatives @ known.T).max()) >= DUPLICATE_COSINE:
+            drop.add(i)
+    return mined.select([i for i in range(len(mined)) if i not in drop]) if drop else mined
 
 
 def _loss(model: Any, config: TuneConfig, dims: list[int]) -> Any:
@@ -316,6 +357,7 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     evaluator = MatryoshkaIREvaluator(data.eval_data, dims, best_dim)
     log(f"baseline: evaluating {embedder.name} at dims {dims} on {data.eval_data.name} …")
     baseline = evaluator.ndcg_by_dim(evaluator(model))
+    base_scores = ndcg_per_query(model, data.eval_data, dims)
     guard = MatryoshkaIREvaluator(data.guard_data, dims, best_dim) if data.guard_data else None
     guard_baseline = guard.ndcg_by_dim(guard(model)) if guard else None
 
@@ -331,10 +373,31 @@ def tune(config: TuneConfig, log: Any = print) -> TuneResult:
     trainer, timer = _train(model, train, evaluator, config, embedder.device, dims, checkpoint)
     tuned = _best_ndcg(trainer, evaluator, model, log)
     guard_tuned = guard.ndcg_by_dim(guard(model)) if guard else None
+    verdict = judge(data.eval_data.name, base_scores, ndcg_per_query(model, data.eval_data, dims))
     result = _result(config, embedder, dims, data, len(train), trainer, timer, truncated,
                      (baseline, tuned, guard_baseline, guard_tuned))
+    result.verdict = verdict.to_dict()
+    if verdict.call == "worse" and not config.keep_worse:
+        result.kept, result.worse_model = "base", str(config.output / WORSE_DIR)
+    log(verdict_line(verdict, result))
     _save(model, result, config)
     return result
+
+
+def verdict_line(verdict: Verdict, result: TuneResult) -> str:
+    """One line on base vs tuned: which dims got worse beyond noise, and which model the output holds."""
+    n = f"{verdict.eval_set}, {verdict.queries:,} queries"
+    if verdict.call != "worse":
+        better = [d.dim for d in verdict.dims if d.call == "better"]
+        shown = f"better at dims {', '.join(map(str, better))}" if better else "not shown better at any dim"
+        return (f"verdict: tuned vs {result.base_model} on {n}: {shown}, worse at none beyond noise; "
+                f"the tuned model is the result")
+    lost = ", ".join(f"{d.dim} ({d.base:.4f} → {d.tuned:.4f})" for d in verdict.dims if d.call == "worse")
+    kept = (f"{result.output} holds the base model unchanged, the tuned one is in {result.worse_model} "
+            "(--keep-worse keeps it as the result)" if result.kept == "base"
+            else f"kept as the result in {result.output} (--keep-worse)")
+    return (f"warning: tuning made the model worse than {result.base_model} on {verdict.eval_set} "
+            f"({verdict.queries:,} queries) at dims {lost}, beyond noise; {kept}")
 
 
 def _resume_from(config: TuneConfig, log: Any) -> Path | None:
@@ -477,12 +540,23 @@ def _log_pairs(log: Any, report: PairReport, train: int, eval_data: Any) -> None
 
 
 def _save(model: Any, result: TuneResult, config: TuneConfig) -> None:
-    """Save the tuned model, its card (with the eval table) and eval_report.json; drop checkpoints."""
+    """Save the result (the tuned model, or the base one when tuning made it worse: the tuned one then goes
+    to ``OUTPUT/tuned-worse``), its card (with the eval table and verdict) and eval_report.json; drop
+    checkpoints."""
+    out = config.output
+    if result.kept == "base":
+        _write_model(model, out / WORSE_DIR, result)
+        base = Embedder(config.base_model, device="cpu", encoder="torch").model
+        _write_model(base, out, result)
+    else:
+        _write_model(model, out, result)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+
+
+def _write_model(model: Any, out: Path, result: TuneResult) -> None:
     from tuner.report import model_card_section
 
-    out = config.output
     model.save_pretrained(str(out))
     card = out / "README.md"
     card.write_text((card.read_text() if card.exists() else "") + "\n" + model_card_section(result))
     (out / REPORT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -26,6 +28,9 @@ from retriever.cli.options import (
     seed_option,
     skip_bad_option,
 )
+
+if TYPE_CHECKING:
+    from retriever.ingest.chunking import Chunk
 
 
 class _GenerateProgress:
@@ -80,6 +85,9 @@ def pairs() -> None:
               help="llm: retries of a failed request (exponential backoff) before giving up")
 @click.option("--temperature", envvar="FUNNEL_LLM_TEMPERATURE", show_envvar=True, type=click.FloatRange(0, 2),
               default=0.7)
+@click.option("--round-trip-k", envvar="FUNNEL_PAIRS_ROUND_TRIP_K", show_envvar=True, type=click.IntRange(0, None),
+              default=3, help="keep a question only if the base model (--model) ranks its chunk in the top K of "
+              "the corpus's chunks (0: keep all)")
 @click.option("--limit", envvar="FUNNEL_PAIRS_LIMIT", show_envvar=True, type=int, default=None,
               help="a seeded random sample of this many chunks [default: all]")
 @seed_option
@@ -96,7 +104,7 @@ def pairs() -> None:
 def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, method: str | None, offline: str,
                    questions_per_chunk: int, llm_url: str | None, llm_model: str | None, llm_api_key: str | None,
                    prompt_file: Path | None, concurrency: int, rate_limit: float, timeout: float, retries: int,
-                   temperature: float, limit: int | None, seed: int, model: str | None, chunk_size: int | None,
+                   temperature: float, round_trip_k: int, limit: int | None, seed: int, model: str | None, chunk_size: int | None,
                    chunk_overlap: int | None, text_field: str, id_field: str | None, title_field: str, skip_bad: bool,
                    fmt: str | None, device: str | None, as_json: bool) -> None:
     """Write question/chunk pairs for every chunk of PATHS (any corpus funnel index reads), resumably."""
@@ -108,6 +116,7 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
     from tuner.llm_client import LLMSettings
     from tuner.pair_file import check_output, resume_state
     from tuner.prompt import load_prompt
+    from tuner.round_trip import RoundTrip
 
     method = method or ("llm" if llm_url else "offline")
     llm = LLMSettings(url=llm_url or "", model=llm_model or "", api_key=llm_api_key, temperature=temperature,
@@ -118,16 +127,25 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
     config.check()
     resume_state(check_output(out))  # a file that cannot be resumed into fails before the model loads
     fields = Fields(id=id_field, text=text_field, title=title_field)
-    embedder = Embedder(model or DEFAULT_MODEL, device="cpu")  # the tokenizer only: chunking as funnel index
+    # the tokenizer chunks as funnel index does; the round-trip filter ranks with the model itself
+    embedder = Embedder(model or DEFAULT_MODEL, device=device if round_trip_k else "cpu", encoder="torch")
     with open_chunks(paths, embedder, fields, skip_bad, fmt, chunk_size, chunk_overlap,
                      spool_dir=ctx.obj["data_dir"]) as chunks:
+        source: Iterable[Chunk] = chunks
+        round_trip = None
+        if round_trip_k:
+            source = list(chunks)
+            if len(source) >= 1_000:  # a minute or more on a CPU: say what it is doing
+                err.print(f"round-trip filter: encoding {len(source):,} chunks with {embedder.name} …", highlight=False)
+            round_trip = RoundTrip(embedder, [c.text for c in source], round_trip_k)
         try:
-            report = generate_pairs(chunks, out, config, progress=_GenerateProgress())
+            report = generate_pairs(source, out, config, progress=_GenerateProgress(), round_trip=round_trip)
         except KeyboardInterrupt:
             click.echo(f"Interrupted: the pairs written so far are in {out}; re-run the same command to resume.",
                        err=True)
             ctx.exit(130)
-    dropped = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in sorted(report.dropped.items())) or "none"
+    labels = {"round_trip": f"not in the base model's top {round_trip_k} for their chunk (round trip)"}
+    dropped = ", ".join(f"{v:,} {labels.get(k, k.replace('_', ' '))}" for k, v in sorted(report.dropped.items())) or "none"
     if report.generated == 0 and report.no_questions:
         from retriever.errors import PairsError
 

@@ -42,8 +42,9 @@ def _write_exports(train: str, columns: PairColumns, output: Path, exports: list
 @dims_option("Matryoshka ladder [default: 64,128,256 and the model's dim]")
 @click.option("--eval", "eval_dir", envvar="FUNNEL_EVAL", show_envvar=True, default=None,
               type=click.Path(path_type=Path), help="BEIR dir to evaluate on (its test split)")
-@click.option("--eval-split", envvar="FUNNEL_EVAL_SPLIT", show_envvar=True, type=float, default=0.1,
-              help="without --eval: fraction of the pairs held out for evaluation")
+@click.option("--eval-split", envvar="FUNNEL_EVAL_SPLIT", show_envvar=True, type=float, default=None,
+              help="without --eval: fraction of the questions held out for evaluation [default: 10 %, at least "
+              "50 questions, at most 30 % of them]")
 @click.option("--epochs", envvar="FUNNEL_EPOCHS", show_envvar=True, type=int, default=1)
 @click.option("--batch-size", envvar="FUNNEL_TUNE_BATCH_SIZE", show_envvar=True, type=int, default=32,
               help="pairs per batch (in-batch negatives)")
@@ -66,6 +67,9 @@ def _write_exports(train: str, columns: PairColumns, output: Path, exports: list
               help="continue an interrupted run from its last checkpoint")
 @click.option("--overwrite", is_flag=True, envvar="FUNNEL_OVERWRITE", show_envvar=True,
               help="replace an existing output directory")
+@click.option("--keep-worse", is_flag=True, envvar="FUNNEL_KEEP_WORSE", show_envvar=True,
+              help="save the tuned model as the result even when it is worse than the base model at some dim "
+              "(by default OUTPUT then holds the base model and the tuned one goes to OUTPUT/tuned-worse)")
 @click.option("--export", "export_text", envvar="FUNNEL_TUNE_EXPORT", show_envvar=True, default=None,
               help="also write these fast encoders of the tuned model beside it (OUTPUT/funnel-export/), e.g. "
               "openvino,onnx; all: every one installed (openvino-int8 is calibrated on the training pairs' passages)")
@@ -73,9 +77,9 @@ def _write_exports(train: str, columns: PairColumns, output: Path, exports: list
 @json_option
 def tune(train: str, output: Path, base_model: str | None, replay: str | None, replay_ratio: float | None,
          dims: str | None, eval_dir: Path | None,
-         eval_split: float, epochs: int, batch_size: int, lr: float, loss: str, mini_batch_size: int,
+         eval_split: float | None, epochs: int, batch_size: int, lr: float, loss: str, mini_batch_size: int,
          hard_negatives: int, guard: Path | None, best_dim: int | None, anchor_column: str, positive_column: str,
-         negative_column: str, seed: int, resume: bool, overwrite: bool, export_text: str | None,
+         negative_column: str, seed: int, resume: bool, overwrite: bool, keep_worse: bool, export_text: str | None,
          device: str | None, as_json: bool) -> None:
     """Fine-tune an embedding model with MatryoshkaLoss; report NDCG@10 per dim before and after."""
     from retriever.cli.display import err, out, print_json
@@ -92,6 +96,7 @@ def tune(train: str, output: Path, base_model: str | None, replay: str | None, r
         mini_batch_size=mini_batch_size, hard_negatives=hard_negatives, guard=guard, best_dim=best_dim,
         resume=resume, overwrite=overwrite, seed=seed, device=device,
         columns=PairColumns(anchor_column, positive_column, negative_column), replay=replay, replay_ratio=replay_ratio,
+        keep_worse=keep_worse,
     )
     exports = [e for e in parse_encoders(export_text) if e != "torch"] if export_text else []
     with contextlib.redirect_stdout(sys.stderr):  # the trainer's own output must not mix with --json
@@ -105,7 +110,9 @@ def tune(train: str, output: Path, base_model: str | None, replay: str | None, r
         out.print(table)
     if result.guard_worse:
         err.print(f"[yellow]warning:[/] tuning made the guard set worse at dims {result.guard_worse}")
+    saved = (f"the base model kept in {result.output} (tuning made it worse; the tuned one is in {result.worse_model})"
+             if result.kept == "base" else f"model saved to {result.output}")
     err.print(f"trained {result.train_seconds:,.0f} s ({result.samples_per_second:,.1f} samples/s) on {result.device}; "
-              f"model saved to {result.output}", highlight=False)
+              f"{saved}", highlight=False)
     for folder in written:
         err.print(f"fast encoder written: {folder}", highlight=False)
