@@ -358,7 +358,7 @@ def test_calibrate_command_saves_the_default_plan(topic_corpus, tmp_path):
     info = json.loads(run.invoke(main, ["--data-dir", str(data), "info", "t", "--json"]).stdout)
     assert info["plan_calibrated"] is False and info["default_plan_k10"] == "64:400,128:200,256:100,384:10"
 
-    result = run.invoke(main, ["--data-dir", str(data), "calibrate", "t", "-k", "3", "--target", "0.9", "--json"])
+    result = run.invoke(main, ["--data-dir", str(data), "calibrate", "t", "--encoders", "none", "-k", "3", "--target", "0.9", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["met"] and record["recall_vs_exact"] >= 0.9 and record["k"] == 3
@@ -377,7 +377,7 @@ def test_calibrate_command_saves_the_default_plan(topic_corpus, tmp_path):
     queries = tmp_path / "q.jsonl"
     queries.write_text("".join(json.dumps({"_id": str(i), "text": t}) + "\n"
                                for i, t in enumerate(["volcano lava", "bread yeast", "stars"] * 5)))
-    again = run.invoke(main, ["--data-dir", str(data), "calibrate", "t", "--queries", str(queries), "--sample", "10",
+    again = run.invoke(main, ["--data-dir", str(data), "calibrate", "t", "--encoders", "none", "--queries", str(queries), "--sample", "10",
                               "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["source"].startswith("10 queries from")
@@ -388,7 +388,7 @@ def test_calibrate_on_fewer_points_than_k_reaches_full_recall(topic_corpus, tmp_
     data = tmp_path / "data"
     run = CliRunner()
     assert run.invoke(main, ["--data-dir", str(data), "index", str(topic_corpus), "-c", "t", "--no-progress"]).exit_code == 0
-    result = run.invoke(main, ["--data-dir", str(data), "calibrate", "t", "-k", "20", "--json"])
+    result = run.invoke(main, ["--data-dir", str(data), "calibrate", "t", "--encoders", "none", "-k", "20", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["met"] is True and record["recall_vs_exact"] == 1.0

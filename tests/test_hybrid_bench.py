@@ -131,7 +131,7 @@ def test_calibrate_with_qrels_chooses_a_fusion_and_the_default_mode(lexical_coll
     with Retriever.open("dense-only", data_dir=home) as r:
         assert r.query_spec().mode == "dense"
     run = CliRunner()
-    result = run.invoke(main, ["--data-dir", str(home), "calibrate", "fin", "--queries", str(beir / "queries.jsonl"),
+    result = run.invoke(main, ["--data-dir", str(home), "calibrate", "fin", "--encoders", "none", "--queries", str(beir / "queries.jsonl"),
                                "--qrels", str(beir / "qrels" / "train.tsv"), "--sample", "30", "--json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
@@ -148,7 +148,7 @@ def test_calibrate_with_qrels_chooses_a_fusion_and_the_default_mode(lexical_coll
         hits = r.search(f"What does reference {reference_code(7)} say?", k=3)
         assert hits[0].doc_id == "d7"
         assert r.query_spec(mode="dense").mode == "dense"  # still available on request
-    again = run.invoke(main, ["--data-dir", str(home), "calibrate", "fin", "--sample", "20", "--json"])
+    again = run.invoke(main, ["--data-dir", str(home), "calibrate", "fin", "--encoders", "none", "--sample", "20", "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["hybrid"] == hybrid  # a plan-only re-calibration keeps the chosen fusion
 
