@@ -411,14 +411,15 @@ class TuneScenario(Scenario):
 
 # --- the runs --------------------------------------------------------------------------------------------
 
-def trials(scenario: Scenario, work: Path, kills: int, rng: random.Random, log: Callable[[str], None]) -> dict:
+def trials(scenario: Scenario, work: Path, kills: int, rng: random.Random, log: Callable[[str], None],
+           window: tuple[float, float] = (0.15, 0.95)) -> dict:
     rows = []
     tries = 0
     while len(rows) < kills and tries < 2 * kills:
         tries += 1
         trial = work / f"trial-{scenario.name}"
         cmd = scenario.fresh(trial)
-        at = rng.uniform(0.15, 0.95) * scenario.seconds
+        at = rng.uniform(*window) * scenario.seconds
         if not run_and_kill(cmd, at):
             log(f"  {scenario.name}: finished before {at:.2f} s; redrawn, T now {at:.2f} s")
             scenario.seconds = at  # this run was faster than the first complete one: draw below it from now on
@@ -464,6 +465,8 @@ def main() -> None:
     parser.add_argument("--only", default="index,calibrate,copy,tune")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--work", type=Path, default=None, help="scratch directory [default: a temp dir]")
+    parser.add_argument("--window", default="0.15,0.95", help="kill moments: uniform in [LO T, HI T]")
+    parser.add_argument("--name", default="kill_runs", help="result files NAME.json / NAME.md")
     args = parser.parse_args()
     only = args.only.split(",")
     rng = random.Random(args.seed)
@@ -477,7 +480,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kill-runs-", dir=args.work) as tmp:
         work = Path(tmp)
         index = IndexScenario()
-        index.prepare(work)
+        if set(only) & {"index", "calibrate", "copy"}:
+            index.prepare(work)
         scenarios: list[Scenario] = [index, CalibrateScenario(index), CopyScenario(index), TuneScenario()]
         for scenario in scenarios:
             if scenario.name not in only:
@@ -485,15 +489,16 @@ def main() -> None:
             if scenario is not index:
                 scenario.prepare(work)
             log(f"{scenario.name}: {scenario.describe}; a complete run takes {scenario.seconds:.1f} s")
-            results[scenario.name] = trials(scenario, work, args.kills, rng, log)
-    report = {"machine": m, "commit": commit_line(m), "seed": args.seed, "seconds": round(time.time() - started),
+            lo, hi = (float(x) for x in args.window.split(","))
+            results[scenario.name] = trials(scenario, work, args.kills, rng, log, (lo, hi))
+    report = {"machine": m, "commit": commit_line(m), "seed": args.seed, "window": args.window, "seconds": round(time.time() - started),
               "results": results, "bad": sum(r["bad"] for r in results.values())}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "kill_runs.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     lines = ["# kill -9 runs", "", commit_line(m), "", f"`{m['command']}` — {m['date']}, {report['seconds']} s", "",
              f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']}, Python {m['python']}, {m['platform']}.",
              "", "Each trial: the old state copied into a fresh directory, the command started and its process group "
-             "SIGKILLed at a seeded moment uniform in [0.15 T, 0.95 T] (T: a complete run), what it left checked, then "
+             f"SIGKILLed at a seeded moment uniform in [{args.window.replace(',', ' T, ')} T] (T: a complete run), what it left checked, then "
              "the command run again to the end and checked (see the script's docstring for each check).", "",
              "| command | setup | T s | kills | bad | what the kills left |", "|---|---|---|---|---|---|"]
     for name, r in results.items():
@@ -503,7 +508,7 @@ def main() -> None:
     lines += ["", f"Bad outcomes: {len(bad)}."]
     lines += [f"- {n} #{i} (kill at {t['kill_at_s']} s): {t['after_kill']['why']} {t['rerun'].get('why', '')}"
               for n, i, t in bad]
-    (args.out / "kill_runs.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
