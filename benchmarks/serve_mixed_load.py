@@ -91,8 +91,9 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-def drive(url: str, clients: int, duration: float, queries: list[str], seed: int) -> dict[str, Any]:
-    kinds = [(k, w, True) for k, (w, _) in VALID.items()] + [(k, w, False) for k, (w, _) in BAD.items()]
+def drive(url: str, clients: int, duration: float, queries: list[str], seed: int, mix: str = "all") -> dict[str, Any]:
+    kinds = ([(k, w, True) for k, (w, _) in VALID.items()] if mix != "bad" else []) + (
+        [(k, w, False) for k, (w, _) in BAD.items()] if mix != "valid" else [])
     weights = [w for _, w, _ in kinds]
     lock = threading.Lock()
     statuses: dict[str, Counter] = defaultdict(Counter)
@@ -167,6 +168,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of the same load first, not counted")
     p.add_argument("--seed", type=int, default=22)
+    p.add_argument("--mix", choices=["all", "valid", "bad"], default="all", help="only valid or only bad requests")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
     queries = load_queries(DATA / "queries.jsonl")
@@ -200,10 +202,10 @@ def main() -> None:
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             print(f"warm-up: {args.clients} clients for {args.warmup:g} s (not counted) …", flush=True)
-            drive(server.url, args.clients, args.warmup, queries, args.seed + 1)
+            drive(server.url, args.clients, args.warmup, queries, args.seed + 1, args.mix)
             measured_from = len(rss)
             print(f"{args.clients} clients for {args.duration:g} s against {server.url} …", flush=True)
-            run = drive(server.url, args.clients, args.duration, queries, args.seed)
+            run = drive(server.url, args.clients, args.duration, queries, args.seed, args.mix)
             sampling.set()
             sampler.join()
             alive = server.proc.poll() is None
@@ -236,7 +238,8 @@ def main() -> None:
         "met": not run["errors"] and not fivexx and rss_ok and alive,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve_mixed_load.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = "serve_mixed_load" if args.mix == "all" else f"serve_mixed_load-{args.mix}"
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# funnel serve: 32 clients, valid and bad requests", "", commit_line(m), "",
              f"`{m['command']}` — {m['date']}", "",
              f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']}, Python {m['python']}, {m['platform']}. "
@@ -257,7 +260,7 @@ def main() -> None:
         lines.append(f"| {kind}{tag} | {sum(d['statuses'].values())} | {statuses} | {d['p50_ms']} | {d['p99_ms']} |")
     if run["errors"]:
         lines += ["", "Error samples:", *[f"- {e}" for e in run["errors"][:20]]]
-    (args.out / "serve_mixed_load.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
