@@ -358,8 +358,12 @@ class TuneScenario(Scenario):
         (work / "p48.jsonl").write_text("\n".join(lines) + "\n")
         self.base = ["tune", "--train", str(work / "p48.jsonl"), "--eval", str(eval_dir), "--epochs", "3",
                      "--batch-size", "16", "--device", "cpu"]
-        rc, self.seconds, tail = run(funnel(*self.base, "--output", str(work / "tune-ref")))
-        assert rc == 0, tail
+        times = []
+        for n in range(2):  # the quicker of two complete runs: a shared machine's load varies a lot
+            rc, seconds, tail = run(funnel(*self.base, "--output", str(work / f"tune-ref-{n}")))
+            assert rc == 0, tail
+            times.append(seconds)
+        self.seconds = min(times)
         self.command = "funnel tune --train p48.jsonl --eval jargon/eval --epochs 3 --batch-size 16 --device cpu"
         self.describe = "48 jargon pairs, 9 steps, a checkpoint and an eval each epoch"
 
