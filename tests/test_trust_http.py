@@ -208,6 +208,53 @@ def test_funnel_client_has_a_wall_clock_deadline_per_request():
         assert time.monotonic() - started < 4
 
 
+def trickle_head(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    for _ in range(100):  # the headers never end: one byte every 0.2 s for 20 s, each read on time
+        conn.sendall(b"a")
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(60)
+def test_case5_funnel_client_deadline_bounds_a_server_trickling_its_headers():
+    """The sync client's sockets are cut to the deadline, so headers sent one byte at a time (every read on
+    time) end the call at its deadline, not when the server stops; the async client likewise."""
+    with scripted_server(trickle_head) as url, FunnelClient(url, timeout=3) as client:
+        started = time.monotonic()
+        with pytest.raises(ServiceTimeoutError, match=r"did not answer in full within 3 s"):
+            client.search("bread")
+        assert time.monotonic() - started < 4.5
+        started = time.monotonic()
+        with pytest.raises(ServiceTimeoutError, match=r"within 3 s"):
+            asyncio.run(client.asearch("bread"))
+        assert time.monotonic() - started < 4.5
+    with scripted_server(trickle_head) as url, FunnelClient(url, timeout=30, deadline=1.5) as client:
+        started = time.monotonic()
+        with pytest.raises(ServiceTimeoutError, match=r"within 1.5 s"):
+            client.health()
+        assert time.monotonic() - started < 3
+
+
+def test_case5_funnel_client_deadline_leaves_a_prompt_answer_and_per_read_timeouts_alone():
+    """A whole answer within the deadline comes back, and a server silent past ``timeout`` (shorter than
+    the deadline) is still the per-read timeout's error, not the deadline's."""
+    def prompt(conn: socket.socket) -> None:
+        body = b'{"status": "ready", "collection": "c"}'
+        conn.sendall(_head(len(body)) + body)
+
+    def silent(conn: socket.socket) -> None:
+        time.sleep(3)
+
+    with scripted_server(prompt) as url, FunnelClient(url, timeout=2, deadline=5) as client:
+        assert client.health().ready
+        assert client.health().ready  # again, on the pooled connection or a new one
+    with scripted_server(silent) as url, FunnelClient(url, timeout=0.5, deadline=5) as client:
+        started = time.monotonic()
+        with pytest.raises(ServiceTimeoutError, match=r"did not answer within 0.5 s") as caught:
+            client.health()
+        assert "deadline" not in str(caught.value) and time.monotonic() - started < 2
+
+
 def announced_huge(conn: socket.socket) -> None:
     conn.sendall(_head(100 * 1024 * 1024) + b"[" * 1024)
 

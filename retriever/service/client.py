@@ -34,6 +34,7 @@ from retriever.errors import (
     error_class,
 )
 from retriever.ingest.documents import DocumentPage, DocumentSummary, UpsertResult, doc_ids_arg
+from retriever.net.deadline import deadline_transport, hit_deadline, proxied, within
 from retriever.query.filters import Match, MatchAny, PayloadFilter, Range, parse_filter
 from retriever.query.fusion import Fusion
 from retriever.query.plan import FunnelPlan
@@ -310,8 +311,8 @@ def transport_error(exc: httpx.TransportError, base_url: str, timeout: httpx.Tim
     """The domain error for a request that got no answer."""
     if isinstance(exc, httpx.TimeoutException):
         limit = timeout.read if isinstance(exc, httpx.ReadTimeout) else timeout.connect
-        within = f"within {limit:g} s" if limit is not None else "in time"
-        return ServiceTimeoutError(f"the funnel service at {base_url} did not answer {within} "
+        bound = f"within {limit:g} s" if limit is not None else "in time"
+        return ServiceTimeoutError(f"the funnel service at {base_url} did not answer {bound} "
                                    f"({type(exc).__name__}); raise the client's timeout or check the server")
     reason = str(exc) or type(exc).__name__
     return ServiceUnreachableError(f"cannot reach the funnel service at {base_url}: {reason} "
@@ -326,7 +327,9 @@ class FunnelClient:
 
     ``timeout`` bounds each network step (connect, each read, …); ``deadline`` the whole of a request,
     from connecting to its answer's last byte (default: the longest ``timeout``), so a server that
-    trickles its answer cannot hold a call for longer. An answer above 64 MiB is refused as it is read.
+    trickles its headers or its answer cannot hold a call for longer (sync calls: the sockets' every
+    read is cut to the time left, see :mod:`retriever.net.deadline`; with an HTTP proxy set in the
+    environment, the deadline is checked after each chunk of the answer only). An answer above 64 MiB is refused as it is read.
     """
 
     def __init__(self, base_url: str, api_key: str | None = None,
@@ -350,7 +353,9 @@ class FunnelClient:
             deadline = max(limits) if limits else None
         self.deadline = None if deadline is None else float(deadline)
         self._headers = {API_KEY_HEADER: api_key} if api_key else {}
-        self._client = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=self.timeout)
+        # sockets bounded by the deadline (headers and body), unless a proxy from the environment must be honoured
+        self._client = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=self.timeout,
+                                    transport=None if proxied() else deadline_transport())
         self._aclient: httpx.AsyncClient | None = None
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._collection: str | None = None  # the served collection's name, read from /healthz when first needed
@@ -364,7 +369,8 @@ class FunnelClient:
         content = _encode(body)
         started = time.monotonic()
         try:
-            with self._client.stream(method, path, content=content, headers=_JSON if content else None) as response:
+            with within(self.deadline), self._client.stream(method, path, content=content,
+                                                            headers=_JSON if content else None) as response:
                 _read_started(response)
                 chunks, size = [], 0
                 for chunk in response.iter_bytes():
@@ -375,6 +381,10 @@ class FunnelClient:
                     if self.deadline is not None and time.monotonic() - started > self.deadline:
                         raise _deadline_error(self.base_url, self.deadline)
                 return _finished(response, chunks)
+        except httpx.TimeoutException as exc:
+            if self.deadline is not None and hit_deadline(exc):  # a socket step was cut to the deadline
+                raise _deadline_error(self.base_url, self.deadline) from None
+            raise transport_error(exc, self.base_url, self.timeout) from exc
         except httpx.TransportError as exc:
             raise transport_error(exc, self.base_url, self.timeout) from exc
 

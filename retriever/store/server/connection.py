@@ -14,7 +14,7 @@ store per process, shared the same way: it lives while any catalog or collection
 (httpx) times out per read, so a server that sends its headers and then one byte a second would
 hold a call forever. Over REST, funnel hands qdrant-client (through its documented httpx keyword
 arguments) a transport whose sockets get, for every connect, read and write, at most the time left
-before the try's deadline (:class:`_DeadlineBackend`, an httpcore network backend). gRPC calls
+before the try's deadline (:mod:`retriever.net.deadline`). gRPC calls
 already have deadlines. When an HTTP proxy is set in the environment the default transport (which
 honours it) is kept, and the bound is per read again.
 """
@@ -22,12 +22,10 @@ honours it) is kept, and the bound is per read again.
 from __future__ import annotations
 
 import atexit
-import contextvars
 import threading
 import time
-import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +38,7 @@ from retriever.errors import (
     ServerVersionError,
     StoreError,
 )
+from retriever.net.deadline import deadline_transport, proxied, within
 
 T = TypeVar("T")
 ATTEMPTS = 4
@@ -63,103 +62,6 @@ def _close_local_clients() -> None:
             except Exception:  # noqa: BLE001 - best effort at exit
                 pass
         _local_clients.clear()
-
-
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("qdrant_deadline", default=None)
-
-
-def _left(timeout: float | None) -> float | None:
-    """``timeout`` for one socket operation, cut to the time left before the current try's deadline."""
-    deadline = _deadline.get()
-    if deadline is None:
-        return timeout
-    left = deadline - time.monotonic()
-    if left <= 0:
-        import httpcore
-
-        raise httpcore.ReadTimeout("no whole answer within the timeout")
-    return left if timeout is None else min(timeout, left)
-
-
-def _deadline_backend() -> Any:
-    """An httpcore network backend whose every connect, read and write ends by the current try's deadline."""
-    import httpcore
-
-    class Stream(httpcore.NetworkStream):
-        def __init__(self, inner: httpcore.NetworkStream) -> None:
-            self._inner = inner
-
-        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-            return self._inner.read(max_bytes, _left(timeout))
-
-        def write(self, buffer: bytes, timeout: float | None = None) -> None:
-            self._inner.write(buffer, _left(timeout))
-
-        def close(self) -> None:
-            self._inner.close()
-
-        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                      timeout: float | None = None) -> httpcore.NetworkStream:
-            return Stream(self._inner.start_tls(ssl_context, server_hostname, _left(timeout)))
-
-        def get_extra_info(self, info: str) -> Any:
-            return self._inner.get_extra_info(info)
-
-    class Backend(httpcore.NetworkBackend):
-        def __init__(self) -> None:
-            self._inner = httpcore.SyncBackend()
-
-        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                        socket_options: Any = None) -> httpcore.NetworkStream:
-            return Stream(self._inner.connect_tcp(host, port, _left(timeout), local_address, socket_options))
-
-        def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                socket_options: Any = None) -> httpcore.NetworkStream:
-            return Stream(self._inner.connect_unix_socket(path, _left(timeout), socket_options))
-
-        def sleep(self, seconds: float) -> None:
-            self._inner.sleep(seconds)
-
-    return Backend()
-
-
-def _deadline_transport() -> Any:
-    """An httpx transport on :func:`_deadline_backend` (what httpx's own would be, less env proxies)."""
-    import httpcore
-    import httpx
-
-    class Body(httpx.SyncByteStream):
-        def __init__(self, inner: Any) -> None:
-            self._inner = inner
-
-        def __iter__(self) -> Iterator[bytes]:
-            yield from self._inner
-
-        def close(self) -> None:
-            self._inner.close()
-
-    class Transport(httpx.BaseTransport):
-        def __init__(self) -> None:
-            self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=_deadline_backend(),
-                                                 max_connections=100, max_keepalive_connections=20)
-
-        def handle_request(self, request: httpx.Request) -> httpx.Response:
-            url = httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port,
-                               target=request.url.raw_path)
-            answer = self._pool.handle_request(httpcore.Request(
-                method=request.method, url=url, headers=request.headers.raw, content=request.stream,
-                extensions=request.extensions))
-            return httpx.Response(status_code=answer.status, headers=answer.headers, stream=Body(answer.stream),
-                                  extensions=answer.extensions)
-
-        def close(self) -> None:
-            self._pool.close()
-
-    return Transport()
-
-
-def _proxied() -> bool:
-    return any(k in ("http", "https", "all") for k in urllib.request.getproxies_environment())
 
 
 class NotFound(Exception):
@@ -199,7 +101,7 @@ class ServerConnection:
 
             with warnings.catch_warnings():  # "API key over http": the README says so; a compose network is http
                 warnings.simplefilter("ignore", UserWarning)
-                rest = {} if _proxied() else {"transport": _deadline_transport()}  # httpx.Client's arguments
+                rest: dict[str, Any] = {} if proxied() else {"transport": deadline_transport()}  # httpx.Client's arguments
                 self.client = QdrantClient(url=url, api_key=api_key, prefer_grpc=prefer_grpc,
                                            timeout=max(1, round(timeout)), check_compatibility=False, **rest)
 
@@ -248,10 +150,9 @@ class ServerConnection:
         deadline = time.monotonic() + RETRY_BUDGET_S
         delay = BACKOFF_S
         for attempt in range(1, ATTEMPTS + 1):
-            token = _deadline.set(None if self.local else time.monotonic() + self.timeout)
             try:
-                with warnings.catch_warnings():  # local mode warns that it ignores indexes and search params
-                    warnings.simplefilter("ignore", UserWarning)
+                with within(None if self.local else self.timeout), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # local mode: it ignores indexes and search params
                     return fn(*args, **kwargs)
             except FunnelError:
                 raise
@@ -261,8 +162,6 @@ class ServerConnection:
                     raise error from exc
                 time.sleep(delay)
                 delay *= 2
-            finally:
-                _deadline.reset(token)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _classify(self, exc: Exception, what: str) -> tuple[bool, Exception]:
