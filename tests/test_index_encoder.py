@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import TOPIC_QUERIES, TOPICS, assert_cli_error, topic_records, write_jsonl
 
 from cli import main
-from retriever.calibration import after_index, index_encoder
+from retriever.calibration import index_encoder
 from retriever.encoding import names
 from retriever.encoding.embedder import Embedder
 from retriever.errors import EncoderError
@@ -107,45 +107,3 @@ def test_small_corpus_is_indexed_in_fp32_without_a_measurement(tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["encoder"] == "openvino" and out["encoder_choice"] is None
-
-
-def test_query_choice_keeps_the_documents_encoder_unless_a_candidate_holds_every_dim(monkeypatch):
-    """The queries' encoder is measured against fp32 queries on the documents' own vectors: a floor no
-    candidate meets keeps the documents' encoder and says why; a met floor and a faster candidate
-    (timings fixed here: which runtime is faster is the machine's, not the logic's) takes it."""
-    reference = Embedder(encoder="openvino")
-    texts = [r["text"] for r in _records()]
-    queries = index_encoder.pseudo_queries(texts[:20])
-    docs, fp32_queries = reference.encode_full(texts), reference.encode_full(queries)
-    monkeypatch.setattr(index_encoder, "_single_query_p50", lambda e, q: 1.0 if e.encoder == "onnx" else 2.0)
-    taken = index_encoder.choose_query_encoder(reference, texts, queries, fp32_queries, docs, (64, 384), k=3)
-    assert taken.encoder == "onnx" and taken.documents == "openvino" and taken.p50_ms == {"openvino": 2.0, "onnx": 1.0}
-    assert set(taken.recall_by_dim["onnx"]) == {64, 384} and min(taken.recall_by_dim["onnx"].values()) >= 0.99
-    monkeypatch.setattr(index_encoder, "RECALL_FLOOR", 1.01)
-    strict = index_encoder.choose_query_encoder(reference, texts, queries, fp32_queries, docs, (64, 384), k=3)
-    assert strict.encoder == "openvino" and "onnx queries move the top 3" in strict.reason
-    monkeypatch.setattr(index_encoder, "RECALL_FLOOR", 0.99)
-    monkeypatch.setattr(index_encoder, "_single_query_p50", lambda e, q: 1.9 if e.encoder == "onnx" else 2.0)
-    slow = index_encoder.choose_query_encoder(reference, texts, queries, fp32_queries, docs, (64, 384), k=3)
-    assert slow.encoder == "openvino" and "only 1.05× faster" in slow.reason
-
-
-def test_index_saves_the_query_encoder_it_measured_and_search_uses_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(index_encoder, "MIN_DOCUMENTS", 10)  # the topic corpus stands in for a large one
-    monkeypatch.setattr(after_index, "MIN_POINTS", 10)  # and is calibrated at the end, which saves the choice
-    monkeypatch.setattr(index_encoder, "CANDIDATES", ())  # documents in fp32 (openvino), whatever the CPU
-    monkeypatch.setattr(index_encoder, "_single_query_p50", lambda e, q: 1.0 if e.encoder == "onnx" else 2.0)
-    corpus = write_jsonl(tmp_path / "topics.jsonl", _records())
-    runner = CliRunner()
-    result = runner.invoke(main, ["index", str(corpus), "-c", "q", "--no-progress", "--json"])
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["encoder"] == "openvino" and out["encoder_choice"]["query"]["encoder"] == "onnx", out["encoder_choice"]
-    assert "query encoder: onnx" in result.stderr
-    info = json.loads(runner.invoke(main, ["info", "q", "--json"]).stdout)
-    assert info["encoder"] == "openvino" and info["query_encoder"] == "onnx"
-    assert info["query_encoder_measured_at_index"] and not info["query_encoder_calibrated"]
-    _, query, expected = TOPIC_QUERIES[0]
-    found = runner.invoke(main, ["search", query, "-c", "q", "-k", "1", "--json"])
-    assert found.exit_code == 0, found.output
-    assert json.loads(found.stdout)["hits"][0]["doc_id"] == expected

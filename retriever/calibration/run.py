@@ -57,7 +57,6 @@ class CalibrationRequest:
     encoders: Sequence[str] = ()
     budget_s: float | None = None  # seconds for the plan's candidates (see plans.calibrate); None: all of them
     by: str | None = None  # what ran the calibration, noted in the record's source (e.g. "funnel index")
-    encoder_record: dict[str, Any] | None = None  # a query-encoder choice measured elsewhere (funnel index), saved as is
 
 
 @dataclass
@@ -170,9 +169,7 @@ def _encoders(target: Opened, request: CalibrationRequest, run: CalibrationRun, 
               on_encoder: Callable[[EncoderTrial], None] | None) -> None:
     """The query encoder: measured when ``request.encoders`` lists some, else the saved choice kept."""
     if not request.encoders:
-        if request.encoder_record is not None:
-            run.record["encoder"] = request.encoder_record
-        elif previous.get("encoder") is not None:
+        if previous.get("encoder") is not None:
             run.record["encoder"] = previous["encoder"]
         return
     from retriever.calibration.encoders import calibrate_for_collection

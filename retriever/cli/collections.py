@@ -233,7 +233,6 @@ class _Info:
     @classmethod
     def of(cls, coll: Collection) -> _Info:
         """What ``funnel info`` shows of an open collection (or of a served one's :class:`_ServedView`)."""
-        from retriever.calibration.after_index import BY
         from retriever.calibration.defaults import (
             adaptive_by_default,
             adaptive_rule_for,
@@ -249,8 +248,6 @@ class _Info:
         chosen, record = query_encoder_for(coll, None, None), read_record(coll)
         # without a calibrated choice, the one funnel index measured its documents with
         calibrated_encoder = chosen if record is not None and record.query_encoder() is not None else None
-        if calibrated_encoder is not None and str(record.encoder.source or "").startswith(BY):  # type: ignore[union-attr]
-            calibrated_encoder = None  # chosen by funnel index on the corpus, not by funnel calibrate
         index_encoder = chosen if calibrated_encoder is None else None
         return cls(details=details, record=record, plan=str(default_plan_for(coll, 10)),
                    rule=adaptive_rule_for(coll, 10), adaptive_default=adaptive_by_default(coll),

@@ -182,7 +182,7 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
         finally:
             bar.stop()
     print_index_summary(result)
-    calibration = None if no_calibrate else _calibrate_after(store, collection, result, embedder, as_json, choice)
+    calibration = None if no_calibrate else _calibrate_after(store, collection, result, embedder, as_json)
     if as_json:
         print_json(asdict(result) | {"skipped": result.skipped, "encoder": embedder.encoder,
                                      "encoder_choice": choice.record() if choice else None,
@@ -190,9 +190,9 @@ def index(ctx: click.Context, paths: tuple[Path, ...], collection: str, model: s
 
 
 def _calibrate_after(store: Catalog, name: str, result: IndexResult, embedder: Embedder,
-                     quiet: bool, choice: IndexEncoderChoice | None) -> dict[str, Any]:
-    """Calibrate the plan of the collection just written (see :mod:`retriever.calibration.after_index`),
-    saving with it the query encoder ``choice`` measured on the corpus; what was done, for ``--json``."""
+                     quiet: bool) -> dict[str, Any]:
+    """Calibrate the plan of the collection just written (see :mod:`retriever.calibration.after_index`);
+    what was done, for ``--json``."""
     import time
 
     from retriever.calibration.after_index import BY, SAMPLE, budget_for, reason_to_skip
@@ -207,9 +207,7 @@ def _calibrate_after(store: Catalog, name: str, result: IndexResult, embedder: E
         coll.close()
         return {"calibrated": False, "reason": reason}
     started = time.perf_counter()
-    query = None if choice is None or choice.query is None else choice.query.encoder_record(
-        10, f"{BY}: {choice.query.queries} pieces of {choice.sample} sampled documents")
-    request = CalibrationRequest(sample=SAMPLE, budget_s=budget_for(result.seconds), by=BY, encoder_record=query)
+    request = CalibrationRequest(sample=SAMPLE, budget_s=budget_for(result.seconds), by=BY)
     run = run_calibration(Retriever(coll, embedder), request)
     seconds = round(time.perf_counter() - started, 1)
     if not quiet:
@@ -246,7 +244,4 @@ def _embedder(model: str, device: str | None, encoder: str | None, existing: Col
         measured = (f", measured on {choice.sample} of the corpus's documents in {choice.seconds:.1f} s"
                     if choice.sample else "")
         err.print(f"encoder: {chosen.describe}{measured}: {choice.reason}{keep}", highlight=False)
-    if choice.query is not None and choice.query.encoder != chosen.encoder:
-        err.print(f"query encoder: {choice.query.encoder} ({choice.query.reason}; saved with the calibration at the "
-                  "end, --encoder at search time overrides it)", highlight=False, markup=False)
     return chosen, choice
