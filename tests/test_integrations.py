@@ -16,7 +16,7 @@ from conftest import REPO_ROOT, TOPIC_QUERIES
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda
 from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
-from topics_service import KEY, assert_same_hits, closed_port_url, topic_service
+from topics_service import KEY, SEARCHERS, assert_same_hits, closed_port_url, searcher_of, topic_service
 
 from retriever.errors import (
     BadInputError,
@@ -30,7 +30,6 @@ from retriever.errors import (
 from retriever.integrations import langchain as lc
 from retriever.integrations import llamaindex as li
 from retriever.query.spec import Hit
-from retriever.service.client import FunnelClient
 
 QUERY = "Why do central banks raise interest rates?"
 OPTIONS = [
@@ -40,7 +39,6 @@ OPTIONS = [
     {"k": 12, "filter": {"metadata.topic": "music"}},
     {"k": 3, "adaptive": False, "filter": {"metadata.year": {"gte": 2015}}},
 ]
-MODES = ["in-process", "http"]
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +47,11 @@ def served(tmp_path_factory, embedder):
         yield service
 
 
-@pytest.fixture(scope="module", params=MODES)
+@pytest.fixture(scope="module", params=SEARCHERS)
 def searcher(request, served):
     """The served collection's Retriever (in-process) or a FunnelClient on its server (HTTP)."""
-    if request.param == "in-process":
-        yield served.retriever
-    else:
-        with FunnelClient(served.url, api_key=KEY, timeout=60) as client:
-            yield client
+    with searcher_of(request.param, served) as found:
+        yield found
 
 
 def expected(served, **options) -> list[Hit]:

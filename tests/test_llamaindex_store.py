@@ -19,11 +19,10 @@ from llama_index.core.vector_stores.types import (  # noqa: E402
     VectorStoreQuery,
     VectorStoreQueryMode,
 )
-from topics_service import KEY, topic_service  # noqa: E402
+from topics_service import SEARCHERS, searcher_of, topic_service  # noqa: E402
 
 from retriever.errors import BadInputError  # noqa: E402
 from retriever.integrations import llamaindex as li  # noqa: E402
-from retriever.service.client import FunnelClient  # noqa: E402
 
 TEA = ("Matcha is a powdered green tea, whisked with hot water in a bowl. "
        "Sencha is a steamed green tea from Shizuoka, brewed at seventy degrees. "
@@ -36,13 +35,10 @@ def served(tmp_path_factory, embedder):
         yield service
 
 
-@pytest.fixture(scope="module", params=["in-process", "http"])
+@pytest.fixture(scope="module", params=SEARCHERS)
 def searcher(request, served):
-    if request.param == "in-process":
-        yield served.retriever
-    else:
-        with FunnelClient(served.url, api_key=KEY, timeout=60) as client:
-            yield client
+    with searcher_of(request.param, served) as found:
+        yield found
 
 
 def test_index_insert_query_and_delete_ref_doc(served, searcher):

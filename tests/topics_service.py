@@ -18,10 +18,12 @@ from retriever import Retriever
 from retriever.encoding.embedder import Embedder
 from retriever.ingest.indexer import index_corpus
 from retriever.service import BackgroundServer, ServiceConfig
+from retriever.service.client import FunnelClient
 from retriever.store.edge.catalog import EdgeCatalog
 
 KEY = "integration-key-0123456789"
 NAME = "topics"
+SEARCHERS = ["in-process", "http"]  # how a test reaches the served collection (see searcher_of)
 
 
 def records() -> list[dict]:
@@ -74,3 +76,13 @@ def assert_same_hits(got: list, expected: list) -> None:
     assert [(h.doc_id, h.chunk, h.text, h.title, h.metadata) for h in got] == \
         [(h.doc_id, h.chunk, h.text, h.title, h.metadata) for h in expected]
     assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=1e-6)
+
+
+@contextmanager
+def searcher_of(kind: str, served: Served) -> Iterator[Retriever | FunnelClient]:
+    """The served collection's Retriever (``in-process``) or a FunnelClient on its server (``http``)."""
+    if kind == "in-process":
+        yield served.retriever
+    else:
+        with FunnelClient(served.url, api_key=KEY, timeout=60) as client:
+            yield client
