@@ -168,14 +168,20 @@ def doc_ids_arg(doc_ids: Any) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def missing_ok_arg(missing_ok: Any) -> bool:
+    """A delete's ``missing_ok``, checked: ``True`` or ``False``, nothing that merely looks like one."""
+    if not isinstance(missing_ok, bool):
+        raise BadInputError(f"missing_ok is True or False, not {show_value(missing_ok)}")
+    return missing_ok
+
+
 def delete_documents(collection: Collection, doc_ids: Sequence[str], missing_ok: bool = False) -> dict[str, int]:
     """Delete these documents (every chunk of each, in one engine operation); returns the chunks each had.
 
     All or nothing: when any id is not stored, :class:`DocumentNotFoundError` names it and nothing is
     deleted; with ``missing_ok``, the stored ones are deleted and the others left out of the answer."""
     ids = doc_ids_arg(doc_ids)
-    if not isinstance(missing_ok, bool):
-        raise BadInputError(f"missing_ok is True or False, not {show_value(missing_ok)}")
+    missing_ok = missing_ok_arg(missing_ok)
     counts = collection.document_counts(ids)
     missing = [i for i in ids if i not in counts]
     if missing_ok:

@@ -105,14 +105,19 @@ def upsert(searcher: Searcher, documents: Sequence[Mapping[str, Any]]) -> list[s
     return [str(doc["doc_id"]) for doc in documents]
 
 
+def _requests_of(doc_ids: Sequence[str]) -> list[list[str]]:
+    """``doc_ids`` in slices one HTTP delete takes (one slice, maybe empty, for none: the service refuses it)."""
+    ids = list(doc_ids)
+    return [ids[start:start + MAX_DELETE_IDS] for start in range(0, max(len(ids), 1), MAX_DELETE_IDS)]
+
+
 def delete(searcher: Searcher, doc_ids: Sequence[str], missing_ok: bool = False) -> dict[str, int]:
     """Delete documents by id, all or none (unless ``missing_ok``): in-process in one call, over HTTP
     in one request per 1,000 ids (each all or none). Returns the chunks each deleted document had."""
     if isinstance(searcher, FunnelClient):
-        ids = list(doc_ids)
         removed: dict[str, int] = {}
-        for start in range(0, max(len(ids), 1), MAX_DELETE_IDS):
-            removed.update(searcher.delete_many(ids[start:start + MAX_DELETE_IDS], missing_ok))
+        for part in _requests_of(doc_ids):
+            removed.update(searcher.delete_many(part, missing_ok))
         return removed
     with _lock(searcher):
         return searcher.delete(list(doc_ids), missing_ok)
@@ -138,10 +143,9 @@ async def aupsert(searcher: Searcher, documents: Sequence[Mapping[str, Any]]) ->
 async def adelete(searcher: Searcher, doc_ids: Sequence[str], missing_ok: bool = False) -> dict[str, int]:
     """:func:`delete` without blocking the event loop."""
     if isinstance(searcher, FunnelClient):
-        ids = list(doc_ids)
         removed: dict[str, int] = {}
-        for start in range(0, max(len(ids), 1), MAX_DELETE_IDS):
-            removed.update(await searcher.adelete_many(ids[start:start + MAX_DELETE_IDS], missing_ok))
+        for part in _requests_of(doc_ids):
+            removed.update(await searcher.adelete_many(part, missing_ok))
         return removed
     return await asyncio.to_thread(delete, searcher, doc_ids, missing_ok)
 

@@ -33,7 +33,14 @@ from retriever.errors import (
     ServiceUnreachableError,
     error_class,
 )
-from retriever.ingest.documents import DocumentPage, DocumentSummary, UpsertResult, doc_ids_arg
+from retriever.ingest.documents import (
+    DocumentPage,
+    DocumentSummary,
+    UpsertResult,
+    delete_filter_arg,
+    doc_ids_arg,
+    missing_ok_arg,
+)
 from retriever.net.deadline import deadline_transport, hit_deadline, proxied, within
 from retriever.query.filters import Match, MatchAny, PayloadFilter, Range, parse_filter
 from retriever.query.fusion import Fusion
@@ -756,17 +763,12 @@ def _delete_ids_body(doc_ids: Any, missing_ok: Any) -> dict[str, Any]:
     if isinstance(doc_ids, Sequence) and not isinstance(doc_ids, (str, bytes)) and len(doc_ids) > MAX_DELETE_IDS:
         raise BadInputError(f"one delete over HTTP takes 1 to {MAX_DELETE_IDS:,} document ids, not {len(doc_ids):,}")
     ids = doc_ids_arg([_text("doc_id", i) for i in doc_ids] if isinstance(doc_ids, (list, tuple)) else doc_ids)
-    if not isinstance(missing_ok, bool):
-        raise BadInputError(f"missing_ok is True or False, not {show_value(missing_ok)}")
-    return {"doc_ids": ids, "missing_ok": missing_ok}
+    return {"doc_ids": ids, "missing_ok": missing_ok_arg(missing_ok)}
 
 
 def _delete_filter_body(filter: Any) -> dict[str, Any]:
-    body = _filter_body(filter)
-    if not body:
-        raise BadInputError("give a filter that says which documents to delete (deleting every document is "
-                            "funnel drop)")
-    return {"filter": body}
+    delete_filter_arg(filter)  # the service's own check: a filter that names which documents
+    return {"filter": _filter_body(filter)}
 
 
 def _deleted_map(response: httpx.Response) -> dict[str, int]:
