@@ -472,3 +472,78 @@ def test_kill_9_after_the_new_chunks_are_written_keeps_the_new_document(tmp_path
     assert not any(PENDING_FIELD in p for p in after["wall"])
     assert {d: v for d, v in after.items() if d != "wall"} == {d: v for d, v in before.items() if d != "wall"}
     assert top_doc(data, "crash", "version two of the wall", embedder) == "wall"
+
+
+# --- kill -9 in the middle of funnel index's rewrite of changed documents ------------------------------------
+
+
+INDEX_SCRIPT = """
+import sys
+from retriever.encoding.embedder import Embedder
+from retriever.ingest.indexer import index_corpus
+from retriever.store.edge.catalog import EdgeCatalog
+index_corpus(EdgeCatalog(sys.argv[1]), "crash", [sys.argv[2]], Embedder(device="cpu"), chunk_size=24, chunk_overlap=4,
+             batch_size=2)
+"""
+
+
+def _edited_corpus(tmp_path: Path) -> tuple[list[dict], list[dict]]:
+    """Two versions of a corpus: documents that grow, shrink, change in place, stay, and a new one."""
+    old = [{"_id": "wall", "title": "Berlin", "text": WALL}, {"_id": "loaf", "text": BREAD * 3},
+           *topic_records()[:4]]
+    new = [{"_id": "wall", "title": "Berlin", "text": NEW_WALL}, {"_id": "loaf", "text": BREAD},
+           {**old[2], "text": old[2]["text"] + " Revised: a second paragraph that changes the last chunk."},
+           *old[3:], {"_id": "tea", "text": TEA * 4}]
+    return old, new
+
+
+def _index_reference(tmp_path: Path, embedder, records: list[dict], name: str) -> dict[str, list[dict]]:
+    data = tmp_path / name
+    index_corpus(EdgeCatalog(data), "crash", [write_jsonl(tmp_path / f"{name}.jsonl", records)], embedder,
+                 chunk_size=24, chunk_overlap=4)
+    return stored(data, "crash")
+
+
+def _texts(docs: dict[str, list[dict]]) -> dict[str, list[str]]:
+    return {d: [p["text"] for p in payloads] for d, payloads in docs.items()}
+
+
+@pytest.mark.parametrize("stage", ["slice", "deleted"])
+def test_kill_9_during_funnel_index_leaves_each_document_old_or_new(tmp_path, embedder, stage):
+    """funnel index of an edited corpus killed after its first upsert (``slice``) or once the changed
+    documents' old points are deleted (``deleted``): reopened, every document is its old version or its
+    new one, whole (none mixed, none half-written, no pending mark), and a re-run completes it."""
+    old_records, new_records = _edited_corpus(tmp_path)
+    old = _texts(_index_reference(tmp_path, embedder, old_records, "old"))
+    new = _texts(_index_reference(tmp_path, embedder, new_records, "new"))
+    changed = {d for d in new if old.get(d) != new[d]}
+    assert {"wall", "loaf", "tea"} <= changed and len(old["loaf"]) > len(new["loaf"])
+    data = tmp_path / "trial"
+    index_corpus(EdgeCatalog(data), "crash", [tmp_path / "old.jsonl"], embedder, chunk_size=24, chunk_overlap=4)
+    marker = tmp_path / "paused"
+    env = os.environ | {"PYTHONPATH": str(REPO_ROOT), PAUSE_ENV: f"{stage}:{marker}"}
+    proc = subprocess.Popen([sys.executable, "-c", INDEX_SCRIPT, str(data), str(tmp_path / "new.jsonl")],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(marker, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    assert (data / "collections" / "crash" / "replacing").exists()  # killed mid-run: the next open recovers
+    after = stored(data, "crash")
+    assert not any(PENDING_FIELD in p for payloads in after.values() for p in payloads)
+    assert all([p["chunk"] for p in payloads] == list(range(len(payloads))) for payloads in after.values())
+    texts = _texts(after)
+    states = {d: "new" if texts.get(d) == new.get(d) else "old" if texts.get(d) == old.get(d) else "mixed"
+              for d in old.keys() | new.keys()}
+    assert "mixed" not in states.values(), states
+    if stage == "slice":  # only the first slice of the changed chunks was written: most changes not yet
+        assert sum(states[d] == "old" for d in changed) >= 2, states
+    else:  # every new version was written and the old ones deleted: all new once recovered
+        assert texts == new
+    index_corpus(EdgeCatalog(data), "crash", [tmp_path / "new.jsonl"], embedder, chunk_size=24, chunk_overlap=4)
+    assert _texts(stored(data, "crash")) == new

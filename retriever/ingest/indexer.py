@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from retriever.encoding.embedder import Embedder
 from retriever.errors import BadInputError
@@ -22,7 +23,7 @@ from retriever.ingest.chunking import Chunk, TokenChunker, chunk_id
 from retriever.ingest.corpus import Document, Fields
 from retriever.ingest.intake import CorpusPath, ValidCorpus, open_corpus
 from retriever.query.ladder import parse_ladder
-from retriever.store.base import Catalog, Collection, PointBatch
+from retriever.store.base import PENDING_FIELD, Catalog, Collection, PointBatch, pause_at
 from retriever.store.spec import CollectionSpec, Layout
 
 DEFAULT_BATCH_SIZE = 32
@@ -112,57 +113,144 @@ class ChunkCounts:
         return ChunkCounts(self.chunks + other.chunks, self.unchanged + other.unchanged)
 
 
-def write_group(
-    collection: Collection, embedder: Embedder, chunks: list[Chunk], batch_size: int,
-    finished: dict[str, int] | None = None, on_written: Callable[[int, int], None] | None = None,
-) -> ChunkCounts:
-    """Upsert the chunks whose stored payload differs (or is missing); drop chunks a document lost.
+def _generations(doc_id: str, n: int, scheme: str) -> list[str]:
+    """The ids of chunks 0..n of ``doc_id`` under generation 0, then under generation 1 (chunk n: the
+    probe for a longer stored version)."""
+    return [chunk_id(doc_id, i, scheme, g) for g in (0, 1) for i in range(n + 1)]
 
-    A document's chunks are numbered 0..n-1, so it has stale chunks exactly when a point for its
-    chunk n exists: one look-up per document finds them, and only those documents are cleaned; a
-    document last written by an upsert (its chunk 0 under generation 1) loses all its other points.
-    ``finished`` maps the documents whose last chunk is in this group to their chunk count (only
-    those are probed: a huge document spans several groups); default: every document in the group.
-    Changed chunks are encoded and upserted in slices (sorted by length, at most
-    :data:`ENCODE_SLICE`, at least ``batch_size`` chunks, about :data:`PROGRESS_STEPS` per group),
-    each reported to ``on_written(chunks, documents)``, ``documents`` being the finished documents
-    whose every changed chunk is now written: progress moves while a group is encoded.
-    """
-    if finished is None:
-        finished = {}
-        for c in chunks:
-            finished[c.doc_id] = max(finished.get(c.doc_id, 0), c.index + 1)
-    chunks_per_doc, scheme = finished, collection.spec.point_ids
-    probes = {chunk_id(doc, n, scheme): doc for doc, n in chunks_per_doc.items()}
-    # chunk 0 of a version an upsert wrote (generation 1, see retriever.ingest.documents): replaced below
-    upserted = {chunk_id(doc, 0, scheme, 1): doc for doc in chunks_per_doc}
-    payloads = {c.id: c.payload() for c in chunks}
-    stored = collection.payloads(list(payloads) + list(probes) + list(upserted))
-    changed = [c for c in chunks if stored.get(c.id) != payloads[c.id]]
-    changed.sort(key=lambda c: len(c.text), reverse=True)  # a slice of like lengths pads little
-    left = dict.fromkeys(chunks_per_doc, 0)  # changed chunks still to write, per finished document
-    for c in changed:
-        if c.doc_id in left:
-            left[c.doc_id] += 1
-    reported = 0
-    step = min(ENCODE_SLICE, max(batch_size, -(-len(changed) // PROGRESS_STEPS)))
-    for start in range(0, len(changed), step):
-        part = changed[start : start + step]
+
+def _version_to_write(stored: dict[str, dict[str, Any]], doc_id: str, payloads: list[dict[str, Any]],
+                      scheme: str) -> tuple[int, bool] | None:
+    """Where a document's new version goes: ``None`` when the stored version is these payloads exactly
+    (nothing to write), else ``(generation, replaces)``: a new document goes to generation 0, a changed
+    one to the generation it is *not* stored in, so its old points stay whole until the new ones are."""
+    heads = [g for g in (0, 1) if chunk_id(doc_id, 0, scheme, g) in stored]
+    if not heads:
+        return 0, False
+    current, n = heads[0], len(payloads)
+    same = (len(heads) == 1 and chunk_id(doc_id, n, scheme, current) not in stored
+            and all(stored.get(chunk_id(doc_id, i, scheme, current)) == p for i, p in enumerate(payloads)))
+    return None if same else (1 - current, True)
+
+
+def _write_marked(collection: Collection, embedder: Embedder, chunks: list[Chunk], marks: dict[str, int],
+                  batch_size: int, on_written: Callable[[int, int], None] | None) -> None:
+    """Encode and upsert ``chunks`` (under their own ids) with the pending mark of their document
+    (``marks``: doc id → its version's chunk count), in slices sorted by length: at most
+    :data:`ENCODE_SLICE`, at least ``batch_size`` chunks, about :data:`PROGRESS_STEPS` per call. Each
+    slice is reported to ``on_written(chunks, documents)``, ``documents`` being those of ``marks`` whose
+    every chunk given here is now written."""
+    ordered = sorted(chunks, key=lambda c: len(c.text), reverse=True)  # a slice of like lengths pads little
+    left = dict.fromkeys(marks, 0)
+    for c in ordered:
+        left[c.doc_id] += 1
+    reported = sum(n == 0 for n in left.values())
+    step = min(ENCODE_SLICE, max(batch_size, -(-len(ordered) // PROGRESS_STEPS)))
+    for start in range(0, len(ordered), step):
+        part = ordered[start : start + step]
         vectors = embedder.encode([c.text for c in part], collection.spec.dims, batch_size=batch_size)
-        collection.upsert(PointBatch(ids=[c.id for c in part], vectors=vectors, payloads=[payloads[c.id] for c in part]))
+        payloads = [dict(c.payload(), **{PENDING_FIELD: marks[c.doc_id]}) for c in part]
+        collection.upsert(PointBatch(ids=[c.id for c in part], vectors=vectors, payloads=payloads))
+        pause_at("slice")
         for c in part:
-            if c.doc_id in left:
-                left[c.doc_id] -= 1
-        complete = sum(n == 0 for n in left.values())  # unchanged documents count from the first slice
+            left[c.doc_id] -= 1
+        complete = sum(n == 0 for n in left.values())
         if on_written:
             on_written(len(part), complete - reported)
         reported = complete
-    shrunk = {doc: chunks_per_doc[doc] for probe, doc in probes.items() if probe in stored}
-    collection.delete_chunks_from(shrunk)
-    for probe, doc in upserted.items():
-        if probe in stored:
-            collection.delete_documents([doc], keep=[chunk_id(doc, i, scheme) for i in range(chunks_per_doc[doc])])
-    return ChunkCounts(chunks=len(chunks), unchanged=len(chunks) - len(changed))
+
+
+def _commit(collection: Collection, replaced: list[str], written: list[str]) -> None:
+    """Make the versions just written (``written``: their point ids) the stored ones: every other point
+    of the ``replaced`` documents is deleted (one operation), then the pending marks are removed (one
+    operation)."""
+    if replaced:
+        collection.delete_documents(replaced, keep=written)
+        pause_at("deleted")
+    collection.clear_pending(written)
+
+
+def write_group(
+    collection: Collection, embedder: Embedder, chunks: list[Chunk], batch_size: int,
+    on_written: Callable[[int, int], None] | None = None,
+) -> ChunkCounts:
+    """Write the documents of ``chunks`` (every chunk of each, in order) whose stored version differs.
+
+    A document whose stored payloads are these exactly is left alone (not re-encoded). Any other is
+    written whole, as :meth:`~retriever.store.base.Collection.replace_document` does for one: its new
+    version under the generation it is not stored in, each point marked pending with the version's
+    size; then the old versions' points are deleted and the marks removed, one operation each for
+    the whole group. A crash (kill -9) at any moment leaves, once the collection is recovered, every
+    document in its old version or its new one, never a mix (see ``recover_pending``).
+    Progress goes to ``on_written(chunks, documents)`` slice by slice (see :func:`_write_marked`).
+    """
+    scheme = collection.spec.point_ids
+    by_doc: dict[str, list[Chunk]] = {}
+    for c in chunks:
+        by_doc.setdefault(c.doc_id, []).append(c)
+    stored = collection.payloads([i for doc, cs in by_doc.items() for i in _generations(doc, len(cs), scheme)])
+    new: list[Chunk] = []
+    marks: dict[str, int] = {}
+    replaced: list[str] = []
+    for doc, cs in by_doc.items():
+        version = _version_to_write(stored, doc, [c.payload() for c in cs], scheme)
+        if version is None:
+            continue
+        generation, replaces = version
+        new += [replace(c, id=chunk_id(doc, c.index, scheme, generation)) for c in cs]
+        marks[doc] = len(cs)
+        if replaces:
+            replaced.append(doc)
+    _write_marked(collection, embedder, new, marks, batch_size, on_written)
+    _commit(collection, replaced, [c.id for c in new])
+    if on_written and len(by_doc) > len(marks):
+        on_written(len(chunks) - len(new), len(by_doc) - len(marks))  # the unchanged documents
+    return ChunkCounts(chunks=len(chunks), unchanged=len(chunks) - len(new))
+
+
+def write_large_document(collection: Collection, embedder: Embedder, chunker: TokenChunker, doc: Document,
+                         batch_size: int, group_size: int,
+                         on_written: Callable[[int, int], None] | None = None) -> ChunkCounts:
+    """Write one document of more than ``group_size`` chunks as :func:`write_group` does, with bounded
+    memory: its chunks are made twice, a group at a time, once to compare them with the stored
+    version (payloads only) and, when it differs, once to encode and write them."""
+    scheme = collection.spec.point_ids
+    same = [True, True]  # chunks so far equal to the stored ones of generation 0, of generation 1
+    heads: list[int] = []
+    n = 0
+    for block in _blocks(chunker.chunks(doc), group_size):
+        ids = [chunk_id(doc.id, c.index, scheme, g) for g in (0, 1) for c in block]
+        stored = collection.payloads(ids)
+        if n == 0:
+            heads = [g for g in (0, 1) if chunk_id(doc.id, 0, scheme, g) in stored]
+        for g in (0, 1):
+            same[g] = same[g] and all(stored.get(chunk_id(doc.id, c.index, scheme, g)) == c.payload() for c in block)
+        n += len(block)
+    probes = collection.payloads([chunk_id(doc.id, n, scheme, g) for g in (0, 1)])
+    if len(heads) == 1 and same[heads[0]] and chunk_id(doc.id, n, scheme, heads[0]) not in probes:
+        if on_written:
+            on_written(n, 1)
+        return ChunkCounts(chunks=n, unchanged=n)
+    generation = 1 - heads[0] if heads else 0
+    written = 0
+    for block in _blocks(chunker.chunks(doc), group_size):
+        part = [replace(c, id=chunk_id(doc.id, c.index, scheme, generation)) for c in block]
+        written += len(part)
+        last = written == n
+
+        def report(chunks: int, documents: int, last: bool = last) -> None:
+            if on_written:
+                on_written(chunks, documents if last else 0)
+
+        _write_marked(collection, embedder, part, {doc.id: n}, batch_size, report)
+    _commit(collection, [doc.id] if heads else [], [chunk_id(doc.id, i, scheme, generation) for i in range(n)])
+    return ChunkCounts(chunks=n, unchanged=0)
+
+
+def _blocks(chunks: Iterable[Chunk], size: int) -> Iterator[list[Chunk]]:
+    it = iter(chunks)
+    while block := list(islice(it, size)):
+        yield block
 
 
 def index_chunks(
@@ -174,46 +262,37 @@ def index_chunks(
     group_size: int = DEFAULT_GROUP_SIZE,
     progress: IndexProgress | None = None,
 ) -> ChunkCounts:
-    """Chunk, encode and upsert documents in groups of at most ``group_size`` chunks.
+    """Chunk, encode and upsert documents in groups of about ``group_size`` chunks, each document whole
+    in one group; a document of more chunks is written on its own (:func:`write_large_document`).
 
-    Chunks are made lazily, so a huge document is written over several groups with bounded
-    memory; its stale chunks are looked for with the group that holds its last chunk.
+    Every document is written crash-safely (see :func:`write_group`): the collection is marked as being
+    written for the run (the embedded engine recovers an interrupted run when it next opens it), and
+    what an earlier crash left is resolved first.
     """
-    pending: list[Chunk] = []
-    finished: dict[str, int] = {}
     counts = ChunkCounts()
+    group: list[Chunk] = []
 
-    def flush() -> None:
-        nonlocal counts, pending, finished
-        reported = 0
+    def reported(chunks: int, documents: int) -> None:
+        if progress:
+            progress.advance(documents, chunks)
 
-        documents = 0
-
-        def written(n: int, docs: int) -> None:
-            nonlocal reported, documents
-            reported += n
-            documents += docs
-            if progress:
-                progress.advance(docs, n)
-
-        counts += write_group(collection, embedder, pending, batch_size, finished, written)
-        rest = (len(finished) - documents, len(pending) - reported)  # unchanged chunks; documents without any
-        if progress and rest != (0, 0):
-            progress.advance(*rest)
-        pending, finished = [], {}
-
+    collection.recover_interrupted()
+    collection.mark_replacing(True)
     for doc in documents:
-        n = 0
-        for chunk in chunker.chunks(doc):
-            if len(pending) >= group_size:
-                flush()
-            pending.append(chunk)
-            n += 1
-        finished[doc.id] = n
-        if len(pending) >= group_size:
-            flush()
-    if pending:
-        flush()
+        head = list(islice(chunker.chunks(doc), group_size + 1))
+        if len(head) > group_size:
+            if group:
+                counts += write_group(collection, embedder, group, batch_size, reported)
+                group = []
+            counts += write_large_document(collection, embedder, chunker, doc, batch_size, group_size, reported)
+            continue
+        if group and len(group) + len(head) > group_size:
+            counts += write_group(collection, embedder, group, batch_size, reported)
+            group = []
+        group += head
+    if group:
+        counts += write_group(collection, embedder, group, batch_size, reported)
+    collection.mark_replacing(False)
     collection.finish_indexing()
     return counts
 

@@ -29,10 +29,10 @@ from retriever.store.spec import (
 
 PENDING_FIELD = "pending"  # payload key of a replacement's points until it is committed: the replacement's size
 PAUSE_ENV = "FUNNEL_TEST_PAUSE_UPSERT"  # test hook "STAGE:MARKER": at STAGE, touch MARKER and sleep (to be killed)
-PAUSE_STAGES = ("partial", "written", "deleted")
+PAUSE_STAGES = ("partial", "written", "deleted", "slice")  # "slice": after an index run's first upsert
 
 
-def _pause_at(stage: str) -> None:
+def pause_at(stage: str) -> None:
     """The crash tests' hook (see :data:`PAUSE_ENV`): a no-op unless the variable names ``stage``."""
     hook = os.environ.get(PAUSE_ENV, "")
     if hook.partition(":")[0] != stage:
@@ -129,9 +129,15 @@ class Collection(ABC):
     def clear_pending(self, ids: Sequence[str]) -> None:
         """Remove the :data:`PENDING_FIELD` mark from these points, in one engine operation."""
 
-    def _mark_replacing(self, active: bool) -> None:  # noqa: B027 - optional hook
-        """Record that a replacement is under way (``active``) or done, where the engine can keep such a
-        note cheaply (Edge: a file beside the shard), so that the next open recovers a crashed one."""
+    def mark_replacing(self, active: bool) -> None:  # noqa: B027 - optional hook
+        """Record that a replacement (or an index run) is under way (``active``) or done, where the engine
+        can keep such a note cheaply (Edge: a file beside the shard), so that the next open recovers a
+        crashed one."""
+
+    def recover_interrupted(self) -> int:
+        """:meth:`recover_pending` for every document, unless the engine knows that nothing was
+        interrupted (Edge recovers when it opens a collection whose note says so); before an index run."""
+        return self.recover_pending()
 
     def replace_document(self, doc_id: str, batch: PointBatch) -> None:
         """Replace every point of ``doc_id`` by ``batch``, whose ids no stored point of it has; a crash
@@ -148,16 +154,16 @@ class Collection(ABC):
         """
         n = len(batch.ids)
         marked = PointBatch(batch.ids, batch.vectors, [dict(p, **{PENDING_FIELD: n}) for p in batch.payloads])
-        self._mark_replacing(True)
+        self.mark_replacing(True)
         if n > 1 and os.environ.get(PAUSE_ENV, "").startswith("partial:"):
             self.upsert(PointBatch(marked.ids[:1], {d: v[:1] for d, v in marked.vectors.items()}, marked.payloads[:1]))
-            _pause_at("partial")
+            pause_at("partial")
         self.upsert(marked)
-        _pause_at("written")
+        pause_at("written")
         self.delete_documents([doc_id], keep=batch.ids)
-        _pause_at("deleted")
+        pause_at("deleted")
         self.clear_pending(batch.ids)
-        self._mark_replacing(False)
+        self.mark_replacing(False)
 
     def recover_pending(self, doc_ids: Sequence[str] | None = None) -> int:
         """Resolve the replacements a crash interrupted (of ``doc_ids``, or all): a complete one is
@@ -173,7 +179,7 @@ class Collection(ABC):
             else:
                 self.delete_points(ids)
         if doc_ids is None:
-            self._mark_replacing(False)
+            self.mark_replacing(False)
         return len(by_doc)
 
     def search(

@@ -76,7 +76,7 @@ from retriever.store.spec import CollectionSpec
 SPEC_FILE = "collection.json"
 CALIBRATION_FILE = "calibration.json"
 SHARD_DIR = "shard"
-REPLACING_FILE = "replacing"  # present while a document replacement is under way (see Collection.replace_document)
+REPLACING_FILE = "replacing"  # present while a replacement or an index run is under way (see Collection.mark_replacing)
 SCRATCH_PREFIX = ".scratch~"  # hidden scratch catalogs: collections/.scratch~NAME~XXXXXXXX/
 HNSW_M = 16
 HNSW_EF_CONSTRUCT = 100
@@ -282,7 +282,7 @@ class EdgeCollection(Collection):
         if ids:
             self._update(UpdateOperation.delete_payload([engine_id(i) for i in ids], [PENDING_FIELD]))
 
-    def _mark_replacing(self, active: bool) -> None:
+    def mark_replacing(self, active: bool) -> None:
         """A file beside the shard while a replacement runs: the next open recovers (a crash) only then."""
         marker = self.path / REPLACING_FILE
         try:
@@ -299,6 +299,9 @@ class EdgeCollection(Collection):
     def replacing(self) -> bool:
         """Whether a replacement was under way when the collection was last closed (a crash)."""
         return (self.path / REPLACING_FILE).exists()
+
+    def recover_interrupted(self) -> int:
+        return self.recover_pending() if self.replacing else 0
 
     def _run(self, requests: list[QueryRequest], with_text: Sequence[bool]) -> list[list[Hit]]:
         try:
