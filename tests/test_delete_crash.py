@@ -9,7 +9,10 @@ on 2 cores: opening the collection, then the delete itself (one engine operation
 ``delete_points_by_filter``: 1-2 ms), then the flush (most of the rest). So half the kills land at a
 uniformly drawn moment of the whole command (x 1.2: some once it has finished), and half in the engine
 operation itself: the child's test-side wrapper of the store's one update call says ``op`` just before it
-starts, and the parent kills it 0 to 2x the operation's measured duration later.
+starts, and the parent kills it 0 to 2x the operation's measured duration later; the wrapper waits 50 ms
+after each operation, so that a delete made of several engine operations (one per document, say) would be
+killed between two of them and leave a subset (checked: it does, 48-49 of 50 left). The same over HTTP:
+``funnel serve`` killed 0-3 ms after its engine operation for ``POST …/documents/delete`` starts.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import select
 import shutil
 import signal
 import subprocess
@@ -31,6 +36,7 @@ from conftest import REPO_ROOT, TOPIC_DOCS, write_jsonl
 
 from cli import main
 from retriever.ingest.indexer import index_corpus
+from retriever.service.client import FunnelClient
 from retriever.store.edge.catalog import EdgeCatalog
 
 NAME = "crash"
@@ -51,6 +57,7 @@ def announced(self, *args, **kwargs):  # says when the engine operation starts (
     times.append(time.perf_counter())
     result = update(self, *args, **kwargs)
     times.append(time.perf_counter())
+    time.sleep(0.05)  # a kill meant for this operation lands before a next one would start
     return result
 
 EdgeCollection._update = announced
@@ -169,3 +176,74 @@ def test_kill_9_during_a_multi_document_delete_leaves_all_or_none(original, tmp_
     print(f"{by}: command {duration * 1000:.0f} ms, engine operation {op * 1000:.1f} ms; "
           f"(where, how it ended, doomed documents left): {dict(seen)}")
     assert not any(ended == "finished" and left == "all" for _, ended, left in seen)  # a finished delete deleted
+
+
+SERVE = """
+import sys, time
+from retriever.store.edge.collection import EdgeCollection
+
+update = EdgeCollection._update
+
+def announced(self, *args, **kwargs):  # says when an engine operation starts (the parent may kill then)
+    sys.stdout.buffer.write(b"op\\n")
+    sys.stdout.buffer.flush()
+    result = update(self, *args, **kwargs)
+    time.sleep(0.05)  # a kill meant for this operation lands before a next one would start
+    return result
+
+EdgeCollection._update = announced
+from cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+# The request, from another process: the test's own process then only waits for "op" and kills, with no
+# thread of its own holding the GIL in between (a switch interval is 5 ms, several times the operation).
+POST = """
+import json, sys, httpx
+try:
+    r = httpx.post(sys.argv[1], json=json.loads(sys.argv[3]), headers={"X-API-Key": sys.argv[2]}, timeout=120)
+    print(r.status_code)
+except httpx.TransportError as exc:
+    print("unreachable", type(exc).__name__)
+"""
+KEY = "delete-crash-key-0123"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("by", ["ids", "filter"])
+def test_kill_9_of_funnel_serve_during_a_multi_document_delete_leaves_all_or_none(original, tmp_path, by):
+    data, before = original
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    env = os.environ | {"PYTHONPATH": str(REPO_ROOT), "FUNNEL_API_KEY": KEY}
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, "--data-dir", str(copy), "serve", "-c", NAME, "--port", "0",
+                             "--device", "cpu"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
+    assert proc.stdout is not None and proc.stderr is not None
+    out = proc.stdout.fileno()
+    body = {"filter": json.loads(FILTER)} if by == "filter" else {"doc_ids": sorted(DOOMED)}
+    post = None
+    try:
+        seen: list[str] = []
+        while not (match := re.search(r"on (http://127\.0\.0\.1:\d+)", seen[-1] if seen else "")):
+            seen.append(proc.stderr.readline().decode())
+            assert seen[-1] and len(seen) < 50, seen
+        FunnelClient(match.group(1), api_key=KEY, timeout=120).wait_ready(90)
+        while select.select([out], [], [], 0)[0]:  # any engine operation of the start-up is not the delete's
+            assert os.read(out, 4096), "the server closed its output"
+        post = subprocess.Popen([sys.executable, "-c", POST, f"{match.group(1)}/collections/{NAME}/documents/delete",
+                                 KEY, json.dumps(body)], stdout=subprocess.PIPE, text=True)
+        assert select.select([out], [], [], 60)[0], "no engine operation within 60 s of the request"
+        assert os.read(out, 3) == b"op\n"
+        time.sleep(random.Random(f"serve-{by}").uniform(0, 0.003))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        answer = post.communicate(timeout=60)[0]
+    finally:
+        for child in (proc, post):
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    assert answer.startswith("unreachable"), answer  # killed before it answered
+    left = check_whole(copy, before)
+    print(f"{by} over HTTP: killed in the engine operation, doomed documents left: {left}")
