@@ -46,7 +46,9 @@ def main() -> None:
     parser.add_argument("question", nargs="?", default="What did NVIDIA invent in 1999?")
     parser.add_argument("-k", type=int, default=4, help="chunks to retrieve")
     parser.add_argument("--ticker", help="only this company's filings (a metadata filter)")
-    parser.add_argument("--cutoff", type=float, default=0.0, help="drop chunks scoring below this")
+    parser.add_argument("--cutoff", type=float, default=0.0,
+                        help="drop chunks scoring below this (the scale is the search mode's: a cosine for dense, "
+                        "~0-2.4 under the default hybrid DBSF; see docs/search.md, Scores)")
     parser.add_argument("--url", help="a running funnel serve (else: in-process)")
     parser.add_argument("--api-key", default=os.environ.get("FUNNEL_API_KEY"))
     parser.add_argument("--collection", default="rag-example")
