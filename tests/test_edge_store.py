@@ -244,7 +244,7 @@ def test_search_on_fewer_points_than_k(catalog):
     assert sorted(h.doc_id for h in hits) == ["doc0", "doc1", "doc2"]
 
 
-def test_stored_payloads_and_stale_chunk_deletion(catalog):
+def test_stored_payloads(catalog):
     full = np.random.default_rng(3).normal(size=(6, DIMS[-1])).astype(np.float32)
     ids = [chunk_id("a", i) for i in range(4)] + [chunk_id("b", i) for i in range(2)]
     payloads = [{"text": f"a{i}", "doc_id": "a", "title": "", "chunk": i, "metadata": {}} for i in range(4)]
@@ -253,10 +253,6 @@ def test_stored_payloads_and_stale_chunk_deletion(catalog):
         coll.upsert(PointBatch(ids=ids, vectors=vectors_for(full), payloads=payloads))
         stored = coll.payloads(ids[:2] + [chunk_id("zzz", 0)])
         assert stored == {ids[0]: payloads[0], ids[1]: payloads[1]}
-        coll.delete_chunks_from({"a": 2, "b": 2})
-        assert coll.count() == 4
-        remaining = {(r.payload["doc_id"], r.payload["chunk"]) for r in scroll_all(coll)}
-        assert remaining == {("a", 0), ("a", 1), ("b", 0), ("b", 1)}
 
 
 # --- compatibility -------------------------------------------------------------------------------

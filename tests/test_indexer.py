@@ -241,6 +241,43 @@ def test_long_documents_become_many_chunks_and_shrinking_drops_stale_chunks(tmp_
     assert {k[1] for k in keys} == {"long", "short"}
 
 
+def test_an_edited_document_is_rewritten_whole_but_encodes_only_its_changed_chunks(tmp_path, embedder, data_dir):
+    """A sentence appended to a long document: its new version (the other id generation) is written whole,
+    the unchanged chunks' vectors copied from the stored ones (only the changed and new chunks are
+    encoded), and every stored vector equals what encoding its chunk gives."""
+    catalog = EdgeCatalog(data_dir)
+    sentences = [f"Sentence {i} is about the number {i} and nothing else." for i in range(40)]
+    corpus = write_jsonl(tmp_path / "long.jsonl", [{"_id": "long", "text": " ".join(sentences)}])
+    first = index_corpus(catalog, "edited", [corpus], embedder, chunk_size=64, chunk_overlap=8)
+    write_jsonl(corpus, [{"_id": "long", "text": " ".join(sentences) + " The treasure is under the old oak tree."}])
+    encoded: list[str] = []
+    real = embedder.encode
+
+    def counting(texts, dims, batch_size=32):
+        encoded.extend(texts)
+        return real(texts, dims, batch_size=batch_size)
+
+    embedder.encode = counting
+    try:
+        again = index_corpus(catalog, "edited", [corpus], embedder, chunk_size=64, chunk_overlap=8)
+    finally:
+        del embedder.encode
+    assert again.chunks >= first.chunks > 4
+    assert 1 <= len(encoded) <= again.chunks - first.chunks + 1, "only the changed and new chunks are encoded"
+    assert again.unchanged == again.chunks - len(encoded)
+    with catalog.open("edited") as coll:
+        batches = list(coll.points())
+        ids = [i for b in batches for i in b.ids]
+        assert set(ids) == {chunk_id("long", i, "int", 1) for i in range(again.chunks)}  # the other generation
+        texts = [p["text"] for b in batches for p in b.payloads]
+        fresh = embedder.encode(texts, coll.spec.dims)
+        for dim in coll.spec.dims:
+            stored = np.concatenate([b.vectors[dim] for b in batches])
+            np.testing.assert_allclose(stored, fresh[dim], atol=2e-3)
+    with Retriever(catalog.open("edited"), embedder) as r:
+        assert "oak tree" in r.search("Where is the treasure?", k=1)[0].text
+
+
 # --- skips and counts ----------------------------------------------------------------------------
 
 

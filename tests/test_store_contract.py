@@ -109,18 +109,22 @@ def test_search_each_mixes_specs_and_filters(catalog):
     assert all(sorted(h.doc_id for h in r) == ["doc5", "doc6"] for r in only)
 
 
-def test_stale_chunks_are_deleted(catalog):
+def test_stored_vectors_are_the_upserted_ones(catalog):
+    """``vectors`` gives back every ladder vector as upserted (funnel index copies an unchanged chunk's
+    vectors into its document's new version), of the ids that exist only."""
     from retriever.store.base import PointBatch
 
     full = np.random.default_rng(3).normal(size=(6, DIMS[-1])).astype(np.float32)
-    ids = [chunk_id("a", i) for i in range(4)] + [chunk_id("b", i) for i in range(2)]
-    payloads = [{"text": f"a{i}", "doc_id": "a", "title": "", "chunk": i, "metadata": {}} for i in range(4)]
-    payloads += [{"text": f"b{i}", "doc_id": "b", "title": "", "chunk": i, "metadata": {}} for i in range(2)]
-    with catalog.create(make_spec("stale")) as coll:
-        coll.upsert(PointBatch(ids=ids, vectors=vectors_for(full), payloads=payloads))
-        coll.delete_chunks_from({"a": 2, "b": 2})
-        assert coll.count() == 4
-        assert set(coll.payloads(ids)) == {ids[0], ids[1], ids[4], ids[5]}
+    ids = [chunk_id("a", i) for i in range(6)]
+    payloads = [{"text": f"a{i}", "doc_id": "a", "title": "", "chunk": i, "metadata": {}} for i in range(6)]
+    vectors = vectors_for(full)
+    with catalog.create(make_spec("copies")) as coll:
+        coll.upsert(PointBatch(ids=ids, vectors=vectors, payloads=payloads))
+        got = coll.vectors([ids[4], ids[1], chunk_id("zzz", 0)])
+        assert set(got) == {ids[4], ids[1]} and coll.vectors([]) == {}
+        for row in (1, 4):
+            for dim in DIMS:
+                np.testing.assert_allclose(got[ids[row]][dim], vectors[dim][row], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("changes", [{"model_fingerprint": "ffffffffffffffff"}, {"dims": (8, 32)}, {"chunk_size": 64},
@@ -139,3 +143,17 @@ def test_closed_collection(catalog):
     coll.close()
     with pytest.raises(StoreError, match="is closed"):
         coll.count()
+
+
+def test_an_engines_vectors_are_checked_before_they_are_copied():
+    """A point's vectors as an engine answered them: taken only whole (every dim, its length, finite)."""
+    from retriever.query.ladder import vector_name
+    from retriever.store.base import ladder_vectors
+
+    whole = {vector_name(d): [0.5] * d for d in DIMS}
+    assert {d: v.shape for d, v in ladder_vectors(DIMS, whole).items()} == {d: (d,) for d in DIMS}
+    for broken in ({**whole, vector_name(DIMS[0]): [0.5] * (DIMS[0] - 1)},
+                   {**whole, vector_name(DIMS[-1]): [float("nan")] * DIMS[-1]},
+                   {k: v for k, v in whole.items() if k != vector_name(DIMS[0])},
+                   {**whole, vector_name(DIMS[0]): "not numbers"}, [0.5] * DIMS[-1], None):
+        assert ladder_vectors(DIMS, broken) is None, broken

@@ -17,6 +17,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from retriever.encoding.embedder import Embedder
 from retriever.errors import BadInputError
 from retriever.ingest.chunking import Chunk, TokenChunker, chunk_id
@@ -120,35 +122,52 @@ def _generations(doc_id: str, n: int, scheme: str) -> list[str]:
 
 
 def _version_to_write(stored: dict[str, dict[str, Any]], doc_id: str, payloads: list[dict[str, Any]],
-                      scheme: str) -> tuple[int, bool] | None:
+                      scheme: str) -> tuple[int, int | None] | None:
     """Where a document's new version goes: ``None`` when the stored version is these payloads exactly
-    (nothing to write), else ``(generation, replaces)``: a new document goes to generation 0, a changed
-    one to the generation it is *not* stored in, so its old points stay whole until the new ones are."""
+    (nothing to write), else ``(generation, current)``: a new document (``current`` None) goes to
+    generation 0, a changed one to the generation it is *not* stored in (``current``), so its old
+    points stay whole until the new ones are."""
     heads = [g for g in (0, 1) if chunk_id(doc_id, 0, scheme, g) in stored]
     if not heads:
-        return 0, False
+        return 0, None
     current, n = heads[0], len(payloads)
     same = (len(heads) == 1 and chunk_id(doc_id, n, scheme, current) not in stored
             and all(stored.get(chunk_id(doc_id, i, scheme, current)) == p for i, p in enumerate(payloads)))
-    return None if same else (1 - current, True)
+    return None if same else (1 - current, current)
+
+
+def _stored_copies(collection: Collection, reuse: dict[str, str]) -> dict[str, dict[int, np.ndarray]]:
+    """The stored vectors of the chunks a new version keeps unchanged (``reuse``: new id → stored id),
+    by new id; those the store cannot give whole are left out (and encoded)."""
+    stored = collection.vectors(list(reuse.values())) if reuse else {}
+    return {new: stored[old] for new, old in reuse.items() if old in stored}
 
 
 def _write_marked(collection: Collection, embedder: Embedder, chunks: list[Chunk], marks: dict[str, int],
-                  batch_size: int, on_written: Callable[[int, int], None] | None) -> None:
-    """Encode and upsert ``chunks`` (under their own ids) with the pending mark of their document
-    (``marks``: doc id → its version's chunk count), in slices sorted by length: at most
+                  batch_size: int, on_written: Callable[[int, int], None] | None,
+                  copies: dict[str, dict[int, np.ndarray]] | None = None) -> None:
+    """Upsert ``chunks`` (under their own ids) with the pending mark of their document (``marks``: doc id
+    → its version's chunk count): those in ``copies`` (by id) with the vectors given there, the others
+    encoded, in slices sorted by length (a slice of like lengths pads little): at most
     :data:`ENCODE_SLICE`, at least ``batch_size`` chunks, about :data:`PROGRESS_STEPS` per call. Each
     slice is reported to ``on_written(chunks, documents)``, ``documents`` being those of ``marks`` whose
     every chunk given here is now written."""
-    ordered = sorted(chunks, key=lambda c: len(c.text), reverse=True)  # a slice of like lengths pads little
+    copies = copies or {}
+    dims = collection.spec.dims
+    copied = [c for c in chunks if c.id in copies]
+    encoded = sorted((c for c in chunks if c.id not in copies), key=lambda c: len(c.text), reverse=True)
     left = dict.fromkeys(marks, 0)
-    for c in ordered:
+    for c in chunks:
         left[c.doc_id] += 1
     reported = sum(n == 0 for n in left.values())
-    step = min(ENCODE_SLICE, max(batch_size, -(-len(ordered) // PROGRESS_STEPS)))
-    for start in range(0, len(ordered), step):
-        part = ordered[start : start + step]
-        vectors = embedder.encode([c.text for c in part], collection.spec.dims, batch_size=batch_size)
+    step = min(ENCODE_SLICE, max(batch_size, -(-len(encoded) // PROGRESS_STEPS)))
+    slices = [(copied[i : i + ENCODE_SLICE], False) for i in range(0, len(copied), ENCODE_SLICE)]
+    slices += [(encoded[i : i + step], True) for i in range(0, len(encoded), step)]
+    for part, encode in slices:
+        if encode:
+            vectors = embedder.encode([c.text for c in part], dims, batch_size=batch_size)
+        else:
+            vectors = {d: np.stack([copies[c.id][d] for c in part]) for d in dims}
         payloads = [dict(c.payload(), **{PENDING_FIELD: marks[c.doc_id]}) for c in part]
         collection.upsert(PointBatch(ids=[c.id for c in part], vectors=vectors, payloads=payloads))
         pause_at("slice")
@@ -192,20 +211,25 @@ def write_group(
     new: list[Chunk] = []
     marks: dict[str, int] = {}
     replaced: list[str] = []
+    reuse: dict[str, str] = {}  # new id → the stored id of the same chunk, unchanged: its vectors are copied
     for doc, cs in by_doc.items():
         version = _version_to_write(stored, doc, [c.payload() for c in cs], scheme)
         if version is None:
             continue
-        generation, replaces = version
-        new += [replace(c, id=chunk_id(doc, c.index, scheme, generation)) for c in cs]
+        generation, current = version
+        for c in cs:
+            new.append(replace(c, id=chunk_id(doc, c.index, scheme, generation)))
+            if current is not None and stored.get(old := chunk_id(doc, c.index, scheme, current)) == c.payload():
+                reuse[new[-1].id] = old
         marks[doc] = len(cs)
-        if replaces:
+        if current is not None:
             replaced.append(doc)
-    _write_marked(collection, embedder, new, marks, batch_size, on_written)
+    copies = _stored_copies(collection, reuse)
+    _write_marked(collection, embedder, new, marks, batch_size, on_written, copies)
     _commit(collection, replaced, [c.id for c in new])
     if on_written and len(by_doc) > len(marks):
         on_written(len(chunks) - len(new), len(by_doc) - len(marks))  # the unchanged documents
-    return ChunkCounts(chunks=len(chunks), unchanged=len(chunks) - len(new))
+    return ChunkCounts(chunks=len(chunks), unchanged=len(chunks) - len(new) + len(copies))
 
 
 def write_large_document(collection: Collection, embedder: Embedder, chunker: TokenChunker, doc: Document,
@@ -231,20 +255,27 @@ def write_large_document(collection: Collection, embedder: Embedder, chunker: To
         if on_written:
             on_written(n, 1)
         return ChunkCounts(chunks=n, unchanged=n)
-    generation = 1 - heads[0] if heads else 0
-    written = 0
+    current = heads[0] if heads else None
+    generation = 0 if current is None else 1 - current
+    written = kept = 0
     for block in _blocks(chunker.chunks(doc), group_size):
         part = [replace(c, id=chunk_id(doc.id, c.index, scheme, generation)) for c in block]
-        written += len(part)
+        reuse: dict[str, str] = {}
+        if current is not None:
+            old = {c.index: chunk_id(doc.id, c.index, scheme, current) for c in block}
+            stored = collection.payloads(list(old.values()))
+            reuse = {p.id: old[c.index] for c, p in zip(block, part) if stored.get(old[c.index]) == c.payload()}
+        copies = _stored_copies(collection, reuse)
+        written, kept = written + len(part), kept + len(copies)
         last = written == n
 
         def report(chunks: int, documents: int, last: bool = last) -> None:
             if on_written:
                 on_written(chunks, documents if last else 0)
 
-        _write_marked(collection, embedder, part, {doc.id: n}, batch_size, report)
+        _write_marked(collection, embedder, part, {doc.id: n}, batch_size, report, copies)
     _commit(collection, [doc.id] if heads else [], [chunk_id(doc.id, i, scheme, generation) for i in range(n)])
-    return ChunkCounts(chunks=n, unchanged=0)
+    return ChunkCounts(chunks=n, unchanged=kept)
 
 
 def _blocks(chunks: Iterable[Chunk], size: int) -> Iterator[list[Chunk]]:

@@ -63,6 +63,25 @@ class PointBatch:
     payloads: Sequence[dict[str, Any]]
 
 
+def ladder_vectors(dims: Sequence[int], named: Any) -> dict[int, np.ndarray] | None:
+    """A point's vectors as an engine returned them (vector name → list of floats), checked: one finite
+    vector of the right length per ladder dim, else ``None`` (an engine's answer is not trusted)."""
+    from retriever.query.ladder import vector_name
+
+    if not isinstance(named, Mapping):
+        return None
+    out: dict[int, np.ndarray] = {}
+    for dim in dims:
+        try:
+            vector = np.asarray(named.get(vector_name(dim)), dtype=np.float32)
+        except (TypeError, ValueError):
+            return None
+        if vector.shape != (dim,) or not np.isfinite(vector).all():
+            return None
+        out[dim] = vector
+    return out
+
+
 @dataclass(frozen=True)
 class PendingPoint:
     """A point of a replacement that was not committed (see :meth:`Collection.replace_document`)."""
@@ -101,8 +120,9 @@ class Collection(ABC):
         """The stored payloads of those ids that exist."""
 
     @abstractmethod
-    def delete_chunks_from(self, first_stale: dict[str, int]) -> None:
-        """Delete, per document id, its chunks whose index is >= the given one (left from a longer version)."""
+    def vectors(self, ids: Sequence[str]) -> dict[str, dict[int, np.ndarray]]:
+        """The stored ladder vectors (dim → vector) of those ids that exist and whose every vector is
+        whole (see :func:`ladder_vectors`); the others are absent."""
 
     # --- documents: the points that share a payload ``doc_id`` ----------------------------------
 

@@ -34,14 +34,12 @@ from qdrant_edge import (
     HnswIndexConfig,
     IsEmptyCondition,
     MatchAny,
-    MatchValue,
     Memory,
     PayloadSchemaType,
     Point,
     Query,
     QueryBatchRequest,
     QueryRequest,
-    RangeFloat,
     ScalarQuantizationConfig,
     ScalarType,
     ScrollRequest,
@@ -59,7 +57,14 @@ from retriever.query.filters import PayloadFilter
 from retriever.query.fusion import TEXT_FIELD
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
-from retriever.store.base import PENDING_FIELD, Collection, PendingPoint, PointBatch, engine_id
+from retriever.store.base import (
+    PENDING_FIELD,
+    Collection,
+    PendingPoint,
+    PointBatch,
+    engine_id,
+    ladder_vectors,
+)
 from retriever.store.edge.disk import dir_bytes, require_free_space, sparse_bytes, storage_error
 from retriever.store.edge.locks import Holder
 from retriever.store.edge.requests import EdgeRequests, edge_filter, to_hit
@@ -216,19 +221,15 @@ class EdgeCollection(Collection):
             raise engine_error(exc, self.spec.name) from exc
         return {str(r.id): r.payload or {} for r in records}
 
-    def delete_chunks_from(self, first_stale: dict[str, int]) -> None:
-        if not first_stale:
-            return
-        stale = Filter(
-            should=[
-                Filter(must=[FieldCondition("doc_id", match=MatchValue(doc)), FieldCondition("chunk", range=RangeFloat(gte=n))])
-                for doc, n in first_stale.items()
-            ]
-        )
+    def vectors(self, ids: Sequence[str]) -> dict[str, dict[int, np.ndarray]]:
+        if not ids:
+            return {}
         try:
-            self.shard.update(UpdateOperation.delete_points_by_filter(stale))
+            records = self.shard.retrieve([engine_id(i) for i in ids], with_payload=False, with_vector=True)
         except Exception as exc:  # noqa: BLE001
             raise engine_error(exc, self.spec.name) from exc
+        found = {str(r.id): ladder_vectors(self.spec.dims, r.vector) for r in records}
+        return {i: v for i, v in found.items() if v is not None}
 
     def _update(self, operation: UpdateOperation) -> None:
         try:

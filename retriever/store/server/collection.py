@@ -33,7 +33,14 @@ from retriever.query.dbsf import Expanded
 from retriever.query.filters import PayloadFilter
 from retriever.query.ladder import vector_name
 from retriever.query.spec import Hit, QuerySpec, ranked
-from retriever.store.base import PENDING_FIELD, Collection, PendingPoint, PointBatch, engine_id
+from retriever.store.base import (
+    PENDING_FIELD,
+    Collection,
+    PendingPoint,
+    PointBatch,
+    engine_id,
+    ladder_vectors,
+)
 from retriever.store.limits import MAX_CALIBRATION_DEPTH, json_kind, nesting_depth
 from retriever.store.server.connection import NotFound
 from retriever.store.server.requests import TEXT_FIELDS, ServerRequests, server_filter, to_hit
@@ -165,17 +172,13 @@ class ServerCollection(Collection):
                              with_vectors=False)
         return {str(r.id): r.payload or {} for r in records}
 
-    def delete_chunks_from(self, first_stale: dict[str, int]) -> None:
-        from qdrant_client import models
-
-        if not first_stale:
-            return
-        stale = models.Filter(should=[
-            models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc)),
-                                models.FieldCondition(key="chunk", range=models.Range(gte=n))])
-            for doc, n in first_stale.items()])
-        self._call("delete stale chunks", self.catalog.conn.client.delete,
-                   points_selector=models.FilterSelector(filter=stale), wait=True)
+    def vectors(self, ids: Sequence[str]) -> dict[str, dict[int, np.ndarray]]:
+        if not ids:
+            return {}
+        records = self._call("read vectors", self.catalog.conn.client.retrieve, ids=[engine_id(i) for i in ids],
+                             with_payload=False, with_vectors=True)
+        found = {str(r.id): ladder_vectors(self.spec.dims, r.vector) for r in records}
+        return {i: v for i, v in found.items() if v is not None}
 
     # --- documents -------------------------------------------------------------------------------
 
