@@ -62,9 +62,18 @@ def evaluate(model_path: str | None, data: Any) -> dict[int, np.ndarray]:
     return ndcg_per_query(model, data, DIMS)
 
 
-def run_set(name: str, args: argparse.Namespace, recipe: str, work: Path) -> dict[str, Any]:
-    from tuner.evaluation import beir_ir_data
+def judged(data_dir: Path, name: str) -> Any:
+    """The set's judged test queries against its whole corpus (every judged query, however few: the
+    tuner's minimum of 50 is for its own verdict, not for this report)."""
+    from retriever.ingest.beir import load_split
+    from tuner.evaluation import IRData, beir_passages
 
+    corpus = beir_passages(data_dir / "corpus.jsonl")
+    split = load_split(data_dir, "test", known_corpus_ids=set(corpus))
+    return IRData(name, split.queries, corpus, split.relevant)
+
+
+def run_set(name: str, args: argparse.Namespace, recipe: str, work: Path) -> dict[str, Any]:
     data_dir = SHARED_DATA / name
     out = work / name
     out.mkdir(parents=True, exist_ok=True)
@@ -77,7 +86,7 @@ def run_set(name: str, args: argparse.Namespace, recipe: str, work: Path) -> dic
     model_dir = out / ("model" + (f"-{abs(hash(recipe)) % 10**6}" if recipe else ""))
     tuned, tune_s, tune_cmd = funnel("tune", "--train", str(pairs), "--output", str(model_dir), "--device", "cpu",
                                      "--overwrite", "--seed", str(args.seed), *shlex.split(recipe))
-    data = beir_ir_data(data_dir, "test", name)
+    data = judged(data_dir, name)
     worse = model_dir / "tuned-worse"
     tuned_path = worse if worse.exists() else model_dir
     base, after = evaluate(None, data), evaluate(str(tuned_path), data)

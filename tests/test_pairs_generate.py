@@ -56,6 +56,26 @@ def test_offline_pairs_come_from_the_chunks_funnel_index_stores(corpus, tmp_path
     assert len(load_pairs(str(out))[0]) == len(pairs)  # what funnel tune --train reads
 
 
+def test_a_rerun_whose_remaining_chunks_give_no_question_ends_well(tmp_path):
+    """A chunk too short for a pseudo-query is tried again on every rerun; when it is all that is left,
+    the rerun keeps the pairs already written and ends with exit 0 (it was an error: "no usable question
+    for any of the 1 chunks … check --llm-model", advice for another method)."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"_id": "long", "text": LONG_DOC}, {"_id": "tiny", "text": "Too short."}])
+    out = tmp_path / "p.jsonl"
+    first = generate(str(corpus), "--out", str(out), "--round-trip-k", "0", "--json")
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["no_questions"] == 1
+    written = read(out)
+    again = generate(str(corpus), "--out", str(out), "--round-trip-k", "0", "--json")
+    assert again.exit_code == 0, again.output
+    report = json.loads(again.stdout)
+    assert (report["generated"], report["no_questions"], report["pairs"]) == (0, 1, 0) and report["resumed"] > 0
+    assert read(out) == written
+    alone = write_jsonl(tmp_path / "t.jsonl", [{"_id": "tiny", "text": "Too short."}])
+    line = assert_cli_error(generate(str(alone), "--out", str(tmp_path / "t-pairs.jsonl")), "no usable question")
+    assert "--llm-model" not in line and "too short" in line
+
+
 def test_limit_is_a_seeded_sample_and_a_rerun_resumes(corpus, tmp_path):
     a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
     for out, seed in ((a, "1"), (b, "1"), (c, "2")):

@@ -146,11 +146,14 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
             ctx.exit(130)
     labels = {"round_trip": f"not in the base model's top {round_trip_k} for their chunk (round trip)"}
     dropped = ", ".join(f"{v:,} {labels.get(k, k.replace('_', ' '))}" for k, v in sorted(report.dropped.items())) or "none"
-    if report.generated == 0 and report.no_questions:
+    if report.generated == 0 and report.no_questions and not report.resumed:
         from retriever.errors import PairsError
 
+        hints = ["check --llm-model and --prompt-file"] if config.method == "llm" else []
+        if report.dropped.get("round_trip"):
+            hints.append("lower --round-trip-k (0 keeps every question)")
         raise PairsError(f"no usable question for any of the {report.no_questions:,} chunks (questions dropped: "
-                         f"{dropped}); check --llm-model and --prompt-file")
+                         f"{dropped}); {' or '.join(hints) or 'the chunks may be too short to ask about'}")
     err.print(f"{config.label}: {report.pairs:,} pairs from {report.generated:,} chunks of "
               f"{chunks.report.documents:,} documents in {report.seconds:,.1f} s "
               f"({report.chunks_per_second:,.2f} chunks/s); {report.resumed:,} chunks already in {out}; "
