@@ -78,6 +78,7 @@ def run_set(name: str, args: argparse.Namespace, recipe: str, work: Path) -> dic
     out = work / name
     out.mkdir(parents=True, exist_ok=True)
     pairs = out / "pairs.jsonl"
+    pairs.unlink(missing_ok=True)  # generated afresh: its time is part of the result
     gen_args = ["pairs", "generate", str(data_dir / "corpus.jsonl"), "--offline", "ict", "--out", str(pairs),
                 "--seed", str(args.seed), "--round-trip-k", str(args.round_trip_k)]
     if args.limit:
