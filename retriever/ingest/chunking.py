@@ -33,9 +33,9 @@ def chunk_id(doc_id: str, index: int, scheme: str = "int", generation: int = 0) 
     in decimal; the engines store it as an unsigned integer, which they look up faster than a UUID.
     ``"uuid"`` (older collections): their UUIDv5.
 
-    ``generation`` 0 is what ``funnel index`` writes; a document replaced through the API
-    (:mod:`retriever.ingest.documents`) alternates between 0 and 1, so its new chunks never overwrite
-    the old ones before those are deleted (the key of generation 1 ends in a non-digit, so it is
+    ``generation`` 0 is where a new document goes; a changed document's new version (``funnel index``,
+    or an upsert through the API, :mod:`retriever.ingest.documents`) alternates between 0 and 1, so its
+    new chunks never overwrite the old ones before those are deleted (the key of generation 1 ends in a non-digit, so it is
     never the key of another document's generation 0).
     """
     key = f"{doc_id}\x1f{index}" + ("" if generation == 0 else f"\x1fg{generation}")

@@ -1,10 +1,11 @@
 """Documents one at a time: upsert (chunked and embedded as ``funnel index`` does), delete, list.
 
-A document is the set of points whose payload ``doc_id`` is its id. ``funnel index`` writes chunk
-``i`` under the point id :func:`~retriever.ingest.chunking.chunk_id` ``(doc_id, i)`` (generation 0); an
-upsert writes the new version under the *other* generation's ids, then deletes the old points, through
-:meth:`~retriever.store.base.Collection.replace_document`, so a crash leaves the old version or the new
-one, never a mix. An upsert of the text (and title and metadata) already stored writes nothing.
+A document is the set of points whose payload ``doc_id`` is its id. A new document's chunk ``i`` goes
+under the point id :func:`~retriever.ingest.chunking.chunk_id` ``(doc_id, i)`` (generation 0); a changed
+one's new version goes under the *other* generation's ids, then the old points are deleted (here through
+:meth:`~retriever.store.base.Collection.replace_document`; ``funnel index`` does the same a group of
+documents at a time), so a crash leaves the old version or the new one, never a mix. An upsert of the
+text (and title and metadata) already stored writes nothing.
 """
 
 from __future__ import annotations

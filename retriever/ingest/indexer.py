@@ -2,9 +2,11 @@
 
 Everything that can be wrong with the input is found before the collection is touched: the
 corpus is read once to validate and count it (see :mod:`retriever.ingest.intake`), then read again to
-index it. Documents are chunked lazily and written in groups of about ``group_size`` chunks, a
-huge document over several groups, so memory stays bounded. Chunk ids are stable, so a re-run
-(after a crash, or with the same corpus) replaces points instead of adding them.
+index it. Documents are chunked lazily and written in groups of about ``group_size`` chunks, each
+document whole in one group (a huge one on its own, a group at a time), so memory stays bounded.
+A changed document is written crash-safely (its new version beside the old, then the old deleted:
+see :func:`write_group`), and only its changed chunks are encoded. Chunk ids are stable, so a re-run
+(after a crash, or with the same corpus) writes nothing that is already stored.
 """
 
 from __future__ import annotations
