@@ -50,10 +50,10 @@ def guard(line: str = LINE) -> None:
     if _state["installed"] or threading.current_thread() is not threading.main_thread():
         return
     read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
     try:
+        os.set_blocking(write_end, False)
         signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
-    except (ValueError, OSError):  # not the main interpreter, or no signals here
+    except (ValueError, OSError):  # not the main interpreter, or a platform without this: Python's own Ctrl-C
         os.close(read_end)
         os.close(write_end)
         return
