@@ -280,12 +280,16 @@ def test_http_search_gives_the_python_api_results(walked, exact, served):
 
 @pytest.mark.parametrize("over", ["in-process", "http"])
 def test_langchain_and_llamaindex_give_the_python_api_results(walked, exact, served, over):
-    reference = served.state.retriever
-    expected = reference.search_batch(walked.queries[:20], k=K, plan=FUNNEL)
+    reference, queries = served.state.retriever, walked.queries[:20]
+    expected = reference.search_batch(queries, k=K, plan=FUNNEL)
     with FunnelClient(served.url, api_key=KEY, timeout=120) as client:
         searcher = reference if over == "in-process" else client
-        docs = lc.FunnelRetriever(searcher=searcher, k=K, plan=FUNNEL).batch(walked.queries[:20])
-        nodes = [li.FunnelRetriever(searcher, k=K, plan=FUNNEL).retrieve(q) for q in walked.queries[:20]]
+        docs = lc.FunnelRetriever(searcher=searcher, k=K, plan=FUNNEL).batch(queries)
+        nodes = [li.FunnelRetriever(searcher, k=K, plan=FUNNEL).retrieve(q) for q in queries]
+        narrow = lc.FunnelRetriever(searcher=searcher, k=K, plan=NARROW).batch(queries)
     assert [[d.id for d in row] for row in docs] == _ids(expected)
     assert [[n.node.node_id for n in row] for row in nodes] == _ids(expected)
     assert recall_against(expected, _hits(exact)[:20], K) >= FUNNEL_AT_LEAST - 0.05
+    narrow_hits = [[Hit(id=d.id, score=0.0, doc_id="", chunk=0, text="", title="", metadata={}) for d in row]
+                   for row in narrow]
+    assert recall_against(narrow_hits, _hits(exact)[:20], K) <= NARROW_AT_MOST  # the integrations' plan is run
