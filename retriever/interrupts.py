@@ -16,7 +16,8 @@ signal at once, through :func:`signal.set_wakeup_fd`, whatever the main thread i
 - otherwise the main thread's ``KeyboardInterrupt`` runs the command's clean-ups, which print the
   line (:func:`say`) and exit 130; a process still there :data:`GRACE_S` later is ended the same way.
 
-Without :func:`guard` (the library in someone else's program) :func:`quiet` changes nothing.
+Without :func:`guard` (the library in someone else's program, or a process started with SIGINT
+ignored, which keeps ignoring it) :func:`quiet` changes nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def guard(line: str = LINE) -> None:
     """Start the watcher (once; main thread only, else nothing happens); ``line`` is what a Ctrl-C
     that the command does not answer itself prints."""
     if _state["installed"] or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with Ctrl-C ignored (nohup, a background job): keep it so
         return
     read_end, write_end = os.pipe()
     try:

@@ -33,12 +33,23 @@ PROMPT_S = 2.0
 LINE = interrupts.LINE
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _ignored_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Funnel:
     """A ``funnel`` process whose stderr lines are collected as they come (a thread reads them)."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], ignored: bool = False) -> None:
+        # SIGINT at its default in the child, as in a terminal's foreground job, even where these tests run
+        # with it ignored (pytest started in the background inherits SIG_IGN, and so would the child)
         self.proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "cli.py"), *args], cwd=REPO_ROOT, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=_ignored_sigint if ignored else _default_sigint)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -152,6 +163,18 @@ def test_ctrl_c_at_moments_of_start_up(mini, tmp_path, command, encoder_cache):
         assert_interrupted(*run.interrupt(), what=f"{command[0]} at {after_s} s")
         tried += 1
     assert tried >= 3, f"{command[0]} ended before the third Ctrl-C: the moments tested nothing"
+
+
+@pytest.mark.timeout(180)
+def test_a_funnel_started_with_ctrl_c_ignored_keeps_ignoring_it(mini, encoder_cache):
+    """``nohup funnel …`` or a background job of a script: SIGINT is ignored from the start, and stays so,
+    also during the model load (the guard is not installed)."""
+    run = Funnel(["search", "volcano lava", "-c", "mini", "--device", "cpu"], _env(mini, encoder_cache), ignored=True)
+    for _ in range(6):
+        time.sleep(0.4)
+        if run.proc.poll() is None:
+            run.proc.send_signal(signal.SIGINT)
+    assert run.proc.wait(60) == 0, run.seen
 
 
 def test_without_the_guard_a_quiet_section_changes_nothing():

@@ -46,6 +46,9 @@ class FunnelGroup(click.Group):
             raise
         except click.UsageError as exc:
             raise _one_line_usage_error(exc) from exc
+        except KeyboardInterrupt:  # while the options are read: not click's "Aborted!" and exit 1
+            interrupts.say(INTERRUPTED_LINE)
+            raise click.exceptions.Exit(interrupts.EXIT_CODE) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
