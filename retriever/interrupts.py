@@ -50,7 +50,7 @@ def guard(line: str = LINE) -> None:
     that the command does not answer itself prints."""
     if _state["installed"] or threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started with Ctrl-C ignored (nohup, a background job): keep it so
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started so (nohup, a background job): keep it so
         return
     read_end, write_end = os.pipe()
     try:
