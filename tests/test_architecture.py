@@ -19,7 +19,7 @@ ENGINES = ("qdrant_edge", "qdrant_client")
 # Concept folders (and top-level modules) of retriever/, each allowed to import only those listed
 # after it — the order is the layering, lowest last.
 LAYERS = ("cli", "integrations", "service", "bench", "retriever", "calibration", "search", "ingest", "encoding",
-          "store", "net", "query", "errors")
+          "store", "net", "query", "errors", "interrupts")
 
 
 def _module(path: Path) -> str:

@@ -14,9 +14,11 @@ from typing import Any
 
 import click
 
+from retriever import interrupts
 from retriever.cli import bench, calibrate, collections, documents, index, pairs, search, serve, tune
 from retriever.cli.options import engine_options
 from retriever.errors import FunnelError
+from retriever.interrupts import LINE as INTERRUPTED_LINE
 
 
 def _one_line_usage_error(exc: click.UsageError) -> click.ClickException:
@@ -44,6 +46,9 @@ class FunnelGroup(click.Group):
             raise
         except click.UsageError as exc:
             raise _one_line_usage_error(exc) from exc
+        except KeyboardInterrupt:  # while the options are read: not click's "Aborted!" and exit 1
+            interrupts.say(INTERRUPTED_LINE)
+            raise click.exceptions.Exit(interrupts.EXIT_CODE) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -59,8 +64,18 @@ class FunnelGroup(click.Group):
             click.echo(f"Error: {message}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
-            click.echo("Interrupted: re-run the same command to finish (re-indexing is idempotent).", err=True)
-            ctx.exit(130)
+            interrupts.say(INTERRUPTED_LINE)
+            ctx.exit(interrupts.EXIT_CODE)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The ``funnel`` process itself (not click's test runner, which calls :meth:`main`): Ctrl-C ends
+        it promptly with one line and exit code 130 (see :mod:`retriever.interrupts`), also while a model
+        loads and after the command is done."""
+        interrupts.guard(INTERRUPTED_LINE)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            interrupts.finishing()
 
 
 def _warnings_as_lines(ctx: click.Context) -> None:

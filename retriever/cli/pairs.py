@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from retriever import interrupts
 from retriever.cli.options import (
     SKIP_BAD_LINES,
     SKIP_BAD_QUERIES,
@@ -141,9 +142,8 @@ def pairs_generate(ctx: click.Context, paths: tuple[Path, ...], out: Path, metho
         try:
             report = generate_pairs(source, out, config, progress=_GenerateProgress(), round_trip=round_trip)
         except KeyboardInterrupt:
-            click.echo(f"Interrupted: the pairs written so far are in {out}; re-run the same command to resume.",
-                       err=True)
-            ctx.exit(130)
+            interrupts.say(f"Interrupted: the pairs written so far are in {out}; re-run the same command to resume.")
+            ctx.exit(interrupts.EXIT_CODE)
     labels = {"round_trip": f"not in the base model's top {round_trip_k} for their chunk (round trip)"}
     dropped = ", ".join(f"{v:,} {labels.get(k, k.replace('_', ' '))}" for k, v in sorted(report.dropped.items())) or "none"
     if report.generated == 0 and report.no_questions and not report.resumed:

@@ -23,6 +23,7 @@ import numpy as np
 from retriever.encoding import cache as export_cache
 from retriever.encoding.names import AUTO, TORCH, cpu_default, parse_encoder, require
 from retriever.errors import BadInputError, EncoderError, ModelLoadError
+from retriever.interrupts import quiet
 from retriever.query.ladder import truncate_normalize
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -146,6 +147,11 @@ class Embedder:
 
     def __init__(self, model: str = DEFAULT_MODEL, device: str | None = None, encoder: str | None = None,
                  calibration_texts: Sequence[str] | None = None) -> None:
+        with quiet():  # a model load: Ctrl-C ends the funnel command at once (see retriever.interrupts)
+            self._load(model, device, encoder, calibration_texts)
+
+    def _load(self, model: str, device: str | None, encoder: str | None,
+              calibration_texts: Sequence[str] | None) -> None:
         _quiet_libraries()
         self.name = model
         self.encoder = resolve_encoder(encoder, device)
@@ -237,8 +243,9 @@ class Embedder:
         from retriever.encoding.runtime import load_runtime
 
         _say(f"exporting {self.name} for the {self.encoder} encoder (once; kept in {self._target})")
-        folder = export(self.encoder, self.model, self._known, self._target, calibration_texts)
-        self._use(load_runtime(self.encoder, folder, self._known))
+        with quiet():  # built aside and renamed into place: a hard exit leaves no half export
+            folder = export(self.encoder, self.model, self._known, self._target, calibration_texts)
+            self._use(load_runtime(self.encoder, folder, self._known))
 
     def _use(self, runtime: Any) -> None:
         self._runtime = runtime

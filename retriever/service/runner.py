@@ -18,6 +18,7 @@ import uvicorn
 
 from retriever.encoding.embedder import Embedder
 from retriever.errors import FunnelError
+from retriever.interrupts import heard
 from retriever.retriever import open_embedder
 from retriever.service.announce import announce, local_url, withdraw
 from retriever.service.app import create_app
@@ -118,6 +119,15 @@ def _head_too_large(max_head_bytes: int) -> bytes:
             b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, whose signal handler also tells :mod:`retriever.interrupts` (the event loop
+    takes the signals' wakeup fd while it runs): a Ctrl-C while a model loads ends ``funnel serve`` at once."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:  # noqa: ANN401 - the signal module's frame
+        heard(sig)
+        super().handle_exit(sig, frame)
+
+
 def _uvicorn_config(app, log_level: str, config: ServiceConfig) -> uvicorn.Config:  # noqa: ANN001
     # One process owns the embedded collection: never more than one worker.
     made = uvicorn.Config(app, log_level=log_level, access_log=config.access_log, workers=1, lifespan="on",
@@ -167,7 +177,7 @@ def serve(
         app = create_app(config, served)
         uconfig = _uvicorn_config(app, log_level, config)
         uconfig.host, uconfig.port = host, port
-        server = uvicorn.Server(uconfig)
+        server = _Server(uconfig)
         sock = _bind(host, port)
         url = f"http://{host}:{sock.getsockname()[1]}"
         if not engine.url:  # the embedded engine: the data directory's collections are locked by this process

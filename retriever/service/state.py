@@ -19,6 +19,7 @@ from typing import Literal
 
 from retriever.encoding.embedder import Embedder
 from retriever.errors import BadInputError, CollectionNotFoundError, FunnelError, NotReadyError
+from retriever.interrupts import quiet
 from retriever.query.result import SearchResult
 from retriever.query.spec import QuerySpec
 from retriever.retriever import Retriever
@@ -86,7 +87,8 @@ class ServiceState:
 
     def _load(self) -> None:
         try:
-            self._try_load()
+            with quiet():  # a Ctrl-C to funnel serve during the load ends it at once (see retriever.interrupts)
+                self._try_load()
         finally:
             self._done.set()
 
