@@ -73,9 +73,11 @@ EDGE = {
     "edge-int8-disk": ("hnsw-int8", True, "Edge HNSW + int8 in RAM, originals on disk, rescore"),
     "edge-binary-disk": ("hnsw-binary", True, "Edge HNSW + binary in RAM, originals on disk, rescore"),
 }
-# name -> (quantization, graph dim)
-FUNNEL = {"funnel-int8-g64": ("int8", 64), "funnel-int8-g128": ("int8", 128)}
+# name -> (quantization, graph dim, payload indexes on disk: a layout funnel's store does not make yet)
+FUNNEL = {"funnel-int8-g64": ("int8", 64, False), "funnel-int8-g128": ("int8", 128, False),
+          "funnel-int8-g64-pdisk": ("int8", 64, True), "funnel-int8-g128-pdisk": ("int8", 128, True)}
 CONFIGS = (*EDGE, *FUNNEL)
+EXTRA_EFS = (1536, 2048, 3072, 4096)  # beyond peers.py's grid: the harder vectors here may need them
 
 
 # --------------------------------------------------------------------------- process counters
@@ -256,7 +258,7 @@ def open_searcher(spec: dict) -> tuple[Callable[[np.ndarray], np.ndarray], Calla
     from _peers_funnel import FunnelBench
 
     stand_in = SimpleNamespace(ladder=tuple(spec["ladder"]), cache=Path(spec["cache"]), tag=spec["tag"], dim=spec["dim"])
-    fb = FunnelBench(stand_in, spec["quantization"], True, spec["graph_dim"])
+    fb = FunnelBench(stand_in, spec["quantization"], True, spec["graph_dim"], payload_index_on_disk=spec.get("pdisk", False))
     collection = fb.open()
     return fb.searcher(collection, spec["setting"]), collection.close
 
@@ -323,6 +325,9 @@ class Bench:
         self.full_bytes = self.run.n * self.run.dim * 4
         self.order = sorted(args.budgets, key=lambda b: 0 if b == "none" else int(b))
         self.results: dict[str, dict] = {}
+        saved = args.out / f"{args.name}.json"
+        if args.merge and saved.exists():  # keep the configs an earlier run measured (each records its command)
+            self.results = {k: v for k, v in json.loads(saved.read_text())["configs"].items() if k not in args.configs}
 
     def limit(self, budget: str) -> int | None:
         return None if budget == "none" else self.full_bytes // int(budget)
@@ -340,7 +345,8 @@ class Bench:
         base = edge_base(kind)
         shard = EdgeShard.load(str(path))
         try:
-            setting, points = tune(lambda s: edge_search(shard, base, s), edge_grid(kind), self.run.tune_q,
+            grid = [line + [line[-1] | {"ef": ef} for ef in EXTRA_EFS if ef > line[-1]["ef"]] for line in edge_grid(kind)]
+            setting, points = tune(lambda s: edge_search(shard, base, s), grid, self.run.tune_q,
                                    self.run.tune_truth, self.args.target)
             if setting is not None:
                 run = edge_search(shard, base, setting)
@@ -356,11 +362,13 @@ class Bench:
         from _peers_funnel import FunnelBench
         from peers import recall, timed
 
-        quantization, graph_dim = FUNNEL[name]
-        fb = FunnelBench(self.run, quantization, True, graph_dim)
+        quantization, graph_dim, pdisk = FUNNEL[name]
+        fb = FunnelBench(self.run, quantization, True, graph_dim, payload_index_on_disk=pdisk)
         build = self.run.built(fb.name, fb.build)
         path = fb.catalog.root / fb.name
-        entry: dict[str, Any] = {"config": name, "label": f"funnel {quantization} graph@{graph_dim}, rerank vectors on disk",
+        label = f"funnel {quantization} graph@{graph_dim}, rerank vectors on disk" + (
+            ", payload indexes on disk (benchmark hook: _peers_funnel.cold_payload_indexes)" if pdisk else "")
+        entry: dict[str, Any] = {"config": name, "label": label,
                                  "build": build, "path": str(path), "collection": fb.name}
         if self.args.build_only:
             return entry
@@ -379,7 +387,8 @@ class Bench:
                 s["uncapped_in_process"] = {"recall": recall(found, self.run.meas_truth), "latency_ms": lat.to_dict()}
         entry |= {"settings": settings, "tuning": points, "calibration_met": setting.get("calibration_met")}
         entry["spec"] = {"kind": "funnel", "cache": str(self.run.cache), "tag": self.run.tag, "dim": self.run.dim,
-                         "ladder": list(self.run.ladder), "quantization": quantization, "graph_dim": graph_dim}
+                         "ladder": list(self.run.ladder), "quantization": quantization, "graph_dim": graph_dim,
+                         "pdisk": pdisk}
         return entry
 
     def measure(self, entry: dict) -> None:
@@ -467,17 +476,21 @@ HEAD = ("config", "plan", "setting", "budget", "pass", "p50 ms", "p99 ms", "reca
         "KiB read/query", "cgroup peak MiB", "note")
 
 
-def best_at(result: dict, budget: str, pass_name: str) -> dict[str, tuple[float, str]]:
-    """Lowest p50 per family (funnel / peer) among the settings that meet the target at this budget."""
+def best_at(result: dict, budget: str, pass_name: str, meets: bool = True) -> dict[str, tuple[float, str]]:
+    """Lowest p50 per family (funnel / peer) among the settings that meet the target at this budget
+    (``meets=False``: among those that do not). A pass stopped by ``--max-pass-s`` counts with the
+    queries it ran (named in the label)."""
     best: dict[str, tuple[float, str]] = {}
     for name, e in result["configs"].items():
         family = "funnel" if name.startswith("funnel") else "peer"
         for s in e.get("settings", []):
             r = s.get("budgets", {}).get(budget)
             c = cell(r, pass_name) if r else {}
-            meets = "p50" in c and c["recall"] >= result["target"] and c["queries"] == result["measured_queries"]
-            if meets and (family not in best or c["p50"] < best[family][0]):
-                best[family] = (c["p50"], f"{name} ({s['name']})")
+            if "p50" not in c or (c["recall"] >= result["target"]) != meets:
+                continue
+            if family not in best or c["p50"] < best[family][0]:
+                done = "" if c["queries"] == result["measured_queries"] else f", {c['queries']} queries in the time cap"
+                best[family] = (c["p50"], f"{name} ({s['name']}, recall {c['recall']:.3f}{done})")
     return best
 
 
@@ -493,7 +506,10 @@ def verdicts(result: dict) -> list[str]:
                            f"best peer {b['peer'][1]} p50 {b['peer'][0]:.2f} ms; peer/funnel = {ratio:.2f}×")
             else:
                 out.append(f"- budget {lab}, {pass_name}: meeting the target: "
-                           + (", ".join(f"{k} {v[1]} {v[0]:.2f} ms" for k, v in b.items()) or "none"))
+                           + (", ".join(f"{k} {v[1]} p50 {v[0]:.2f} ms" for k, v in b.items()) or "none"))
+            missed = best_at(result, budget, pass_name, meets=False)
+            if missed:
+                out.append("  - below the target: " + ", ".join(f"{k} {v[1]} p50 {v[0]:.2f} ms" for k, v in missed.items()))
     return out
 
 
@@ -534,17 +550,33 @@ def markdown(result: dict) -> str:
         f"The bare search process (Python, numpy, qdrant_edge and funnel's store imported, nothing open) charges "
         f"{(base_usage or 0) / MIB:,.1f} MiB to its cgroup: the budget includes it.",
         "",
-        "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD),
     ]
+    lines += [f"- {n}" for n in result.get("notes", [])] + ([""] if result.get("notes") else [])
+    lines += ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(result)]
     lines += ["", "Best at each budget (settings meeting the target on the measured queries, all of them run):", ""]
     lines += verdicts(result)
-    lines += ["", "Configs:", ""]
+    lines += ["", "Open (in the unlimited run): the anonymous memory left after it is the floor no budget can go "
+              "below (heap, pinned codes, in-RAM payload indexes); the peak includes the page cache the open read.", "",
+              "| config | plan | anonymous MiB after open | open peak MiB (with page cache) | MiB read at open | open s |",
+              "|---|---|---|---|---|---|"]
+    for name, e in result["configs"].items():
+        for s in e.get("settings", []):
+            r = s.get("budgets", {}).get("none") or {}
+            o, c = r.get("open") or {}, r.get("capped") or {}
+            if o:
+                lines.append(f"| {name} | {s['name']} | {c.get('anon', 0) / MIB:,.0f} | {o['cgroup_peak'] / MIB:,.0f} | "
+                             f"{o['read_bytes'] / MIB:,.0f} | {o['s']:.1f} |")
+    lines += ["", "Configs (build: seconds with every core, under the other jobs' load; tuning: uncapped):", ""]
     for name, e in result["configs"].items():
         b = e.get("build", {})
-        lines.append(f"- `{name}`: {e.get('label')}; build {b.get('build_s', 0):.0f} s"
-                     + (" (cached)" if b.get("cached") else "") + "; settings "
-                     + "; ".join(f"{s['name']} {json.dumps(s['setting'])}" for s in e.get("settings", [])))
+        tuned = "; ".join(f"{s['name']} {json.dumps(s['setting'])}" for s in e.get("settings", []))
+        if not e.get("settings") and e.get("tuning"):
+            top = max(e["tuning"], key=lambda p: p["recall"])
+            tuned = (f"NO setting reached recall@10 {result['target']} on the tuning queries (best "
+                     f"{top['recall']:.3f} at {json.dumps(top['setting'])}, {top['p50_ms']:.2f} ms): not measured capped")
+        lines.append(f"- `{name}`: {e.get('label')}; build {b.get('build_s', 0):.0f} s; {tuned}"
+                     + (f"; run by `{e['command']}`" if e.get("command") else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -562,15 +594,19 @@ def plot(result: dict, path: Path) -> None:
             for s in e.get("settings", []):
                 pts = [(xs[b], cell(s["budgets"][b], pass_name)) for b in order if b in s.get("budgets", {})]
                 ok = [(x, c["p50"]) for x, c in pts if "p50" in c and c["recall"] >= result["target"]]
+                low = [(x, c["p50"]) for x, c in pts if "p50" in c and c["recall"] < result["target"]]
                 if ok:
                     ax.plot(*zip(*ok), marker="o", label=f"{name} ({s['name']})",
                             linestyle="-" if name.startswith("funnel") else "--")
+                if low:  # below the recall target: hollow markers, dotted
+                    ax.plot(*zip(*low), marker="o", markerfacecolor="none", linestyle=":",
+                            label=f"{name} ({s['name']}, recall < target)")
         ax.set_xticks(range(len(order)), [budget_label(b, result["budgets"][b]).split(" (")[0] for b in order])
         ax.set_yscale("log")
         ax.set_xlabel("RAM budget (fraction of the float32 vectors' size)")
         ax.set_title(f"{pass_name} pass")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("p50 ms (recall@10 >= target only)")
+    axes[0].set_ylabel("p50 ms (hollow: recall@10 below the target)")
     axes[1].legend(fontsize=7)
     fig.suptitle(f"p50 vs RAM budget, {result['points']:,} x {result['dim']}")
     fig.tight_layout()
@@ -598,6 +634,7 @@ def main() -> None:
     p.add_argument("--max-pass-s", type=float, default=90.0, help="stop a pass after this many seconds")
     p.add_argument("--timeout-s", type=float, default=600.0, help="kill a capped process after this many seconds")
     p.add_argument("--build-only", action="store_true")
+    p.add_argument("--merge", action="store_true", help="keep the other configs of an earlier result of this --name")
     p.add_argument("--fewest-reads", action="store_true",
                    help="funnel: also measure the passing plan that reads the fewest vectors from disk")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -623,6 +660,7 @@ def main() -> None:
         console.print(f"bare search process: {bench.process_baseline.get('baseline')}")
     for name in args.configs:
         entry = bench.edge(name) if name in EDGE else bench.funnel(name)
+        entry["command"] = " ".join(["python", *sys.argv])
         bench.results[name] = entry
         if not args.build_only:
             for s in entry.get("settings", []):
