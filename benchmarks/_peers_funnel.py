@@ -42,15 +42,33 @@ def ladder_queries(q: np.ndarray, ladder: tuple[int, ...]) -> dict[int, np.ndarr
     return {d: truncate_normalize(q, d) for d in ladder}
 
 
+def cold_payload_indexes(collection: EdgeCollection) -> None:
+    """Re-create the (empty) collection's payload indexes with ``Memory.Cold`` (memory-mapped, read on
+    demand) instead of the store's in-RAM default: what funnel's store would need for its on-disk
+    layout to leave the ~114 MiB of doc_id/chunk indexes of 1M points out of RAM (measured, ram_budget.py)."""
+    from qdrant_edge import IntegerIndexParams, KeywordIndexParams, Memory, UpdateOperation
+
+    from retriever.store.edge.collection import INDEXED_FIELDS
+
+    params = {"doc_id": KeywordIndexParams(memory=Memory.Cold),
+              "chunk": IntegerIndexParams(lookup=True, range=True, memory=Memory.Cold)}
+    for field in INDEXED_FIELDS:
+        collection.shard.update(UpdateOperation.delete_field_index(field))
+        collection.shard.update(UpdateOperation.create_field_index(field, params[field]))
+
+
 class FunnelBench:
-    def __init__(self, run: Any, quantization: str, on_disk: bool = True, graph_dim: int | None = None) -> None:
+    def __init__(self, run: Any, quantization: str, on_disk: bool = True, graph_dim: int | None = None,
+                 payload_index_on_disk: bool = False) -> None:
         self.run = run
         graph_dim = graph_dim or run.ladder[0]
         self.ladder: tuple[int, ...] = tuple(d for d in run.ladder if d >= graph_dim)
         self.quantization = quantization
         short = {"none": "", "int8": "-int8", "binary": "-bin", "binary1.5": "-bin1.5", "binary2": "-bin2"}
         self.name = ("funnel" + short[quantization] + ("" if on_disk else "-ram")
-                     + ("" if graph_dim == run.ladder[0] else f"-g{graph_dim}"))
+                     + ("" if graph_dim == run.ladder[0] else f"-g{graph_dim}")
+                     + ("-pdisk" if payload_index_on_disk else ""))
+        self.payload_index_on_disk = payload_index_on_disk
         self.data_dir: Path = run.cache / "funnel"
         self.catalog = EdgeCatalog(self.data_dir)
         self.spec = CollectionSpec(
@@ -64,6 +82,8 @@ class FunnelBench:
         if self.catalog.exists(self.name):  # a build that did not finish
             shutil.rmtree(self.catalog.root / self.name)
         collection = self.catalog.create(self.spec)
+        if self.payload_index_on_disk:
+            cold_payload_indexes(collection)
         corpus = self.run.corpus
         upsert = 0.0
         for start in range(0, len(corpus), BATCH):

@@ -126,8 +126,10 @@ def timed(run: Callable[[int], np.ndarray], rows: range, repeats: int = 1) -> tu
 # --------------------------------------------------------------------------- engines
 
 
-def edge_build(path: Path, kind: str, corpus: np.ndarray) -> dict:
-    """A plain Edge shard, one named vector, built directly (funnel's store has no thread knob)."""
+def edge_build(path: Path, kind: str, corpus: np.ndarray, vectors_on_disk: bool = False) -> dict:
+    """A plain Edge shard, one named vector, built directly (funnel's store has no thread knob).
+    ``vectors_on_disk``: the original vectors ``Memory.Cold`` (memory-mapped, read on demand; the
+    quantized copy, if any, stays ``Pinned`` in RAM): Qdrant's layout for memory-bound collections."""
     from qdrant_edge import (
         BinaryQuantizationConfig,
         Distance,
@@ -150,7 +152,7 @@ def edge_build(path: Path, kind: str, corpus: np.ndarray) -> dict:
     graph = HnswIndexConfig(m=0 if kind == "exact" else EDGE_M, ef_construct=EDGE_EF_CONSTRUCT,
                             full_scan_threshold=10_000)
     params = EdgeVectorParams(size=corpus.shape[1], distance=Distance.Cosine, quantization_config=quant,
-                              hnsw_config=graph)
+                              hnsw_config=graph, memory=Memory.Cold if vectors_on_disk else None)
     shutil.rmtree(path, ignore_errors=True)  # a build that did not finish
     shard = EdgeShard.create(str(path), EdgeConfig(vectors={VECTOR: params}, max_search_threads=1))
     upsert = 0.0
@@ -177,6 +179,22 @@ def oversampled_efs(oversampling: float) -> list[int]:
     """The ef grid for one oversampling factor: the graph is searched at least that wide anyway
     (measured: the recall is flat in ef below ``k × oversampling``), so smaller efs are skipped."""
     return sorted({max(ef, int(K * oversampling)) for ef in EFS})
+
+
+def edge_base(kind: str) -> str:
+    """The search kind of an Edge build kind: ``hnsw``, ``exact`` or ``quant`` (quantized + rescore)."""
+    return "hnsw" if kind == "hnsw" else ("exact" if kind == "exact" else "quant")
+
+
+def edge_grid(kind: str) -> list[list[dict]]:
+    """The tuning grid of an Edge build kind (see :func:`tune`): ef, and oversampling for quantized ones."""
+    if kind == "exact":
+        return [[{}]]
+    if kind == "hnsw-binary":
+        return [[{"ef": ef, "oversampling": o} for ef in oversampled_efs(o)] for o in BINARY_OVERSAMPLING]
+    if kind == "hnsw-int8":
+        return [[{"ef": ef, "oversampling": o} for ef in oversampled_efs(o)] for o in INT8_OVERSAMPLING]
+    return [[{"ef": ef} for ef in EFS]]
 
 
 def edge_search(shard: Any, kind: str, setting: dict) -> Callable[[np.ndarray], np.ndarray]:
@@ -428,15 +446,8 @@ class Run:
         build = self.built(f"edge-{kind}", lambda: edge_build(path, kind, self.corpus))
         shard = EdgeShard.load(str(path))
         try:
-            base = "hnsw" if kind == "hnsw" else ("exact" if kind == "exact" else "quant")
-            if kind == "exact":
-                grid: list[list[dict]] = [[{}]]
-            elif kind == "hnsw-binary":
-                grid = [[{"ef": ef, "oversampling": o} for ef in oversampled_efs(o)] for o in BINARY_OVERSAMPLING]
-            elif kind == "hnsw-int8":
-                grid = [[{"ef": ef, "oversampling": o} for ef in oversampled_efs(o)] for o in INT8_OVERSAMPLING]
-            else:
-                grid = [[{"ef": ef} for ef in EFS]]
+            base = edge_base(kind)
+            grid = edge_grid(kind)
             if kind == "exact":
                 setting, points = {}, []
             else:

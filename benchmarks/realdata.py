@@ -442,6 +442,22 @@ def load_partial(cache: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(rows), np.concatenate(vecs)
 
 
+class FunnelEncoder:
+    """``retriever.encoding``'s fast encoder of a model behind sentence-transformers' ``encode`` call."""
+
+    def __init__(self, model: str, encoder: str) -> None:
+        from retriever.encoding.embedder import Embedder
+
+        self.embedder = Embedder(model, encoder=encoder)
+
+    def encode(self, texts: list[str], batch_size: int = 32, normalize_embeddings: bool = False,
+               **_: object) -> np.ndarray:
+        full = self.embedder.encode_full(texts, batch_size=batch_size)
+        if normalize_embeddings:
+            full = full / np.maximum(np.linalg.norm(full, axis=1, keepdims=True), 1e-12)
+        return full
+
+
 def embed(args: argparse.Namespace) -> int:
     import torch
     from sentence_transformers import SentenceTransformer
@@ -456,6 +472,9 @@ def embed(args: argparse.Namespace) -> int:
     path = resolve_model(args.model)
     t0 = time.perf_counter()
     model = SentenceTransformer(path, device=args.device)
+    fingerprint = model_fingerprint(model)
+    if args.encoder != "torch":  # funnel's fast encoder of the same weights (openvino fp32: the same vectors)
+        model = FunnelEncoder(args.model, args.encoder)
     load_s = time.perf_counter() - t0
     texts = [p["text"] for p in corpus]
     log: dict = {}
@@ -484,7 +503,7 @@ def embed(args: argparse.Namespace) -> int:
     if (out / "meta.json").exists():
         old = json.loads((out / "meta.json").read_text())
         runs = old.get("earlier_runs", []) + [{k: old.get(k) for k in ("seconds_this_run", "encode", "command")}]
-    meta = {"model": args.model, "model_path": path, "device": args.device, "fingerprint": model_fingerprint(model),
+    meta = {"model": args.model, "model_path": path, "device": args.device, "fingerprint": fingerprint, "encoder": args.encoder,
             "dim": int(cv.shape[1]), "corpus": int(cv.shape[0]), "queries": int(qv.shape[0]),
             "normalized": True, "dtype": "float32", "batch_size": args.batch_size, "threads": args.threads,
             "load_s": round(load_s, 1), "seconds_this_run": round(total, 1), "encode": log,
@@ -507,6 +526,7 @@ def main() -> int:
     e.add_argument("--shard", type=int, default=10000)
     e.add_argument("--bf16", action="store_true", help="bfloat16 autocast on the CPU (about 1.4x faster here)")
     e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--encoder", default="torch", help="torch (sentence-transformers) or a funnel encoder, e.g. openvino")
     e.add_argument("--device", default="cpu", help="cpu or cuda (float32 on cuda; --bf16 applies to the CPU only)")
     e.add_argument("--probe", type=int, default=0, help="time this many random passages first")
     args = ap.parse_args()
