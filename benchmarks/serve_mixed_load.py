@@ -169,6 +169,7 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of the same load first, not counted")
     p.add_argument("--seed", type=int, default=22)
     p.add_argument("--mix", choices=["all", "valid", "bad"], default="all", help="only valid or only bad requests")
+    p.add_argument("--encoder", default=None, help="funnel serve --encoder (default: the server's own choice)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args()
     queries = load_queries(DATA / "queries.jsonl")
@@ -186,7 +187,7 @@ def main() -> None:
             if cli("--data-dir", str(data_dir), "calibrate", NAME, "--sample", "100", "--encoders", "none",
                    stdout=subprocess.DEVNULL).wait() != 0:
                 raise SystemExit("calibration failed")
-        server = Server(data_dir, NAME, ["--api-key", KEY])
+        server = Server(data_dir, NAME, ["--api-key", KEY, *(["--encoder", args.encoder] if args.encoder else [])])
         try:
             pid = server.proc.pid
             rss: list[tuple[float, int]] = []
@@ -235,7 +236,7 @@ def main() -> None:
         "error_samples": run["errors"][:20], "5xx": fivexx, "server_alive": alive,
         "rss_kib": {"first_third_peak": first, "last_third_peak": last, "measured_from_sample": measured_from,
                     "samples": rss}, "rss_bounded": rss_ok,
-        "met": not run["errors"] and not fivexx and rss_ok and alive,
+        "encoder": args.encoder, "met": not run["errors"] and not fivexx and rss_ok and alive,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     name = "serve_mixed_load" if args.mix == "all" else f"serve_mixed_load-{args.mix}"
@@ -245,7 +246,8 @@ def main() -> None:
              f"Machine: {m['cpu']}, {m['cpu_count']} CPUs, torch {m['torch']}, Python {m['python']}, {m['platform']}. "
              "Clients (threads, one httpx.Client each) and server (`funnel serve --api-key …`, its own process) share "
              "the machine's cores.", "",
-             f"Collection: {args.passages} financial-qa-10k passages, `--lexical bm25`. {args.clients} clients for "
+             f"Collection: {args.passages} financial-qa-10k passages, `--lexical bm25`; the server's encoder: "
+             f"{args.encoder or 'its default'}. {args.clients} clients for "
              f"{run['seconds']} s; {n_valid + n_bad:,} requests ({report['qps_all']}/s): {n_valid:,} valid "
              f"({report['qps_valid']}/s, p50 {report['p50_ms_valid']} ms, p99 {report['p99_ms_valid']} ms), "
              f"{n_bad:,} bad.", "",
