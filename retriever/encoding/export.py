@@ -176,8 +176,14 @@ def _onnx_to_openvino(source: Path, target: Path, facts: ModelFacts, calibration
 
         tokens = Tokens(folder / "tokenizer.json", facts)
         dataset = nncf.Dataset([tokens.feeds([t]) for t in texts])
+        options: dict[str, Any] = {}
+        if int8_reduce_range():  # no VNNI: u8×s8 products saturate in 16 bits unless the weights keep 7 bits
+            from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+            options["advanced_parameters"] = AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE)
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
-            model = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(texts))
+            model = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(texts),
+                                  **options)
     ov.save_model(model, str(target), compress_to_fp16=False)
 
 
