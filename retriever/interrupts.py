@@ -117,6 +117,23 @@ def quiet() -> Iterator[None]:
                 raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def while_importing() -> Iterator[None]:
+    """The ``funnel`` command's own imports (before :func:`guard` can run): a Ctrl-C among them prints the
+    line and exits :data:`EXIT_CODE` instead of Python's traceback; Python's handler is back afterwards.
+    Nothing is written before the command runs, so nothing can be left half done. Main thread only, and
+    only where SIGINT has Python's own handler (ignored stays ignored; a host program's handler stays)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: _end())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def finishing() -> None:
     """The command is done: from here on a Ctrl-C ends the process at once (nothing is left to clean up)."""
     if not _state["installed"] or threading.current_thread() is not threading.main_thread():

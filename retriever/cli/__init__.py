@@ -4,6 +4,9 @@ the shared options in :mod:`retriever.cli.options`, terminal output in :mod:`ret
 Run it as ``funnel`` (installed), ``python -m retriever.cli``, or ``python -m cli`` from a checkout.
 """
 
-from retriever.cli.app import main
+from retriever import interrupts
+
+with interrupts.while_importing():  # a Ctrl-C while the command's modules load: one line, exit 130
+    from retriever.cli.app import main
 
 __all__ = ["main"]
