@@ -37,7 +37,7 @@ LINE = "Interrupted: re-run the same command to finish (re-indexing is idempoten
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"installed": False, "quiet": 0, "said": False, "deferred": False, "line": LINE,
-                          "write_end": None}
+                          "write_end": None, "answered": False}
 
 
 def installed() -> bool:
@@ -82,6 +82,22 @@ def heard(signum: int) -> None:
             os.write(_state["write_end"], bytes([int(signum)]))
 
 
+def answered() -> None:
+    """The command answers this Ctrl-C itself (``funnel serve``'s graceful stop, exit 0): unless a quiet
+    section runs (a model load: that still ends at once), the watcher leaves it to the command. Call it
+    before :func:`heard`."""
+    with _lock:
+        if _state["quiet"] == 0:
+            _state["answered"] = True
+
+
+def _taken() -> bool:
+    """Whether the command answered the Ctrl-C the watcher heard (the flag is used up)."""
+    with _lock:
+        taken, _state["answered"] = _state["answered"], False
+    return bool(taken)
+
+
 def say(line: str) -> None:
     """Print the interrupted command's one line on stderr (once per process, whoever says it first)."""
     with _lock:
@@ -89,7 +105,8 @@ def say(line: str) -> None:
             return
         _state["said"] = True
     with contextlib.suppress(Exception):
-        print(line, file=sys.stderr, flush=True)
+        sys.stderr.write(line + "\n")  # one write: a thread logging meanwhile cannot split the line
+        sys.stderr.flush()
 
 
 @contextlib.contextmanager
@@ -168,6 +185,8 @@ def _watch(read_end: int) -> None:
             continue
         if _state["quiet"] > 0:
             _end()
+        if _taken():
+            continue
         deadline = time.monotonic() + GRACE_S
         while time.monotonic() < deadline:
             time.sleep(0.05)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -18,7 +19,7 @@ import uvicorn
 
 from retriever.encoding.embedder import Embedder
 from retriever.errors import FunnelError
-from retriever.interrupts import heard
+from retriever.interrupts import answered, heard
 from retriever.retriever import open_embedder
 from retriever.service.announce import announce, local_url, withdraw
 from retriever.service.app import create_app
@@ -124,6 +125,8 @@ class _Server(uvicorn.Server):
     takes the signals' wakeup fd while it runs): a Ctrl-C while a model loads ends ``funnel serve`` at once."""
 
     def handle_exit(self, sig: int, frame: Any) -> None:  # noqa: ANN401 - the signal module's frame
+        if sig == signal.SIGINT:
+            answered()  # once the model is ready, Ctrl-C is the graceful stop (exit 0), not the watcher's 130
         heard(sig)
         super().handle_exit(sig, frame)
 
