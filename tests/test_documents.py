@@ -439,6 +439,23 @@ def test_kill_9_during_an_http_upsert_leaves_the_old_document(tmp_path, embedder
     assert not (data / "collections" / "crash" / "replacing").exists()
 
 
+def _kill_at_pause(tmp_path: Path, stage: str, script: list[str]) -> None:
+    """Run ``python -c SCRIPT ARGS...`` until it reaches the pause hook's ``stage``, then SIGKILL it."""
+    marker = tmp_path / "paused"
+    env = os.environ | {"PYTHONPATH": str(REPO_ROOT), PAUSE_ENV: f"{stage}:{marker}"}
+    proc = subprocess.Popen([sys.executable, "-c", *script], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(marker, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+
+
 CRASH_SCRIPT = """
 import sys
 from retriever import Retriever
@@ -452,19 +469,7 @@ def test_kill_9_after_the_new_chunks_are_written_keeps_the_new_document(tmp_path
     """Killed once every new chunk is stored (before or after the old ones are deleted): reopened, the
     new version is whole, marked committed, and no old chunk is left."""
     data, before = _old_collection(tmp_path, embedder)
-    marker = tmp_path / "paused"
-    env = os.environ | {"PYTHONPATH": str(REPO_ROOT), PAUSE_ENV: f"{stage}:{marker}"}
-    proc = subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT, str(data), NEW_WALL], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(marker, proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+    _kill_at_pause(tmp_path, stage, [CRASH_SCRIPT, str(data), NEW_WALL])
     after = stored(data, "crash")
     texts = [p["text"] for p in after["wall"]]
     assert len(texts) > 1 and all(t.strip() and t in NEW_WALL for t in texts) and texts[0].startswith("Version two")
@@ -520,19 +525,7 @@ def test_kill_9_during_funnel_index_leaves_each_document_old_or_new(tmp_path, em
     assert {"wall", "loaf", "tea"} <= changed and len(old["loaf"]) > len(new["loaf"])
     data = tmp_path / "trial"
     index_corpus(EdgeCatalog(data), "crash", [tmp_path / "old.jsonl"], embedder, chunk_size=24, chunk_overlap=4)
-    marker = tmp_path / "paused"
-    env = os.environ | {"PYTHONPATH": str(REPO_ROOT), PAUSE_ENV: f"{stage}:{marker}"}
-    proc = subprocess.Popen([sys.executable, "-c", INDEX_SCRIPT, str(data), str(tmp_path / "new.jsonl")],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(marker, proc)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+    _kill_at_pause(tmp_path, stage, [INDEX_SCRIPT, str(data), str(tmp_path / "new.jsonl")])
     assert (data / "collections" / "crash" / "replacing").exists()  # killed mid-run: the next open recovers
     after = stored(data, "crash")
     assert not any(PENDING_FIELD in p for payloads in after.values() for p in payloads)
